@@ -1,0 +1,54 @@
+r"""Regression losses shared by every stage.
+
+All take states ``[B, F, *S]`` and reduce to a scalar; optional per-frame weights ``[B, F]`` (the
+schedule's loss weighting, or a 0/1 mask of the frames that carry loss).
+
+* flow matching: :math:`\mathcal L = \mathbb E\, w(\sigma)\, \lVert v_\theta(x_\sigma,\sigma) - (\varepsilon - x_0)\rVert^2`
+  (the AR teacher, the base model, and the DMD critic all train with it);
+* x0 regression: :math:`\mathcal L = \mathbb E\, \lVert \hat x_0 - x_0^\star\rVert^2` (ODE distillation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from cf_ref.schedule import velocity_target
+
+
+def per_frame_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over each frame's elements: ``[B, F, *S] -> [B, F]``."""
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    if pred.ndim < 2:
+        raise ValueError(f"expected [B, F, *S] tensors, got shape {tuple(pred.shape)}")
+    return (pred.float() - target.float()).pow(2).flatten(2).mean(dim=2)
+
+
+def weighted_mean(per_frame: Tensor, weight: Tensor | None = None) -> Tensor:
+    r""":math:`\sum_{b,f} w_{bf}\,\ell_{bf} / (B F)`; ``weight=None`` is the plain mean. per_frame, weight: ``[B, F]``."""
+    if weight is None:
+        return per_frame.mean()
+    if weight.shape != per_frame.shape:
+        raise ValueError(f"weight {tuple(weight.shape)} must be per frame {tuple(per_frame.shape)}")
+    return (per_frame * weight.to(per_frame.dtype)).mean()
+
+
+def flow_matching_loss(v_pred: Tensor, x0: Tensor, eps: Tensor, weight: Tensor | None = None) -> Tensor:
+    r"""Conditional flow matching :math:`\mathrm{mean}_{b,f}\, w_{bf} \lVert v_\theta - (\varepsilon - x_0)\rVert^2 / |S|`.
+
+    v_pred, x0, eps: ``[B, F, *S]``; weight: ``[B, F]`` or None.
+    """
+    return weighted_mean(per_frame_mse(v_pred, velocity_target(x0, eps)), weight)
+
+
+def x0_regression_loss(x0_pred: Tensor, x0_target: Tensor, weight: Tensor | None = None) -> Tensor:
+    r"""ODE-distillation regression :math:`\mathrm{mean}_{b,f}\, w_{bf}\lVert \hat x_0 - x_0^\star\rVert^2/|S|`. Shapes ``[B, F, *S]``."""
+    return weighted_mean(per_frame_mse(x0_pred, x0_target), weight)
+
+
+def finite_or_raise(loss: Tensor, what: str = "loss") -> Tensor:
+    """Return ``loss`` if finite, else raise ``FloatingPointError`` naming it (training keeps its last checkpoint)."""
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise FloatingPointError(f"{what} is not finite ({loss.detach().flatten()[:4].tolist()})")
+    return loss

@@ -1,0 +1,114 @@
+r"""Sample-quality metrics for toy sequences ``x: [n, N, d]`` against a :class:`toy.data.SequenceData`.
+
+* energy distance :math:`\mathcal E(P,Q) = 2\mathbb E\lVert X-Y\rVert - \mathbb E\lVert X-X'\rVert - \mathbb E\lVert Y-Y'\rVert`
+  (U-statistics for the within-sample terms, so it is unbiased and ≈ 0 for equal laws);
+* sliced Wasserstein-2 over random directions (1-D W2 by sorting);
+* per-frame variance :math:`\mathrm{tr}\,\mathrm{Var}(x_i)` (summed over the d dims);
+* for mixtures: squared Mahalanobis distance to every component, the *off-manifold fraction* (share of
+  samples whose squared Mahalanobis distance to **every** component exceeds the χ²_D quantile at
+  ``level``, default 0.999 — so data itself has ≤ 0.1 % off-manifold), and *mode coverage* (share of
+  components that receive at least ``min_share`` of their expected number of samples).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from scipy.stats import chi2
+from torch import Tensor
+
+from toy.data import SequenceData
+
+OFF_MANIFOLD_LEVEL = 0.999
+
+
+def _flat(x: Tensor) -> Tensor:
+    if x.ndim != 3:
+        raise ValueError(f"samples must be [n, N, d], got {tuple(x.shape)}")
+    return x.reshape(x.shape[0], -1).double()
+
+
+def energy_distance(x: Tensor, y: Tensor) -> float:
+    """Energy distance between samples ``x: [n, N, d]`` and ``y: [m, N, d]`` (Euclidean on the flattened sequence)."""
+    a, b = _flat(x), _flat(y)
+    n, m = len(a), len(b)
+    if n < 2 or m < 2:
+        raise ValueError("energy distance needs at least 2 samples on each side")
+    xy = torch.cdist(a, b).mean()
+    xx = torch.cdist(a, a).sum() / (n * (n - 1))
+    yy = torch.cdist(b, b).sum() / (m * (m - 1))
+    return float(2 * xy - xx - yy)
+
+
+def sliced_wasserstein2(
+    x: Tensor, y: Tensor, num_projections: int = 128, generator: torch.Generator | None = None
+) -> float:
+    """Sliced W2 between equal-size samples ``[n, N, d]``: sqrt of the mean over directions of 1-D W2²."""
+    a, b = _flat(x), _flat(y)
+    if len(a) != len(b):
+        raise ValueError(f"sliced W2 here needs equal sample sizes, got {len(a)} and {len(b)}")
+    dirs = torch.randn(a.shape[1], num_projections, generator=generator, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    pa, _ = torch.sort(a @ dirs, dim=0)
+    pb, _ = torch.sort(b @ dirs, dim=0)
+    return float((pa - pb).pow(2).mean().sqrt())
+
+
+def per_frame_variance(x: Tensor) -> Tensor:
+    """:math:`\\mathrm{tr}\\,\\mathrm{Var}(x_i)` per frame: ``[n, N, d] -> [N]``."""
+    if x.ndim != 3:
+        raise ValueError(f"samples must be [n, N, d], got {tuple(x.shape)}")
+    return x.double().var(dim=0, unbiased=True).sum(dim=-1)
+
+
+def mahalanobis_sq(x: Tensor, data: SequenceData) -> Tensor:
+    r"""Squared Mahalanobis distance of each sample to each component: ``[n, N, d] -> [n, K]``."""
+    flat = _flat(x)
+    mix = data.mixture
+    chol = torch.linalg.cholesky(mix.covs)
+    r = flat[:, None, :] - mix.means[None]  # [n, K, D]
+    sol = torch.linalg.solve_triangular(chol[None], r[..., None], upper=False)[..., 0]
+    return sol.pow(2).sum(-1)
+
+
+def off_manifold_threshold(data: SequenceData, level: float = OFF_MANIFOLD_LEVEL) -> float:
+    """χ²_D quantile at ``level`` with D = N·d: the squared Mahalanobis radius holding ``level`` of a component."""
+    return float(chi2.ppf(level, df=data.mixture.dim))
+
+
+def off_manifold_fraction(x: Tensor, data: SequenceData, level: float = OFF_MANIFOLD_LEVEL) -> float:
+    """Share of samples farther than the ``level`` χ² radius from every component."""
+    d2 = mahalanobis_sq(x, data)
+    return float((d2.min(dim=1).values > off_manifold_threshold(data, level)).double().mean())
+
+
+def mode_shares(x: Tensor, data: SequenceData) -> Tensor:
+    """Share of samples assigned to each component (by maximum responsibility): ``[K]``."""
+    d2 = mahalanobis_sq(x, data)
+    logdet = 2 * torch.log(torch.diagonal(torch.linalg.cholesky(data.mixture.covs), dim1=-2, dim2=-1)).sum(-1)
+    score = data.mixture.log_weights[None] - 0.5 * (d2 + logdet[None])
+    assign = score.argmax(dim=1)
+    return torch.bincount(assign, minlength=data.num_components).double() / len(assign)
+
+
+def mode_coverage(x: Tensor, data: SequenceData, min_share: float = 0.25) -> float:
+    """Share of components holding at least ``min_share`` × their weight of the samples."""
+    shares = mode_shares(x, data)
+    weights = data.mixture.log_weights.exp()
+    return float((shares >= min_share * weights).double().mean())
+
+
+def summary(x: Tensor, reference: Tensor, data: SequenceData) -> dict[str, float | list[float]]:
+    """All metrics of samples ``x`` against fresh data ``reference`` (both ``[n, N, d]``) as a JSON-ready dict."""
+    out: dict[str, float | list[float]] = {
+        "energy_distance": energy_distance(x, reference),
+        "sample_variance": per_frame_variance(x).tolist(),
+        "variance_ratio": (per_frame_variance(x) / per_frame_variance(reference)).tolist(),
+    }
+    if data.num_components > 1:
+        out["off_manifold_fraction"] = off_manifold_fraction(x, data)
+        out["mode_coverage"] = mode_coverage(x, data)
+    if not math.isfinite(out["energy_distance"]):
+        raise FloatingPointError("energy distance is not finite: samples contain NaN/inf")
+    return out

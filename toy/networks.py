@@ -1,0 +1,168 @@
+r"""The toy track's network: a masked per-frame MLP that mirrors the video DiT's attention layout.
+
+Inputs are a sequence of frame tokens with a per-token noise level; which tokens frame i may read is a
+row of a frame visibility from :mod:`cf_ref.masks` — the same definition the DiT's attention uses:
+
+* ``BIDIRECTIONAL`` / ``BLOCK_CAUSAL``: tokens are the F noisy frames (a committed frame is a token at
+  σ = 0 or at its context-noise level);
+* ``TEACHER_FORCING``: tokens are ``[clean ; noisy]`` (2F), clean tokens at σ = 0, and only the noisy
+  half produces outputs (rows ``F:`` of the teacher-forcing visibility).
+
+For query frame i the network reads the masked token features
+:math:`u_i = \mathrm{vec}\big(\mathrm{vis}[i,j]\cdot[x_j, \phi(\sigma_j)]\big)_j` and applies its own MLP
+(weights indexed by i; all frames run in one grouped matmul). Invisible tokens enter as zeros, so
+causality holds by construction, exactly like a masked attention layer.
+:math:`\phi(\sigma) = [\sigma, \sin(\pi k\sigma), \cos(\pi k\sigma)]_{k=1..n}`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from cf_ref.masks import AttentionMode, frame_visibility
+from cf_ref.schedule import Prediction, convert_prediction, sigma_per_frame
+
+
+@dataclass(frozen=True)
+class FrameNetConfig:
+    num_frames: int
+    dim: int
+    mode: AttentionMode = AttentionMode.BLOCK_CAUSAL
+    block_size: int = 1
+    hidden: int = 128
+    depth: int = 3
+    sigma_frequencies: int = 6
+    prediction: Prediction = Prediction.VELOCITY
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or self.dim < 1 or self.hidden < 1 or self.depth < 1:
+            raise ValueError(f"num_frames, dim, hidden, depth must be >= 1: {self}")
+        if self.num_frames % self.block_size:
+            raise ValueError(f"block size {self.block_size} does not divide num_frames {self.num_frames}")
+
+
+class GroupedLinear(nn.Module):
+    """G independent linear maps applied in one batched matmul: ``[B, G, I] -> [B, G, O]``."""
+
+    def __init__(self, groups: int, in_features: int, out_features: int):
+        super().__init__()
+        bound = 1 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(groups, in_features, out_features).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.einsum("bgi,gio->bgo", x, self.weight) + self.bias
+
+
+def sigma_features(sigma: Tensor, frequencies: int) -> Tensor:
+    """:math:`\\phi(\\sigma)`: ``[...] -> [..., 1 + 2·frequencies]``."""
+    k = torch.arange(1, frequencies + 1, device=sigma.device, dtype=sigma.dtype) * math.pi
+    arg = sigma[..., None] * k
+    return torch.cat([sigma[..., None], torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+class MaskedFrameMLP(nn.Module):
+    """Per-frame MLPs over visible frame tokens (see module doc)."""
+
+    def __init__(self, config: FrameNetConfig):
+        super().__init__()
+        self.config = config
+        f = config.num_frames
+        vis = frame_visibility(config.mode, f, config.block_size)
+        rows = vis[f:] if config.mode is AttentionMode.TEACHER_FORCING else vis  # queries = noisy frames
+        self.register_buffer("visibility", rows.clone(), persistent=False)  # [F, L]
+        token = config.dim + 1 + 2 * config.sigma_frequencies
+        width = [rows.shape[1] * token] + [config.hidden] * config.depth + [config.dim]
+        self.layers = nn.ModuleList(GroupedLinear(f, a, b) for a, b in zip(width[:-1], width[1:]))
+
+    @property
+    def teacher_forcing(self) -> bool:
+        return self.config.mode is AttentionMode.TEACHER_FORCING
+
+    def forward(self, x: Tensor, sigma: Tensor, context: Tensor | None = None) -> Tensor:
+        """Raw output (in ``config.prediction``) for noisy frames ``x: [B, F, d]`` at levels ``sigma: [B, F]``.
+
+        ``context: [B, F, d]`` clean frames is required in teacher-forcing mode and refused otherwise.
+        """
+        c = self.config
+        if x.ndim != 3 or x.shape[1:] != (c.num_frames, c.dim):
+            raise ValueError(f"x must be [B, {c.num_frames}, {c.dim}], got {tuple(x.shape)}")
+        sigma = sigma_per_frame(sigma, x)
+        if self.teacher_forcing:
+            if context is None or context.shape != x.shape:
+                got = None if context is None else tuple(context.shape)
+                raise ValueError(f"teacher-forcing mode needs clean context of shape {tuple(x.shape)}, got {got}")
+            tokens = torch.cat([context, x], dim=1)
+            levels = torch.cat([torch.zeros_like(sigma), sigma], dim=1)
+        else:
+            if context is not None:
+                raise ValueError(f"{c.mode.value} mode takes no clean context")
+            tokens, levels = x, sigma
+        feats = torch.cat([tokens, sigma_features(levels, c.sigma_frequencies)], dim=-1)  # [B, L, token]
+        masked = feats[:, None] * self.visibility[None, :, :, None].to(feats.dtype)  # [B, F, L, token]
+        h = rearrange(masked, "b f l t -> b f (l t)")
+        for layer in self.layers[:-1]:
+            h = torch.nn.functional.silu(layer(h))
+        return self.layers[-1](h)
+
+    def predict(
+        self, x: Tensor, sigma: Tensor, context: Tensor | None = None, target: Prediction = Prediction.VELOCITY
+    ) -> Tensor:
+        """Output converted to ``target`` through :func:`cf_ref.schedule.convert_prediction`."""
+        sigma = sigma_per_frame(sigma, x)
+        return convert_prediction(x, self(x, sigma, context), sigma, self.config.prediction, target)
+
+    def velocity_field(self, context: Tensor | None = None):
+        """``(x [B, F, d], sigma) -> v``: a :data:`cf_ref.solvers.VelocityField` with ``context`` closed over."""
+
+        def field(x: Tensor, sigma: Tensor) -> Tensor:
+            return self.predict(x, sigma, context)
+
+        return field
+
+
+class FrameNetBlockwise:
+    """:class:`cf_ref.rollout.BlockwiseModel` adapter: the cache holds committed frames and their levels.
+
+    Teacher-forcing networks read committed frames as clean context (σ must be 0); block-causal networks
+    read them as tokens at their committed level (0, or the context noise). Uncommitted frames are zeros —
+    the visibility hides them, so their value never matters.
+    """
+
+    def __init__(self, net: MaskedFrameMLP):
+        self.net = net
+
+    def new_cache(self, batch_size: int, device: Any = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+        c = self.net.config
+        return {
+            "x": torch.zeros(batch_size, c.num_frames, c.dim, device=device, dtype=dtype),
+            "sigma": torch.zeros(batch_size, c.num_frames, device=device, dtype=dtype),
+        }
+
+    def _span(self, block: int, width: int) -> slice:
+        return slice(block * width, (block + 1) * width)
+
+    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: dict[str, Tensor]) -> Tensor:
+        span = self._span(block, x.shape[1])
+        if self.net.teacher_forcing:
+            noisy = torch.zeros_like(cache["x"])
+            levels = torch.ones_like(cache["sigma"])
+            noisy[:, span], levels[:, span] = x, sigma
+            return self.net.predict(noisy, levels, context=cache["x"])[:, span]
+        tokens, levels = cache["x"].clone(), cache["sigma"].clone()
+        tokens[:, span], levels[:, span] = x, sigma
+        return self.net.predict(tokens, levels)[:, span]
+
+    def commit(self, x: Tensor, sigma: Tensor, block: int, cache: dict[str, Tensor]) -> dict[str, Tensor]:
+        if self.net.teacher_forcing and bool((sigma != 0).any()):
+            raise ValueError("a teacher-forcing network reads clean context: commit at σ = 0")
+        span = self._span(block, x.shape[1])
+        x_all, s_all = cache["x"].clone(), cache["sigma"].clone()
+        x_all[:, span], s_all[:, span] = x, sigma
+        return {"x": x_all, "sigma": s_all}
