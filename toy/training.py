@@ -67,7 +67,7 @@ def train(
         loss = finite_or_raise(loss_fn(t), f"loss at step {t}")
         optimizer_step(module, opt, loss, config.grad_clip)
         sched.step()
-        history.append(float(loss))
+        history.append(float(loss.detach()))
         if on_step is not None:
             on_step(t, history[-1])
     module.eval()
