@@ -64,8 +64,9 @@ class GroupedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(groups, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.einsum("bgi,gio->bgo", x, self.weight) + self.bias
+    def forward(self, x: Tensor, groups: slice = slice(None)) -> Tensor:
+        """``x: [B, G', I]`` for the groups ``groups`` (default all) -> ``[B, G', O]``."""
+        return torch.einsum("bgi,gio->bgo", x, self.weight[groups]) + self.bias[groups]
 
 
 def sigma_features(sigma: Tensor, frequencies: int) -> Tensor:
@@ -96,11 +97,13 @@ class MaskedFrameMLP(nn.Module):
     def teacher_forcing(self) -> bool:
         return self.config.mode is AttentionMode.TEACHER_FORCING
 
-    def forward(self, x: Tensor, sigma: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor, context: Tensor | None = None, frames: slice = slice(None)) -> Tensor:
         """Raw output (in ``config.prediction``) for noisy frames ``x: [B, F, d]`` at levels ``sigma: [B, F]``.
 
         ``context: [B, F, d]`` clean frames is required in teacher-forcing mode, optional in block-causal mode
-        (teacher-forced evaluation, see module doc) and refused in bidirectional mode.
+        (teacher-forced evaluation, see module doc) and refused in bidirectional mode. ``frames`` selects the
+        query frames to compute (default all): the output is ``[B, F', d]`` for those frames only, which
+        is what a block-by-block rollout needs.
         """
         c = self.config
         if x.ndim != 3 or x.shape[1:] != (c.num_frames, c.dim):
@@ -120,20 +123,27 @@ class MaskedFrameMLP(nn.Module):
             levels = torch.cat([torch.zeros_like(sigma), sigma], dim=1)
             vis = self.visibility if self.teacher_forcing else self.forced_visibility
         feats = torch.cat([tokens, sigma_features(levels, c.sigma_frequencies)], dim=-1)  # [B, L, token]
-        masked = feats[:, None] * vis[None, :, :, None].to(feats.dtype)  # [B, F, L, token]
+        vis = vis[frames]  # query rows [F', L]
+        masked = feats[:, None] * vis[None, :, :, None].to(feats.dtype)  # [B, F', L, token]
         if context is not None and not self.teacher_forcing:  # fold the [clean ; noisy] slots of each frame
-            masked = rearrange(masked, "b f (two l) t -> b f two l t", two=2).sum(dim=2)  # [B, F, F, token]
+            masked = rearrange(masked, "b f (two l) t -> b f two l t", two=2).sum(dim=2)  # [B, F', F, token]
         h = rearrange(masked, "b f l t -> b f (l t)")
         for layer in self.layers[:-1]:
-            h = torch.nn.functional.silu(layer(h))
-        return self.layers[-1](h)
+            h = torch.nn.functional.silu(layer(h, frames))
+        return self.layers[-1](h, frames)
 
     def predict(
-        self, x: Tensor, sigma: Tensor, context: Tensor | None = None, target: Prediction = Prediction.VELOCITY
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        context: Tensor | None = None,
+        target: Prediction = Prediction.VELOCITY,
+        frames: slice = slice(None),
     ) -> Tensor:
-        """Output converted to ``target`` through :func:`cf_ref.schedule.convert_prediction`."""
+        """Output (for the query ``frames``) converted to ``target`` through :func:`cf_ref.schedule.convert_prediction`."""
         sigma = sigma_per_frame(sigma, x)
-        return convert_prediction(x, self(x, sigma, context), sigma, self.config.prediction, target)
+        out = self(x, sigma, context, frames)
+        return convert_prediction(x[:, frames], out, sigma[:, frames], self.config.prediction, target)
 
     def velocity_field(self, context: Tensor | None = None):
         """``(x [B, F, d], sigma) -> v``: a :data:`cf_ref.solvers.VelocityField` with ``context`` closed over."""
@@ -185,10 +195,10 @@ class FrameNetBlockwise:
             noisy = torch.zeros_like(cache["x"])
             levels = torch.ones_like(cache["sigma"])
             noisy[:, span], levels[:, span] = x, sigma
-            return self.net.predict(noisy, levels, context=cache["x"])[:, span]
+            return self.net.predict(noisy, levels, context=cache["x"], frames=span)
         tokens, levels = cache["x"].clone(), cache["sigma"].clone()
         tokens[:, span], levels[:, span] = x, sigma
-        return self.net.predict(tokens, levels)[:, span]
+        return self.net.predict(tokens, levels, frames=span)
 
     def commit(self, x: Tensor, sigma: Tensor, block: int, cache: dict[str, Tensor]) -> dict[str, Tensor]:
         if self.net.teacher_forcing and bool((sigma != 0).any()):

@@ -89,3 +89,15 @@ def test_with_mode_copies_weights():
     torch.testing.assert_close(with_mode(causal, AttentionMode.BIDIRECTIONAL)(x, s), bi(x, s))
     with pytest.raises(ValueError, match="input layouts differ"):
         with_mode(bi, AttentionMode.TEACHER_FORCING)
+
+
+@pytest.mark.parametrize("mode", list(AttentionMode))
+def test_query_frames_subset_matches_full_output(mode):
+    """Computing only some query frames gives exactly those rows of the full output."""
+    net = _net(mode, 2)
+    g = torch.Generator().manual_seed(4)
+    x, ctx, sigma = torch.randn(3, 4, 2, generator=g), torch.randn(3, 4, 2, generator=g), torch.rand(3, 4, generator=g)
+    context = None if mode is AttentionMode.BIDIRECTIONAL else ctx
+    full = net.predict(x, sigma, context)
+    for span in (slice(0, 2), slice(2, 4), slice(1, 3)):
+        torch.testing.assert_close(net.predict(x, sigma, context, frames=span), full[:, span])
