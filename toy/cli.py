@@ -35,7 +35,15 @@ def _use_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-from toy.recipes import Preset, Recipe, preset_config  # noqa: E402  (enums: the CLI choices)
+from toy.recipes import Preset, RealScore, Recipe, preset_config  # noqa: E402  (enums: the CLI choices)
+
+_real_score_option = click.option(
+    "--real-score",
+    type=click.Choice([r.value for r in RealScore]),
+    default=RealScore.LEARNED.value,
+    show_default=True,
+    help="DMD real score: the learned bidirectional base model, or the exact teacher (a check of DMD itself).",
+)
 
 
 @toy.command("pipeline")
@@ -48,15 +56,16 @@ from toy.recipes import Preset, Recipe, preset_config  # noqa: E402  (enums: the
 @click.option("--preset", type=click.Choice([p.value for p in Preset]), default=Preset.QUICK.value, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/toy-pipeline", show_default=True)
+@_real_score_option
 @click.option("--threads", default=1, show_default=True, help="torch intra-op threads.")
-def pipeline(recipe: str, preset: str, seed: int, out: str, threads: int) -> None:
+def pipeline(recipe: str, preset: str, seed: int, out: str, real_score: str, threads: int) -> None:
     """Run one recipe's three-stage pipeline with learned networks: base model, AR teacher (if the recipe uses
     one), few-step student initialisation, asymmetric DMD. Writes OUT/pipeline.json and figures."""
     from toy.compare import run_pipeline
 
     _use_threads(threads)
     p = Preset(preset)
-    result = run_pipeline(preset_config(p), Recipe(recipe), seed, out, p)
+    result = run_pipeline(preset_config(p, RealScore(real_score)), Recipe(recipe), seed, out, p)
     init, final = result["stages"]["init"]["samples"], result["stages"]["dmd"]["samples"]
     click.echo(
         f"{recipe} seed {seed}: energy distance {init['energy_distance']:.4g} after init -> "
@@ -68,8 +77,9 @@ def pipeline(recipe: str, preset: str, seed: int, out: str, threads: int) -> Non
 @click.option("--seeds", default=3, show_default=True, help="Number of seeds (0, 1, …).")
 @click.option("--preset", type=click.Choice([p.value for p in Preset]), default=Preset.QUICK.value, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/toy-compare", show_default=True)
+@_real_score_option
 @click.option("--threads", default=1, show_default=True, help="torch intra-op threads.")
-def compare(seeds: int, preset: str, out: str, threads: int) -> None:
+def compare(seeds: int, preset: str, out: str, real_score: str, threads: int) -> None:
     """Run every recipe with equal budgets on several seeds; writes OUT/compare.json, OUT/compare.md
     (mean ± std over seeds) and figures."""
     from pathlib import Path
@@ -80,5 +90,5 @@ def compare(seeds: int, preset: str, out: str, threads: int) -> None:
         raise click.BadParameter("need at least one seed", param_hint="--seeds")
     _use_threads(threads)
     p = Preset(preset)
-    run_compare(preset_config(p), list(range(seeds)), Path(out), p)
+    run_compare(preset_config(p, RealScore(real_score)), list(range(seeds)), Path(out), p)
     click.echo((Path(out) / "compare.md").read_text())

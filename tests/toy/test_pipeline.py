@@ -1,0 +1,98 @@
+"""Recipe chains, stage sharing and reproducibility (toy/recipes.py, toy/pipeline.py) and the comparison outputs
+(toy/compare.py) on a tiny configuration."""
+
+import json
+
+import pytest
+import torch
+
+from toy.compare import mean_std, run_compare
+from toy.pipeline import SeedRun, recipe_stage_keys
+from toy.recipes import (
+    RECIPES,
+    BudgetConfig,
+    DatasetConfig,
+    DMDConfig,
+    EvalConfig,
+    GeneratorInput,
+    Init,
+    NetworkConfig,
+    PipelineConfig,
+    Recipe,
+    ScheduleConfig,
+)
+
+TINY = PipelineConfig(
+    dataset=DatasetConfig(num_frames=2, dim=2, num_modes=2),
+    network=NetworkConfig(hidden=16, depth=2),
+    schedule=ScheduleConfig(ode_steps=8),
+    budget=BudgetConfig(batch_size=32, base_steps=8, teacher_steps=8, init_steps=6, dmd_steps=4, num_pairs=64),
+    dmd=DMDConfig(critic_ratio=2, eval_every=2),
+    eval=EvalConfig(num_samples=64, curve_samples=32, velocity_samples=64),
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_recipe_table():
+    assert set(RECIPES) == set(Recipe)
+    assert RECIPES[Recipe.CAUSVID].generator_input is GeneratorInput.DATA_CONTEXT
+    assert all(RECIPES[r].generator_input is GeneratorInput.SELF_ROLLOUT for r in Recipe if r is not Recipe.CAUSVID)
+    for recipe in Recipe:
+        keys = recipe_stage_keys(recipe)
+        assert ("ar_teacher" in keys) == RECIPES[recipe].init.needs_ar_teacher
+    assert not Init.BIDIRECTIONAL_ODE.needs_ar_teacher
+
+
+def test_schedule_rejects_incompatible_grid():
+    with pytest.raises(ValueError, match="multiple of student_steps"):
+        ScheduleConfig(ode_steps=10, student_steps=4)
+
+
+def test_shared_stages_run_once_and_recipes_reproduce_alone():
+    """Two recipes on one seed share the base model and the TF teacher; a recipe run alone gives the same numbers."""
+    run = SeedRun(TINY, 0)
+    first = run.run(Recipe.CAUSAL_FORCING)
+    teacher = run._nets["ar_teacher/teacher_forcing"]
+    second = run.run(Recipe.CAUSAL_FORCING_PP)
+    assert run._nets["ar_teacher/teacher_forcing"] is teacher
+    assert first["base"] is second["base"] and first["ar_teacher"] is second["ar_teacher"]
+    assert set(run.records) == {
+        "base", "ar_teacher/teacher_forcing", "init/causal_ode", "init/causal_cd",
+        "dmd/causal-forcing", "dmd/causal-forcing-pp",
+    }  # fmt: skip
+    alone = SeedRun(TINY, 0).run(Recipe.CAUSAL_FORCING_PP)
+    assert alone["dmd"]["samples"] == second["dmd"]["samples"]
+    assert alone["dmd"]["curve"] == second["dmd"]["curve"]
+    assert [p["step"] for p in alone["dmd"]["curve"]] == [0, 2, 4]
+    other_seed = SeedRun(TINY, 1).run(Recipe.CAUSAL_FORCING_PP)
+    assert other_seed["dmd"]["samples"] != second["dmd"]["samples"]
+
+
+def test_compare_writes_json_table_and_figures(tmp_path):
+    recipes = (Recipe.SELF_FORCING, Recipe.CAUSVID)
+    result = run_compare(TINY, [0, 1], tmp_path, recipes=recipes)
+    saved = json.loads((tmp_path / "compare.json").read_text())
+    assert saved["seeds"] == [0, 1] and set(saved["recipes"]) == {r.value for r in recipes}
+    summary = saved["recipes"]["causvid"]["summary"]["final"]["energy_distance"]
+    per_seed = [saved["recipes"]["causvid"]["per_seed"][s]["dmd"]["samples"]["energy_distance"] for s in ("0", "1")]
+    assert summary["values"] == pytest.approx(per_seed) and summary["mean"] == pytest.approx(sum(per_seed) / 2)
+    assert set(saved["teachers"]) == {"teacher_forcing", "diffusion_forcing"}
+    table = (tmp_path / "compare.md").read_text()
+    assert "| self-forcing |" in table and "| causvid |" in table and "±" in table
+    for stem in ("samples_init", "samples_dmd", "teachers", "dmd_curves"):
+        assert (tmp_path / f"{stem}.png").stat().st_size > 0 and (tmp_path / f"{stem}.pdf").exists()
+    assert (tmp_path / "samples.safetensors").exists()
+    assert result["recipes"]["self-forcing"]["summary"]["seconds"]["total"]["mean"] > 0
+
+
+def test_mean_std():
+    stat = mean_std([1.0, 2.0, 3.0])
+    assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0)
+    assert mean_std([5.0])["std"] == 0.0
