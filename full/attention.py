@@ -6,10 +6,10 @@ arguments. The processors here accept, in exactly those slots, a small plan obje
 
 * :class:`SelfAttentionInputs` in the ``rotary_emb`` slot — the RoPE table of the query tokens (frame
   positions chosen by the caller: offset by the KV cache, or repeated for teacher forcing), the frame
-  visibility as a token mask (or FlexAttention ``BlockMask``), the KV cache and whether this pass writes
-  it;
-* :class:`CrossAttentionInputs` in the ``encoder_hidden_states`` slot — the prompt
-  (:class:`full.cache.TextContext`, with its cross-attention K/V possibly precomputed once per prompt).
+  visibility as a token mask (or FlexAttention ``BlockMask``), this layer's cached K/V and, in a cache
+  pass, where to leave the new K/V;
+* :class:`CrossAttentionInputs` in the ``encoder_hidden_states`` slot — the projected prompt and, when
+  precomputed once per prompt (:class:`full.cache.TextContext`), this layer's cross-attention K/V.
 
 Both carry ``fold``: with per-frame timesteps the model folds the frames into the batch dimension,
 ``[B, F·T, D] → [B·F, T, D]`` (a free view), so that the stock block's per-sample modulation
@@ -40,7 +40,7 @@ from einops import rearrange
 from torch import Tensor
 
 from cf_ref.masks import token_mask
-from full.cache import TextContext, WanKVCache
+from full.cache import LayerKV
 
 if TYPE_CHECKING:
     from diffusers.models.transformers.transformer_wan import WanAttention
@@ -57,26 +57,32 @@ class MaskKernel(enum.Enum):
 
 @dataclass(frozen=True)
 class SelfAttentionInputs:
-    r"""What the self-attention processor needs for one forward pass.
+    r"""What one layer's self-attention processor needs for one forward pass.
 
     rotary: ``(cos, sin)``, each ``[1, L, 1, Dh]``, for the ``L = F·T`` query tokens (unfolded order);
     fold: frames folded into the batch dimension (1 = none); mask: ``[L, L]`` bool (True = attend), a
-    ``BlockMask`` or None (every key visible); cache: KV cache to prepend (and, with ``write``, to append
-    this pass's K/V to — the cache pass).
+    ``BlockMask`` or None (every key visible); cached: this layer's cached ``(key, value)``
+    ``[B, N, H, Dh]`` to prepend (KV-cached inference); sink: where a cache pass leaves this layer's new
+    (detached) K/V for the cache to append after the pass.
+
+    Everything layer-specific is passed in (no layer index inside the processor), so one compiled block
+    graph serves every layer (``compile_repeated_blocks``).
     """
 
     rotary: tuple[Tensor, Tensor]
     fold: int = 1
     mask: Tensor | BlockMask | None = None
-    cache: WanKVCache | None = None
-    write: bool = False
+    cached: tuple[Tensor, Tensor] | None = None
+    sink: LayerKV | None = None
 
 
 @dataclass(frozen=True)
 class CrossAttentionInputs:
-    """The prompt for the cross-attention processor, and the fold factor of the queries."""
+    """One layer's prompt for the cross-attention processor: the projected text ``[B, L, D]`` and, if
+    precomputed once per prompt, this layer's ``(key, value)`` ``[B, L, H, Dh]``; fold as above."""
 
-    text: TextContext
+    hidden: Tensor
+    kv: tuple[Tensor, Tensor] | None = None
     fold: int = 1
 
 
@@ -147,13 +153,10 @@ def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | BlockMask) 
 
 
 class CausalWanSelfAttnProcessor:
-    """Self-attention of layer ``layer_idx`` with frame masks, a KV cache and free frame positions."""
+    """Self-attention with frame masks, a KV-cache prefix and caller-chosen RoPE frame positions."""
 
     _attention_backend = None
     _parallel_config = None
-
-    def __init__(self, layer_idx: int):
-        self.layer_idx = layer_idx
 
     def __call__(
         self,
@@ -165,33 +168,28 @@ class CausalWanSelfAttnProcessor:
     ) -> Tensor:
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("CausalWanSelfAttnProcessor is a self-attention processor; masks come in the plan")
-        plan = rotary_emb if isinstance(rotary_emb, SelfAttentionInputs) else None
-        fold = plan.fold if plan is not None else 1
-        q, k, v = (_unfold(t, fold) for t in self_attention_qkv(attn, hidden_states))  # [B, L, H, Dh]
-        rotary = plan.rotary if plan is not None else rotary_emb
-        if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        plan = rotary_emb if isinstance(rotary_emb, SelfAttentionInputs) else SelfAttentionInputs(rotary_emb)
+        q, k, v = (_unfold(t, plan.fold) for t in self_attention_qkv(attn, hidden_states))  # [B, L, H, Dh]
+        if plan.rotary is not None:
+            q, k = apply_rotary(q, *plan.rotary), apply_rotary(k, *plan.rotary)
+        if plan.sink is not None:
+            plan.sink.key, plan.sink.value = k.detach(), v.detach()
         keys, values = k, v
-        if plan is not None and plan.cache is not None:
-            keys, values = plan.cache.update(self.layer_idx, k, v)
-            if plan.write:
-                plan.cache.append(self.layer_idx, k, v)
-        if plan is not None and plan.mask is not None:
+        if plan.cached is not None:
+            keys, values = torch.cat([plan.cached[0], k], dim=1), torch.cat([plan.cached[1], v], dim=1)
+        if plan.mask is not None:
             out = masked_attention(q, keys, values, plan.mask)
         else:
             out = dispatch_attention_fn(q, keys, values, backend=self._attention_backend)
-        out = _fold(out.flatten(2, 3).type_as(q), fold)
+        out = _fold(out.flatten(2, 3).type_as(q), plan.fold)
         return attn.to_out[1](attn.to_out[0](out))
 
 
 class CausalWanCrossAttnProcessor:
-    """Text cross-attention of layer ``layer_idx``; reuses K/V precomputed in a :class:`TextContext`."""
+    """Text cross-attention; reuses K/V precomputed once per prompt when given them."""
 
     _attention_backend = None
     _parallel_config = None
-
-    def __init__(self, layer_idx: int):
-        self.layer_idx = layer_idx
 
     def __call__(
         self,
@@ -203,19 +201,13 @@ class CausalWanCrossAttnProcessor:
     ) -> Tensor:
         if attn.add_k_proj is not None:
             raise ValueError("the causal Wan model supports text-only cross-attention (no image K/V projections)")
-        if isinstance(encoder_hidden_states, CrossAttentionInputs):
-            fold, text = encoder_hidden_states.fold, encoder_hidden_states.text
-            if text.keys is not None:
-                k, v = text.keys[self.layer_idx], text.values[self.layer_idx]
-            else:
-                k, v = cross_attention_kv(attn, text.hidden)
-        else:
-            fold = 1
-            k, v = cross_attention_kv(attn, encoder_hidden_states)
-        q = attn.to_q(hidden_states)
-        q = _unfold(_heads(attn, attn.norm_q(q)), fold)
+        if not isinstance(encoder_hidden_states, CrossAttentionInputs):
+            encoder_hidden_states = CrossAttentionInputs(encoder_hidden_states)
+        prompt = encoder_hidden_states
+        k, v = prompt.kv if prompt.kv is not None else cross_attention_kv(attn, prompt.hidden)
+        q = _unfold(_heads(attn, attn.norm_q(attn.to_q(hidden_states))), prompt.fold)
         out = dispatch_attention_fn(q, k, v, attn_mask=attention_mask, backend=self._attention_backend)
-        out = _fold(out.flatten(2, 3).type_as(q), fold)
+        out = _fold(out.flatten(2, 3).type_as(q), prompt.fold)
         return attn.to_out[1](attn.to_out[0](out))
 
 

@@ -70,7 +70,7 @@ from full.attention import (
     cross_attention_kv,
     resolve_kernel,
 )
-from full.cache import TextContext, WanKVCache
+from full.cache import LayerKV, TextContext, WanKVCache
 
 
 class CausalWanTransformer3DModel(WanTransformer3DModel):
@@ -90,9 +90,9 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
     # ------------------------------------------------------------------ setup
     def install_causal_processors(self) -> None:
         """(Re)install the causal self- and cross-attention processors on every block."""
-        for i, block in enumerate(self.blocks):
-            block.attn1.set_processor(CausalWanSelfAttnProcessor(i))
-            block.attn2.set_processor(CausalWanCrossAttnProcessor(i))
+        for block in self.blocks:
+            block.attn1.set_processor(CausalWanSelfAttnProcessor())
+            block.attn2.set_processor(CausalWanCrossAttnProcessor())
 
     def _check_processors(self) -> None:
         for block in self.blocks:
@@ -191,6 +191,14 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         return self._masks[key]
 
     # ------------------------------------------------------------------ core
+    def _cached_or_empty(self, cache: WanKVCache, layer: int, batch: int) -> tuple[Tensor, Tensor]:
+        kv = cache.get(layer)
+        if kv is not None:
+            return kv
+        heads, head_dim = self.config.num_attention_heads, self.config.attention_head_dim
+        empty = torch.empty(batch, 0, heads, head_dim, device=self.device, dtype=self.compute_dtype)
+        return empty, empty
+
     def run(
         self,
         latents: Tensor,
@@ -208,6 +216,8 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         folded into the batch for the modulation). Returns the velocity of ``output_frames``
         ``[B, F_out, C, H, W]`` in the compute dtype, or None when ``output_frames`` is None (cache pass).
         """
+        if write and cache is None:
+            raise ValueError("a cache pass (write=True) needs a cache")
         b, f, _, height, width = latents.shape
         pt, ph, pw = self.config.patch_size
         h, w = self.token_grid(height, width)
@@ -218,13 +228,22 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if fold > 1:
             hidden = rearrange(hidden, "b (f t) d -> (b f) t d", f=fold)
         proj = proj.flatten(0, 1) if timestep.ndim == 2 else proj  # [(B·F), 6, D] or [B, 6, D]
-        self_inputs = SelfAttentionInputs(self.rotary(positions, height, width), fold, mask, cache, write)
-        cross_inputs = CrossAttentionInputs(text, fold)
-        for block in self.blocks:
+        rotary = self.rotary(positions, height, width)
+        # KV-cached passes always get a (possibly empty) prefix and a sink, so that under torch.compile every
+        # layer and every block of a rollout reuses one graph (only the prefix length varies).
+        sinks = [LayerKV() for _ in self.blocks] if cache is not None else None
+        for i, block in enumerate(self.blocks):
+            cached = None if cache is None else self._cached_or_empty(cache, i, b)
+            self_inputs = SelfAttentionInputs(rotary, fold, mask, cached, sinks[i] if sinks is not None else None)
+            kv = (text.keys[i], text.values[i]) if text.keys is not None else None
+            cross_inputs = CrossAttentionInputs(text.hidden, kv, fold)
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden = self._gradient_checkpointing_func(block, hidden, cross_inputs, proj, self_inputs)
             else:
                 hidden = block(hidden, cross_inputs, proj, self_inputs)
+        if write:
+            for i, sink in enumerate(sinks):
+                cache.append(i, sink.key, sink.value)
         if output_frames is None:
             return None
         hidden = rearrange(hidden, "(b f) t d -> b f t d", f=fold) if fold > 1 else hidden
