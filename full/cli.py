@@ -119,8 +119,8 @@ def sample(**opts) -> None:
         out_dir = opts["out_dir"]
         out_dir.mkdir(parents=True, exist_ok=True)
         manifest = {
-            "model": str(opts["model_dir"] or "preset:tiny"),
-            "checkpoint": str(opts["checkpoint"]),
+            "model": str(opts["model_dir"]) if opts["model_dir"] else "preset:tiny",
+            "checkpoint": str(opts["checkpoint"]) if opts["checkpoint"] else None,
             "config": config_dict(config),
             "samples": [],
         }

@@ -329,6 +329,16 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         return GuidedBlockwise(self.blockwise(torch.cat([cond_embeds, uncond_embeds]), block_size, window), scale)
 
 
+def cast_keeping_fp32(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast floating parameters and buffers to ``dtype`` except those under the model's
+    ``_keep_in_fp32_modules`` (what ``from_pretrained(torch_dtype=dtype)`` does), in place."""
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not keep.intersection(name.split(".")):
+            tensor.data = tensor.data.to(dtype)
+    return model
+
+
 def _levels(sigma: float | Tensor, x: Tensor) -> Tensor:
     """σ as float32 ``[B]`` (a shared or per-sample level) or ``[B, F]`` (per frame) for x ``[B, F, ...]``."""
     s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)

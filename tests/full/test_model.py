@@ -11,7 +11,7 @@ from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, sigma_grid
 from cf_ref.solvers import classifier_free_guidance
 from full.attention import MaskKernel
-from full.model import CausalWanTransformer3DModel
+from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
 from full.tiny import transformer_kwargs
 
 BC, TF, BI = AttentionMode.BLOCK_CAUSAL, AttentionMode.TEACHER_FORCING, AttentionMode.BIDIRECTIONAL
@@ -234,7 +234,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(latents, text):
 def test_bf16_runs_and_stays_close_to_fp32(model, latents, text):
     bf16 = CausalWanTransformer3DModel(**transformer_kwargs()).eval()
     bf16.load_state_dict(model.state_dict())
-    bf16.to(torch.bfloat16)
+    cast_keeping_fp32(bf16, torch.bfloat16)
+    assert bf16.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    assert bf16.condition_embedder.time_embedder.linear_1.weight.dtype == torch.float32
     sigma = per_block_sigma(2, 6, 3)
     ref = model.velocity(latents, sigma, text, mode=BC, block_size=3)
     v = bf16.velocity(latents, sigma, text, mode=BC, block_size=3)
