@@ -58,7 +58,7 @@ def _as_tensor(sigma: float | Tensor, like: Tensor | None = None) -> Tensor:
     if isinstance(sigma, Tensor):
         return sigma if like is None else sigma.to(device=like.device, dtype=like.dtype)
     if like is None:
-        return torch.tensor(float(sigma))
+        return torch.tensor(float(sigma), dtype=torch.float64)
     return torch.tensor(float(sigma), device=like.device, dtype=like.dtype)
 
 
