@@ -231,6 +231,18 @@ def block_ids(num_frames: int, block_size: int) -> Tensor:
     return torch.arange(num_frames) // block_size
 
 
+def sample_block_indices(
+    batch_size: int, num_frames: int, num_choices: int, block_size: int = 1, generator: torch.Generator | None = None
+) -> Tensor:
+    """One uniform draw in [0, num_choices) per block, repeated over the block's frames: ``[B, F]`` long.
+
+    Used to pick, per block, a trajectory state (ODE distillation) or a grid step (consistency distillation).
+    """
+    blk = block_ids(num_frames, block_size)
+    per_block = torch.randint(0, num_choices, (batch_size, int(blk[-1]) + 1), generator=generator)
+    return per_block[:, blk]
+
+
 def expand_per_block(values: Tensor, block_size: int) -> Tensor:
     """Repeat per-block values ``[B, F/b]`` to per-frame values ``[B, F]``."""
     return torch.repeat_interleave(values, block_size, dim=1)
