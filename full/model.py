@@ -128,7 +128,10 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
     def text_context(self, text_embeds: Tensor | TextContext, precompute_kv: bool = False) -> TextContext:
         """Project the prompt once: ``[B, L, D_text]`` → :class:`TextContext` (optionally with per-layer K/V)."""
         if isinstance(text_embeds, TextContext):
-            return text_embeds
+            if not precompute_kv or text_embeds.keys is not None:
+                return text_embeds
+            kv = [cross_attention_kv(block.attn2, text_embeds.hidden) for block in self.blocks]
+            return TextContext(text_embeds.hidden, text_embeds.dtype, tuple(k for k, _ in kv), tuple(v for _, v in kv))
         d = self.config.text_dim
         if text_embeds.ndim != 3 or text_embeds.shape[-1] != d:
             raise ValueError(f"text_embeds must be [B, L, D_text={d}], got shape {tuple(text_embeds.shape)}")
@@ -294,7 +297,10 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             if clean.shape != x.shape:
                 raise ValueError(f"clean {tuple(clean.shape)} must have the shape of x {tuple(x.shape)}")
             t_noisy = t if t.ndim == 2 else t[:, None].expand(b, f)
-            t_clean = torch.zeros_like(t_noisy) if clean_sigma is None else timestep_from_sigma(_levels(clean_sigma, x))
+            t_clean = torch.zeros_like(t_noisy)
+            if clean_sigma is not None:
+                levels = _levels(clean_sigma, x)
+                t_clean = timestep_from_sigma(levels if levels.ndim == 2 else levels[:, None].expand(b, f))
             t = torch.cat([t_clean.to(t_noisy), t_noisy], dim=1)
             frames, positions, out = torch.cat([clean, x], dim=1), torch.cat([positions, positions]), slice(f, 2 * f)
             mask = self._mask(mode, f, block_size, None, self.tokens_per_frame(height, width), x.device)
