@@ -146,8 +146,9 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
     def rotary(self, positions: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         """RoPE ``(cos, sin)`` ``[1, F·h·w, 1, Dh]`` for frames at ``positions`` ``[F]`` on a latent ``H×W`` grid.
 
-        ``positions = arange(F)`` reproduces diffusers' ``WanRotaryPosEmbed``; the KV cache offsets them,
-        teacher forcing repeats them.
+        ``positions = arange(F)`` reproduces diffusers' ``WanRotaryPosEmbed`` (float64 tables; float32 when
+        the model computes in half precision); the KV cache offsets the positions, teacher forcing repeats
+        them.
         """
         rope = self.rope
         if positions.numel() and int(positions.max()) >= rope.max_seq_len:
@@ -166,7 +167,12 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             ]
             return torch.cat(parts, dim=-1).reshape(1, f * h * w, 1, -1)
 
-        return table(rope.freqs_cos), table(rope.freqs_sin)
+        cos, sin = table(rope.freqs_cos), table(rope.freqs_sin)
+        if self.compute_dtype in (torch.bfloat16, torch.float16):
+            # diffusers keeps the tables in float64, which makes the rotation a float64 computation; for
+            # half-precision q/k float32 tables give the same rounded result at half the memory traffic
+            cos, sin = cos.float(), sin.float()
+        return cos, sin
 
     def time_embedding(self, timestep: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Wan's time embedding of ``timestep`` ``[B]`` or ``[B, F]`` (0…1000).
