@@ -18,9 +18,14 @@ Python API (states in cf_ref's layout ``[B, F, C, H, W]``, noise levels σ ∈ [
 
     # block by block with a KV cache (sampling, self-forcing rollout, AR-teacher ODE)
     bw = model.blockwise(text_embeds, block_size=3, window=None)     # a cf_ref.rollout.BlockwiseModel
-    cache = bw.new_cache()
+    cache = bw.new_cache()                 # optionally bw.prefill(image_latent, cache): image-to-video
     out = cf_ref.rollout.few_step_rollout(bw, noise, 3, sigmas, cache)           # or ar_ode_sample(...)
     gbw = model.guided_blockwise(cond_embeds, uncond_embeds, scale=6.0, block_size=3)  # CFG AR teacher
+
+    model.mask_kernel = MaskKernel.FLEX    # masked modes: SDPA bool mask (default off CUDA) or FlexAttention
+    cast_keeping_fp32(model, torch.bfloat16)   # bf16 weights, Wan's fp32 modules kept (like from_pretrained)
+    model.enable_gradient_checkpointing()      # training memory
+    model.compile_repeated_blocks(fullgraph=True)  # one compiled block graph for all layers
 
 Modes (frame visibility from :mod:`cf_ref.masks`, expanded to tokens by ``token_mask``):
 
