@@ -14,13 +14,14 @@ frames of one ``decode`` call over the whole video (tested). It drives the VAE's
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from einops import rearrange
 from torch import Tensor
+
+from cf_ref.io import atomic_path
 
 WAN_FPS = 16
 
@@ -121,17 +122,14 @@ def to_uint8(video: Tensor) -> np.ndarray:
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = WAN_FPS) -> Path:
-    """Write ``uint8`` frames ``[F, H, W, 3]`` as an H.264 MP4 (ffmpeg via imageio), atomically: to a
-    temporary ``.mp4`` beside ``path`` (ffmpeg picks the container from the extension), then renamed."""
+    """Write ``uint8`` frames ``[F, H, W, 3]`` as an H.264 MP4 (ffmpeg via imageio), atomically
+    (:func:`cf_ref.io.atomic_path`: a temporary ``….tmp.mp4`` beside ``path``, then renamed)."""
     import imageio.v2 as imageio
 
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"frames must be uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         writer = imageio.get_writer(
             tmp, format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1, pixelformat="yuv420p"
         )
@@ -140,11 +138,6 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = WAN_FPS) -
                 writer.append_data(frame)
         finally:
             writer.close()
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a video is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
