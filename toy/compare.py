@@ -7,6 +7,7 @@ initialisation?"), and rollouts of the teacher-forcing vs the diffusion-forcing 
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from cf_ref.io import atomic_path, save_tensors, write_json, write_text  # noqa: E402
+from cf_ref.io import atomic_path, load_tensors, save_tensors, write_json, write_text  # noqa: E402
 from toy.pipeline import SeedRun, jsonable, recipe_stage_keys  # noqa: E402
 from toy.recipes import RECIPES, PipelineConfig, Preset, Recipe  # noqa: E402
 from toy.stages import Forcing  # noqa: E402
@@ -31,6 +32,7 @@ QUALITY = ("energy_distance", "off_manifold_fraction", "mode_coverage", "varianc
 :func:`per_frame_variance_ratio`)."""
 
 STAGES = ("base", "ar_teacher", "init", "dmd")
+FIGURE_DPI = 100
 
 
 def _metric(samples: dict[str, Any], name: str) -> float:
@@ -163,8 +165,9 @@ def _frame_axes_limits(reference: Tensor) -> list[tuple[float, float]]:
     return [(float(a), float(b)) for a, b in zip(lo - pad, hi + pad)]
 
 
-def plot_samples(rows: dict[str, Tensor], path: Path, title: str) -> None:
-    """One row per model, one column per frame: 2-D scatter of the first two dims (histogram for d = 1)."""
+def plot_samples(rows: dict[str, Tensor], path: Path, title: str, max_points: int = 1000) -> None:
+    """One row per model, one column per frame: 2-D scatter of the first two dims (histogram for d = 1);
+    scatters show the first ``max_points`` samples (rasterised, so the PDF stays small)."""
     reference = rows["data"]
     f, d = reference.shape[1:]
     limits = _frame_axes_limits(reference)
@@ -177,7 +180,10 @@ def plot_samples(rows: dict[str, Tensor], path: Path, title: str) -> None:
                 ax.hist(reference[:, i, 0].numpy(), bins=bins.numpy(), color="0.8", density=True)
                 ax.hist(x[:, i, 0].numpy(), bins=bins.numpy(), histtype="step", color="C0", density=True)
             else:
-                ax.scatter(x[:, i, 0].numpy(), x[:, i, 1].numpy(), s=1, alpha=0.3, color="C0" if r else "0.3")
+                pts = x[:max_points, i]
+                ax.scatter(
+                    pts[:, 0].numpy(), pts[:, 1].numpy(), s=1, alpha=0.4, color="C0" if r else "0.3", rasterized=True
+                )
                 ax.set_xlim(*limits[0])
                 ax.set_ylim(*limits[1])
             ax.set_xticks([])
@@ -215,7 +221,7 @@ def plot_dmd_curves(per_recipe_curves: dict[str, list[list[dict[str, Any]]]], pa
 def _save_figure(fig: plt.Figure, path: Path) -> None:
     for suffix in (".png", ".pdf"):
         with atomic_path(path.with_suffix(suffix)) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=120)
+            fig.savefig(tmp, format=suffix[1:], dpi=FIGURE_DPI)
     plt.close(fig)
 
 
@@ -276,30 +282,39 @@ def run_compare(
     }
     write_json(out / "compare.json", result)
     write_text(out / "compare.md", markdown_table(result))
-    _write_figures(first, recipes, per_seed, out)
+    save_tensors(out / "samples.safetensors", first.samples, metadata={"seed": str(first.seed)})
+    write_compare_figures(result, first.samples, first.seed, out)
     return result
 
 
-def _write_figures(
-    run: SeedRun, recipes: Sequence[Recipe], per_seed: dict[Recipe, dict[int, dict[str, Any]]], out: Path
-) -> None:
-    samples = run.samples
-    save_tensors(out / "samples.safetensors", samples, metadata={"seed": str(run.seed)})
+def write_compare_figures(result: dict[str, Any], samples: dict[str, Tensor], seed: int, out: Path) -> None:
+    """The comparison's figures from its result dict and one seed's evaluation samples (see :func:`redraw`)."""
+    recipes = [Recipe(name) for name in result["recipes"]]
     init_rows = {"data": samples["data"]}
     final_rows = {"data": samples["data"]}
     for r in recipes:
         keys = recipe_stage_keys(r)
         init_rows[f"{r.value}\n({RECIPES[r].init.value})"] = samples[keys["init"]]
         final_rows[r.value] = samples[keys["dmd"]]
-    plot_samples(init_rows, out / "samples_init", f"After initialisation (seed {run.seed})")
-    plot_samples(final_rows, out / "samples_dmd", f"After DMD (seed {run.seed})")
+    plot_samples(init_rows, out / "samples_init", f"After initialisation (seed {seed})")
+    plot_samples(final_rows, out / "samples_dmd", f"After DMD (seed {seed})")
     teacher_rows = {"data": samples["data"]}
     teacher_rows.update({f.value: samples[f"ar_teacher/{f.value}"] for f in Forcing})
-    plot_samples(
-        teacher_rows, out / "teachers", f"AR teacher rollouts on clean self-generated history (seed {run.seed})"
-    )
-    curves = {r.value: [per_seed[r][s]["dmd"]["curve"] for s in sorted(per_seed[r])] for r in recipes}
+    plot_samples(teacher_rows, out / "teachers", f"AR teacher rollouts on clean self-generated history (seed {seed})")
+    curves = {
+        name: [per_seed["dmd"]["curve"] for per_seed in rec["per_seed"].values()]
+        for name, rec in result["recipes"].items()
+    }
     plot_dmd_curves(curves, out / "dmd_curves")
+
+
+def redraw(out: Path) -> None:
+    """Redraw a comparison's table and figures from its compare.json and samples.safetensors (no training)."""
+    out = Path(out)
+    result = json.loads((out / "compare.json").read_text())
+    tensors = load_tensors(out / "samples.safetensors")
+    write_text(out / "compare.md", markdown_table(result))
+    write_compare_figures(result, tensors, result["seeds"][0], out)
 
 
 def run_pipeline(config: PipelineConfig, recipe: Recipe, seed: int, out: Path, preset: Preset | None = None) -> dict:

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from toy.compare import mean_std, run_compare
+from toy.compare import mean_std, redraw, run_compare
 from toy.pipeline import SeedRun, recipe_stage_keys
 from toy.recipes import (
     RECIPES,
@@ -90,6 +90,14 @@ def test_compare_writes_json_table_and_figures(tmp_path):
         assert (tmp_path / f"{stem}.png").stat().st_size > 0 and (tmp_path / f"{stem}.pdf").exists()
     assert (tmp_path / "samples.safetensors").exists()
     assert result["recipes"]["self-forcing"]["summary"]["seconds"]["total"]["mean"] > 0
+    for stem in ("samples_init", "samples_dmd", "teachers", "dmd_curves"):
+        (tmp_path / f"{stem}.png").unlink()
+    (tmp_path / "compare.md").unlink()
+    redraw(tmp_path)  # from compare.json and samples.safetensors alone
+    assert (tmp_path / "compare.md").read_text() == table
+    assert all(
+        (tmp_path / f"{stem}.png").exists() for stem in ("samples_init", "samples_dmd", "teachers", "dmd_curves")
+    )
 
 
 def test_mean_std():
