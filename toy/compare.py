@@ -26,6 +26,7 @@ from cf_ref.io import atomic_path, load_tensors, save_tensors, write_json, write
 from toy.pipeline import SeedRun, jsonable, recipe_stage_keys  # noqa: E402
 from toy.recipes import RECIPES, PipelineConfig, Preset, Recipe  # noqa: E402
 from toy.stages import Forcing  # noqa: E402
+from toy.velocity_errors import History  # noqa: E402
 
 QUALITY = ("energy_distance", "off_manifold_fraction", "mode_coverage", "variance_ratio")
 """Sample metrics compared across recipes (``variance_ratio`` is averaged over frames here; per frame in
@@ -41,7 +42,7 @@ def _metric(samples: dict[str, Any], name: str) -> float:
 
 
 def mean_std(values: Sequence[float]) -> dict[str, Any]:
-    """``{"mean", "std", "values"}`` (sample std, 0 for one value; NaNs kept out of neither)."""
+    """``{"mean", "std", "values"}`` over seeds (sample standard deviation; 0 for a single value)."""
     t = torch.tensor([float(v) for v in values], dtype=torch.float64)
     std = float(t.std(unbiased=True)) if len(t) > 1 else 0.0
     return {"mean": float(t.mean()), "std": std, "values": [float(v) for v in values]}
@@ -73,7 +74,7 @@ def summarise_teachers(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     out = {}
     for forcing in Forcing:
         recs = [per_seed[s][forcing.value] for s in seeds]
-        row = {f"velocity_error_{h}": mean_std([r["velocity_error"][h] for r in recs]) for h in ("clean", "noisy")}
+        row = {f"velocity_error_{h.value}": mean_std([r["velocity_error"][h.value] for r in recs]) for h in History}
         row.update({m: mean_std([_metric(r["samples"], m) for r in recs]) for m in QUALITY})
         row["variance_ratio_per_frame"] = per_frame_variance_ratio(recs)
         row["seconds"] = mean_std([r["seconds"] for r in recs])
