@@ -117,6 +117,8 @@ def conditional_statistics(
     samples. :func:`conditional_expectation` and :func:`non_injectivity_index` are its two halves.
     """
     _check(inputs, visibility)
+    if num_resamples < 2:
+        raise ValueError(f"num_resamples must be >= 2 to estimate a variance, got {num_resamples}")
     mean = torch.empty_like(inputs)
     variance = torch.empty_like(inputs)
     eta = torch.empty(inputs.shape[1], dtype=inputs.dtype)
