@@ -85,7 +85,8 @@ def _bidirectional_student_claims(name: str, exp: dict, key: str, student: dict)
     eta = exp["non_injectivity"]["bidirectional"]
     frames = [i for i, e in enumerate(eta) if e > BIDIRECTIONAL_INJECTIVITY_MIN]
     if frames:
-        ratios = [student["error_to_conditional_expectation"][i] / student["error_to_flow_map"][i] for i in frames]
+        to_map = student.get("error_to_flow_map_ce_subset", student["error_to_flow_map"])  # same pairs as the CE
+        ratios = [student["error_to_conditional_expectation"][i] / to_map[i] for i in frames]
         out.append(
             _claim(
                 name,

@@ -51,23 +51,15 @@ def run(preset: str, out_dir: str, seed: int, workers: int, threads: int, no_plo
     Writes into OUT: metrics.json (schema in docs/toy.md), summary.md (tables), plot_data.safetensors,
     timings.json and the figures (PNG + PDF).
     """
-    from functools import partial
-
     import torch
 
-    from toy.experiment import Preset, preset_config, write_outputs
-    from toy.experiment import run as run_experiment
-    from toy.plots import draw_dataset_unprefixed, plot_errors
+    from toy.experiment import Preset, preset_config, run_to_directory
 
     torch.set_num_threads(threads)
-    figures = None if no_plots else partial(draw_dataset_unprefixed, out_dir=out_dir)
     config = preset_config(Preset(preset))
-    metrics, plots, timings = run_experiment(config, seed=seed, progress=True, workers=workers, on_dataset=figures)
-    out = write_outputs(out_dir, metrics, plots, timings)
-    if not no_plots:
-        plot_errors(metrics, out, dpi=130)
+    metrics, timings = run_to_directory(config, out_dir, seed=seed, workers=workers, figures=not no_plots)
     held = sum(c["holds"] for c in metrics["claims"])
-    click.echo(f"{held}/{len(metrics['claims'])} claims hold; wrote {out}/summary.md ({timings['total_s']:.1f} s)")
+    click.echo(f"{held}/{len(metrics['claims'])} claims hold; wrote {out_dir}/summary.md ({timings['total_s']:.1f} s)")
 
 
 @toy.command("plots")

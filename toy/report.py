@@ -32,15 +32,18 @@ def _injectivity_table(metrics: dict) -> list[str]:
 
 
 def _regression_table(metrics: dict) -> list[str]:
+    n_all, n_ce = metrics["settings"]["num_eval_pairs"], metrics["settings"]["num_ce_pairs"]
     rows = [
-        "| dataset | student | error to flow map (per frame) | error to cond. expectation (per frame) |",
-        "|---|---|---|---|",
+        f"| dataset | student | error to flow map ({n_all} pairs) | error to flow map ({n_ce} pairs) | "
+        f"error to cond. expectation ({n_ce} pairs) | Monte Carlo error of the cond. expectation |",
+        "|---|---|---|---|---|---|",
     ]
     for name, exp in metrics["experiments"].items():
         for key, s in exp["students"].items():
             rows.append(
                 f"| {name} | {_student_label(key, s)} | {_frames(s['error_to_flow_map'])} | "
-                f"{_frames(s['error_to_conditional_expectation'])} |"
+                f"{_frames(s['error_to_flow_map_ce_subset'])} | {_frames(s['error_to_conditional_expectation'])} | "
+                f"{_frames(s['conditional_expectation_mc_error'])} |"
             )
     return rows
 
@@ -130,7 +133,7 @@ def summary_markdown(metrics: dict) -> str:
         "",
         *_injectivity_table(metrics),
         "",
-        "## Regression error of the students (held-out pairs)",
+        "## Regression error of the students (held-out pairs; per frame)",
         "",
         *_regression_table(metrics),
         "",
