@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from toy.compare import run_compare
+from toy.experiment import Preset
 from toy.pipeline import recipe_stage_keys
-from toy.recipes import Preset, Recipe, preset_config
+from toy.recipes import Recipe, pipeline_config
 
 
 def main() -> None:
@@ -36,7 +37,7 @@ def main() -> None:
           f"{torch.get_num_threads()} intra-op thread(s), load average {os.getloadavg()}")  # fmt: skip
     preset = Preset(args.preset)
     wall, cpu = time.perf_counter(), time.process_time()
-    result = run_compare(preset_config(preset), list(range(args.seeds)), Path(args.out), preset)
+    result = run_compare(pipeline_config(preset), list(range(args.seeds)), Path(args.out), preset)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"compare --preset {preset.value} --seeds {args.seeds}: wall {wall:.1f} s, process CPU {cpu:.1f} s")
 

@@ -93,7 +93,8 @@ def _use_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-from toy.recipes import Preset, RealScore, Recipe, preset_config  # noqa: E402  (enums: the CLI choices)
+from toy.experiment import Preset  # noqa: E402  (the CLI choices, shared with `toy run`)
+from toy.recipes import RealScore, Recipe, pipeline_config  # noqa: E402
 
 _real_score_option = click.option(
     "--real-score",
@@ -123,7 +124,7 @@ def pipeline(recipe: str, preset: str, seed: int, out: str, real_score: str, thr
 
     _use_threads(threads)
     p = Preset(preset)
-    result = run_pipeline(preset_config(p, RealScore(real_score)), Recipe(recipe), seed, out, p)
+    result = run_pipeline(pipeline_config(p, RealScore(real_score)), Recipe(recipe), seed, out, p)
     init, final = result["stages"]["init"]["samples"], result["stages"]["dmd"]["samples"]
     click.echo(
         f"{recipe} seed {seed}: energy distance {init['energy_distance']:.4g} after init -> "
@@ -148,5 +149,5 @@ def compare(seeds: int, preset: str, out: str, real_score: str, threads: int) ->
         raise click.BadParameter("need at least one seed", param_hint="--seeds")
     _use_threads(threads)
     p = Preset(preset)
-    run_compare(preset_config(p, RealScore(real_score)), list(range(seeds)), Path(out), p)
+    run_compare(pipeline_config(p, RealScore(real_score)), list(range(seeds)), Path(out), p)
     click.echo((Path(out) / "compare.md").read_text())

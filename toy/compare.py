@@ -23,8 +23,9 @@ from torch import Tensor  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from cf_ref.io import atomic_path, load_tensors, save_tensors, write_json, write_text  # noqa: E402
+from toy.experiment import Preset  # noqa: E402
 from toy.pipeline import SeedRun, jsonable, recipe_stage_keys  # noqa: E402
-from toy.recipes import RECIPES, PipelineConfig, Preset, Recipe  # noqa: E402
+from toy.recipes import RECIPES, PipelineConfig, Recipe  # noqa: E402
 from toy.stages import Forcing  # noqa: E402
 from toy.velocity_errors import History  # noqa: E402
 

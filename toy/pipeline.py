@@ -12,7 +12,6 @@ import contextlib
 import copy
 import enum
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
@@ -21,13 +20,15 @@ import torch
 from torch import Tensor
 
 from cf_ref.masks import AttentionMode
-from toy import metrics
+from toy.evaluation import SampleSizes, sample_quality
+from toy.experiment import derive_seed
 from toy.networks import MaskedFrameMLP, with_mode
 from toy.recipes import RECIPES, Init, PipelineConfig, RealScore, Recipe
 from toy.stages import (
     DMDSettings,
     Forcing,
     ar_sample,
+    distill_ode,
     few_step_sample,
     joint_sample,
     ode_pairs,
@@ -36,8 +37,8 @@ from toy.stages import (
     train_base_model,
     train_cd_student,
     train_dmd,
-    train_ode_student,
 )
+from toy.students import build_network
 from toy.teachers import BidirectionalTeacher
 from toy.velocity_errors import History, ar_velocity_error, bidirectional_velocity_error
 
@@ -63,8 +64,9 @@ class Stopwatch:
 
 
 def stage_rng(seed: int, stage: str) -> torch.Generator:
-    """The generator of one stage: seeded from ``(seed, stage)`` so stages do not share random streams."""
-    return torch.Generator().manual_seed(zlib.crc32(f"{seed}/{stage}".encode()))
+    """The generator of one stage, seeded by :func:`toy.experiment.derive_seed` from ``(seed, "pipeline", stage)``
+    so stages do not share random streams."""
+    return torch.Generator().manual_seed(derive_seed(seed, "pipeline", stage))
 
 
 def jsonable(obj: Any) -> Any:
@@ -102,7 +104,7 @@ class SeedRun:
 
     def __init__(self, config: PipelineConfig, seed: int):
         self.config, self.seed = config, seed
-        self.data = config.dataset.build()
+        self.data = config.build_data()
         g = stage_rng(seed, "evaluation")
         n, f, d = config.eval.num_samples, self.data.num_frames, self.data.dim
         self.samples: dict[str, Tensor] = {"data": sample_data(self.data, n, g)}
@@ -115,7 +117,12 @@ class SeedRun:
     # ---- helpers -------------------------------------------------------------------------------------------
     def _summary(self, key: str, samples: Tensor) -> dict[str, Any]:
         self.samples[key] = samples
-        return metrics.summary(samples, self.samples["data"], self.data)
+        return self._quality(samples, self.samples["data"])
+
+    def _quality(self, samples: Tensor, reference: Tensor) -> dict[str, Any]:
+        """The sample metrics of ``cf-ref toy run`` (:func:`toy.evaluation.sample_quality`) on all samples."""
+        n = len(samples)
+        return sample_quality(samples, reference, self.data, SampleSizes(variance=n, energy=n))
 
     def _few_step_metrics(self, key: str, net: MaskedFrameMLP) -> dict[str, Any]:
         rng = stage_rng(self.seed, f"eval/{key}")
@@ -136,9 +143,8 @@ class SeedRun:
         key = "base"
         if key not in self._nets:
             c = self.config
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(zlib.crc32(f"{self.seed}/init".encode()))
-                net = MaskedFrameMLP(c.network.frame_net(self.data, AttentionMode.BIDIRECTIONAL))
+            net_config = c.network.frame_net(self.data, AttentionMode.BIDIRECTIONAL)
+            net = build_network(net_config, derive_seed(self.seed, "pipeline", "base", "weights"))
             clock = Stopwatch()
             with clock.running():
                 losses = train_base_model(
@@ -186,7 +192,7 @@ class SeedRun:
                 with clock.running():
                     eps = torch.randn(b.num_pairs, self.data.num_frames, self.data.dim, generator=rng)
                     pairs = ode_pairs(teacher, eps, self.grid, self.student_sigmas)
-                    losses = train_ode_student(net, pairs, optim, b.batch_size, rng)
+                    losses = distill_ode(net, pairs, optim, b.batch_size, rng)
             else:
                 teacher = self.ar_teacher(Forcing.TEACHER)
                 net = with_mode(teacher, AttentionMode.BLOCK_CAUSAL)
@@ -195,7 +201,7 @@ class SeedRun:
                         context = sample_data(self.data, b.num_pairs, rng)
                         eps = torch.randn(context.shape, generator=rng)
                         pairs = ode_pairs(teacher, eps, self.grid, self.student_sigmas, context=context)
-                        losses = train_ode_student(net, pairs, optim, b.batch_size, rng)
+                        losses = distill_ode(net, pairs, optim, b.batch_size, rng)
                     else:
                         losses = train_cd_student(
                             net, teacher, self.data, self.grid, optim, b.batch_size, c.cd.ema_decay, rng
@@ -240,7 +246,7 @@ class SeedRun:
                 with eval_clock.running():
                     rng = stage_rng(self.seed, f"eval/{key}/curve")
                     x = few_step_sample(model, self.eval_noise[:n], self.student_sigmas, rng=rng)
-                    curve.append({"step": step, **metrics.summary(x, self.samples["data"][:n], self.data)})
+                    curve.append({"step": step, **self._quality(x, self.samples["data"][:n])})
 
             def on_step(step: int, model: MaskedFrameMLP) -> None:
                 if (step + 1) % c.dmd.eval_every == 0 or step + 1 == c.budget.dmd_steps:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import few_step_sigmas, sigma_grid, uniform_few_step_timesteps
-from toy.data import SequenceData, ar1_gaussian, shared_mode_mixture
+from toy.data import SequenceData
+from toy.experiment import DatasetKind, DatasetSpec, Preset
 from toy.networks import FrameNetConfig
 from toy.training import OptimConfig
 
@@ -80,29 +81,6 @@ class RealScore(enum.Enum):
 
     LEARNED = "learned"  # the bidirectional base model (as the pretrained teacher in the real systems)
     EXACT = "exact"  # the exact bidirectional teacher of the toy data (a check of DMD itself)
-
-
-class Dataset(enum.Enum):
-    MIXTURE = "mixture"  # toy.data.shared_mode_mixture: the mode is drawn once per sequence
-    GAUSSIAN_AR1 = "gaussian_ar1"  # toy.data.ar1_gaussian
-
-
-class Preset(enum.Enum):
-    QUICK = "quick"
-    PAPER = "paper"
-
-
-@dataclass(frozen=True)
-class DatasetConfig:
-    kind: Dataset = Dataset.MIXTURE
-    num_frames: int = 4
-    dim: int = 2
-    num_modes: int = 4  # mixtures only
-
-    def build(self) -> SequenceData:
-        if self.kind is Dataset.MIXTURE:
-            return shared_mode_mixture(self.num_frames, self.dim, num_modes=self.num_modes)
-        return ar1_gaussian(self.num_frames, self.dim)
 
 
 @dataclass(frozen=True)
@@ -194,9 +172,14 @@ class EvalConfig:
     velocity_samples: int = 2048  # noisy inputs for velocity errors
 
 
+MIXTURE_4_MODES = DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=4)
+"""The comparison's dataset: four rotating mode trajectories in 2-D, the mode drawn once per sequence."""
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    dataset: DatasetSpec = MIXTURE_4_MODES  # the datasets of `cf-ref toy run` (toy.experiment)
+    num_frames: int = 4
     network: NetworkConfig = field(default_factory=NetworkConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
@@ -204,8 +187,11 @@ class PipelineConfig:
     cd: CDConfig = field(default_factory=CDConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def build_data(self) -> SequenceData:
+        return self.dataset.build(self.num_frames)
 
-def preset_config(preset: Preset, real_score: RealScore = RealScore.LEARNED) -> PipelineConfig:
+
+def pipeline_config(preset: Preset, real_score: RealScore = RealScore.LEARNED) -> PipelineConfig:
     """``QUICK``: the defaults (a 3-seed comparison of all recipes in minutes on 2 CPU cores);
     ``PAPER``: twice the network width, 4× the training steps and 4× the evaluation samples.
     ``real_score`` picks the DMD real score (the exact teacher is a check of DMD itself)."""

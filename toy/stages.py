@@ -8,7 +8,7 @@ same ``cf_ref`` functions. Networks read states ``[B, F, d]`` and per-frame leve
 2. :func:`train_ar_teacher` — a block-causal network trained by flow matching with per-block σ, either by
    **teacher forcing** (history = clean data, the network evaluated teacher-forced) or by **diffusion
    forcing** (every frame noised with its own σ, history included).
-3. Initialisation of the few-step causal student: :func:`ode_pairs` + :func:`train_ode_student` (causal ODE
+3. Initialisation of the few-step causal student: :func:`ode_pairs` + :func:`distill_ode` (causal ODE
    pairs from the AR teacher with clean data context, or bidirectional pairs from the base model's joint
    PF-ODE) and :func:`train_cd_student` (causal consistency distillation with an EMA target).
 4. :func:`train_dmd` — asymmetric DMD: the generator's samples come from a self-forcing rollout
@@ -31,7 +31,7 @@ from torch import Tensor
 
 from cf_ref.distill.cd import consistency_distillation_loss, sample_grid_indices
 from cf_ref.distill.dmd import critic_loss, dmd_generator_loss
-from cf_ref.distill.ode import ode_regression_loss, sample_state_indices
+from cf_ref.distill.ode import sample_state_indices
 from cf_ref.ema import ema_copy, ema_update
 from cf_ref.losses import flow_matching_loss
 from cf_ref.rollout import ar_ode_sample, few_step_rollout, sample_exit_steps
@@ -39,7 +39,9 @@ from cf_ref.schedule import Granularity, interpolate, sample_training_sigmas, x0
 from cf_ref.solvers import Method, VelocityField, integrate
 from toy.data import SequenceData
 from toy.networks import FrameNetBlockwise, MaskedFrameMLP
+from toy.pairs import PairSet, Route
 from toy.recipes import GeneratorInput
+from toy.students import ContextRegime, TrainedStudent, ode_loss_closure, sample
 from toy.training import OptimConfig, make_optimizer, optimizer_step, train
 
 
@@ -108,22 +110,12 @@ def train_ar_teacher(
     return train(net, loss, optim)
 
 
-@dataclass(frozen=True)
-class ODEPairs:
-    """Stored PF-ODE pairs: states ``[P, K, F, d]`` at ``sigmas [K]``, end points ``target [P, F, d]`` and, for
-    causal pairs, the clean data context ``[P, F, d]`` the teacher (and so the student) conditions on."""
-
-    states: Tensor
-    sigmas: Tensor
-    target: Tensor
-    context: Tensor | None = None
-
-
 @torch.no_grad()
 def ode_pairs(
     teacher: MaskedFrameMLP, eps: Tensor, grid: Tensor, keep_at: Tensor, context: Tensor | None = None
-) -> ODEPairs:
-    r"""Integrate the teacher's PF-ODE from ``eps: [P, F, d]`` on ``grid`` (Euler), keeping the states at ``keep_at``.
+) -> PairSet:
+    r"""Integrate a learned teacher's PF-ODE from ``eps: [P, F, d]`` on ``grid`` (Euler), keeping the states at
+    ``keep_at``; returns :class:`toy.pairs.PairSet` (the pair format of ``cf-ref toy run``).
 
     Bidirectional pairs: ``teacher`` is the base model, ``context=None`` — its joint flow map
     :math:`\Phi(\varepsilon)`. Causal pairs: ``teacher`` is the AR teacher with clean data ``context`` — every
@@ -131,25 +123,26 @@ def ode_pairs(
     :math:`\Phi_j(\varepsilon_j; c)`.
     """
     traj = integrate(teacher.velocity_field(context), eps, grid, Method.EULER, keep_at=keep_at)
-    return ODEPairs(traj.states, traj.sigmas.to(eps.dtype), traj.end, context)
+    route = Route.BIDIRECTIONAL if context is None else Route.CAUSAL
+    return PairSet(route, traj.states, traj.sigmas.to(eps.dtype), traj.end, eps, context)
 
 
-def train_ode_student(
-    student: MaskedFrameMLP, pairs: ODEPairs, optim: OptimConfig, batch_size: int, rng: torch.Generator
+def distill_ode(
+    student: MaskedFrameMLP,
+    pairs: PairSet,
+    optim: OptimConfig,
+    batch_size: int,
+    rng: torch.Generator,
+    state_granularity: Granularity = Granularity.SAMPLE,
 ) -> list[float]:
-    r"""Stage 3 (ODE initialisation): :func:`cf_ref.distill.ode.ode_regression_loss` on minibatches of ``pairs``,
-    one state index per block. The student sees the pairs' context when they have one (causal pairs) and the
-    noisy trajectory frames of earlier blocks otherwise (bidirectional pairs)."""
-    num_pairs, k, f = pairs.states.shape[:3]
-
-    def loss(step: int) -> Tensor:
-        rows = torch.randint(0, num_pairs, (batch_size,), generator=rng)
-        index = sample_state_indices(batch_size, f, k, student.config.block_size, generator=rng)
-        context = None if pairs.context is None else pairs.context[rows]
-        field = student.velocity_field(context)
-        return ode_regression_loss(field, pairs.states[rows], pairs.sigmas, pairs.target[rows], index)
-
-    return train(student, loss, optim)
+    r"""Stage 3 (ODE initialisation) of an existing (warm-started) student: the ODE-regression closure of
+    ``cf-ref toy run`` (:func:`toy.students.ode_loss_closure`, one kept state per sample as published) through
+    :func:`toy.training.train`. The student sees the pairs' clean context (causal pairs) or the noisy
+    trajectory frames of earlier blocks (bidirectional pairs)."""
+    closure = ode_loss_closure(
+        student, pairs.states, pairs.sigmas, pairs.target, pairs.context, batch_size, state_granularity, rng
+    )
+    return train(student, closure, optim)
 
 
 def train_cd_student(
@@ -182,16 +175,10 @@ def train_cd_student(
     return train(student, loss, optim, on_step=lambda step, value: ema_update(target, student, ema_decay))
 
 
-def few_step_sample(
-    net: MaskedFrameMLP, noise: Tensor, sigmas: Tensor, context_noise: float = 0.0, rng: torch.Generator | None = None
-) -> Tensor:
-    """Inference: the few-step AR rollout of ``net`` on its own outputs from ``noise: [n, F, d]``; returns ``[n, F, d]``."""
-    model = FrameNetBlockwise(net)
-    with torch.no_grad():
-        cache = model.new_cache(noise.shape[0], dtype=noise.dtype)
-        return few_step_rollout(
-            model, noise, net.config.block_size, sigmas, cache, context_noise=context_noise, generator=rng
-        ).x0
+def few_step_sample(net: MaskedFrameMLP, noise: Tensor, sigmas: Tensor, rng: torch.Generator | None = None) -> Tensor:
+    """Inference: the few-step AR rollout of ``net`` on its own clean outputs (:func:`toy.students.sample`,
+    ``ContextRegime.CLEAN``) from ``noise: [n, F, d]``; returns ``[n, F, d]``."""
+    return sample(TrainedStudent(net, sigmas, []), noise, ContextRegime.CLEAN, rng)
 
 
 def ar_sample(net: MaskedFrameMLP, noise: Tensor, grid: Tensor) -> Tensor:

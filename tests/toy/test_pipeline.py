@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from toy.compare import mean_std, redraw, run_compare
+from toy.experiment import DatasetKind, DatasetSpec
 from toy.pipeline import SeedRun, recipe_stage_keys
 from toy.recipes import (
     RECIPES,
     BudgetConfig,
-    DatasetConfig,
     DMDConfig,
     EvalConfig,
     GeneratorInput,
@@ -23,7 +23,8 @@ from toy.recipes import (
 )
 
 TINY = PipelineConfig(
-    dataset=DatasetConfig(num_frames=2, dim=2, num_modes=2),
+    dataset=DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=2),
+    num_frames=2,
     network=NetworkConfig(hidden=16, depth=2),
     schedule=ScheduleConfig(ode_steps=8),
     budget=BudgetConfig(batch_size=32, base_steps=8, teacher_steps=8, init_steps=6, dmd_steps=4, num_pairs=64),

@@ -16,6 +16,7 @@ from toy.recipes import GeneratorInput
 from toy.stages import (
     DMDSettings,
     Forcing,
+    distill_ode,
     few_step_sample,
     generator_samples,
     ode_pairs,
@@ -24,7 +25,6 @@ from toy.stages import (
     train_base_model,
     train_cd_student,
     train_dmd,
-    train_ode_student,
 )
 from toy.teachers import ARTeacher, BidirectionalTeacher
 from toy.training import OptimConfig
@@ -79,7 +79,7 @@ def test_ode_student_loss_decreases(mixture, causal):
     assert pairs.states.shape == (512, 4, 3, 1) and pairs.target.shape == (512, 3, 1)
     torch.testing.assert_close(pairs.states[:, 0], eps)  # the state at σ = 1 is the noise
     student = _net(mixture, AttentionMode.BLOCK_CAUSAL, seed=2)
-    history = train_ode_student(student, pairs, OptimConfig(steps=80), 128, g)
+    history = distill_ode(student, pairs, OptimConfig(steps=80), 128, g)
     assert _decreased(history)
 
 
