@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from toy.compare import mean_std, redraw, run_compare
+from toy.compare import mean_std, redraw, run_compare, run_pipeline
 from toy.experiment import DatasetKind, DatasetSpec
 from toy.pipeline import SeedRun, recipe_stage_keys
 from toy.recipes import (
@@ -105,3 +105,15 @@ def test_mean_std():
     stat = mean_std([1.0, 2.0, 3.0])
     assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0)
     assert mean_std([5.0])["std"] == 0.0
+
+
+def test_run_pipeline_writes_one_recipe(tmp_path):
+    result = run_pipeline(TINY, Recipe.AR_DIFFUSION_INIT, 0, tmp_path)
+    saved = json.loads((tmp_path / "pipeline.json").read_text())
+    assert saved["recipe"] == "ar-diffusion-init" and saved["chain"] == {
+        "init": "ar_diffusion",
+        "generator_input": "self_rollout",
+    }
+    assert set(saved["stages"]) == {"base", "ar_teacher", "init", "dmd"} and saved["stages"]["init"]["seconds"] == 0.0
+    assert saved["stages"]["dmd"]["samples"] == result["stages"]["dmd"]["samples"]
+    assert (tmp_path / "samples.png").exists() and (tmp_path / "dmd_curve.pdf").exists()
