@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from cf_ref.masks import AttentionMode
-from toy.evaluation import SampleSizes, sample_quality
+from toy.evaluation import SampleSizes, energy_noise_floor, sample_quality
 from toy.experiment import derive_seed
 from toy.networks import MaskedFrameMLP, with_mode
 from toy.recipes import RECIPES, Init, PipelineConfig, RealScore, Recipe
@@ -269,6 +269,15 @@ class SeedRun:
         """Run (or reuse) every stage of ``recipe``; returns ``{stage role: record}`` for its chain."""
         self.dmd(recipe)
         return {role: self.records[key] for role, key in recipe_stage_keys(recipe).items()}
+
+    def noise_floor(self) -> dict[str, Any]:
+        """Energy distance of fresh data sets against the reference (:func:`toy.evaluation.energy_noise_floor`):
+        an exact sampler scores within this spread."""
+        if "data" not in self.records:
+            rng = stage_rng(self.seed, "eval/noise_floor")
+            floor = energy_noise_floor(self.data, self.samples["data"], self.config.eval.noise_draws, rng)
+            self.records["data"] = {"energy_noise_floor": floor}
+        return self.records["data"]["energy_noise_floor"]
 
     def teacher_ablation(self) -> dict[str, Any]:
         """Teacher forcing vs diffusion forcing: both AR teachers' records (trains them if needed)."""

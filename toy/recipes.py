@@ -170,6 +170,7 @@ class EvalConfig:
     num_samples: int = 2048  # samples per model for the final metrics
     curve_samples: int = 1024  # samples per point of the DMD curves
     velocity_samples: int = 2048  # noisy inputs for velocity errors
+    noise_draws: int = 8  # fresh data sets scored against the reference: the energy distance's noise floor
 
 
 MIXTURE_4_MODES = DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=4)

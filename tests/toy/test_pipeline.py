@@ -85,6 +85,7 @@ def test_compare_writes_json_table_and_figures(tmp_path):
     per_seed = [saved["recipes"]["causvid"]["per_seed"][s]["dmd"]["samples"]["energy_distance"] for s in ("0", "1")]
     assert summary["values"] == pytest.approx(per_seed) and summary["mean"] == pytest.approx(sum(per_seed) / 2)
     assert set(saved["teachers"]) == {"teacher_forcing", "diffusion_forcing"}
+    assert len(saved["energy_noise_floor"]["values"]) == 2 * TINY.eval.noise_draws
     table = (tmp_path / "compare.md").read_text()
     assert "| self-forcing |" in table and "| causvid |" in table and "±" in table
     for stem in ("samples_init", "samples_dmd", "teachers", "dmd_curves"):
