@@ -9,7 +9,7 @@ import torch
 from cf_ref.distill.cd import consistency_distillation_loss, sample_grid_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import sigma_grid
-from toy import metrics
+from toy import closed_form, metrics
 from toy.data import SequenceData, ar1_gaussian, shared_mode_mixture
 from toy.networks import FrameNetConfig, MaskedFrameMLP, with_mode
 from toy.recipes import GeneratorInput
@@ -160,15 +160,17 @@ def _gaussian_ar_flow(data: SequenceData, context: torch.Tensor):
 def test_cd_self_consistency_on_gaussian_flow_map():
     """With the exact flow map as consistency function (student = EMA target) and the exact AR teacher, the CD
     loss is ~0 (only the Euler step's local error); a wrong student gives a far larger loss. The closed form
-    itself is checked against the exact AR teacher's integrated flow map at σ = 1 and the identity at σ = 0."""
+    itself is checked at σ = 1 against the AR teacher's integrated flow map and toy.closed_form.ar_flow_map, and is
+    the identity at σ = 0."""
     data = ar1_gaussian(num_frames=3, dim=1, rho=0.9)
     g = torch.Generator().manual_seed(0)
     context = sample_data(data, 256, g).double()
     f_star = _gaussian_ar_flow(data, context)
     eps = torch.randn(256, 3, 1, generator=g, dtype=torch.float64)
     ones, zeros = torch.ones(256, 3, dtype=torch.float64), torch.zeros(256, 3, dtype=torch.float64)
-    exact_end = ARTeacher(data).flow_map(eps, context).end
+    exact_end = ARTeacher(data).flow_map(eps, context).end  # the AR teacher's PF-ODE, integrated (RK4)
     torch.testing.assert_close(f_star(eps, ones), exact_end, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(f_star(eps, ones), closed_form.ar_flow_map(data, eps, context))  # m + S^{1/2} ε
     torch.testing.assert_close(f_star(eps, zeros), eps)
 
     def as_velocity(f):  # f(x, σ) = x − σ v(x, σ)  ⇒  v = (x − f) / σ
