@@ -450,7 +450,6 @@ def run_dataset(
     result["data"]["energy_distance_noise"] = energy_noise_floor(
         data, reference[: config.samples.energy], config.noise_draws, gen("noise-floor")
     )
-    plots["data"] = fresh[: config.plot_samples]
     for key, x in teacher_samples.items():
         plots[f"teacher/{key}"] = x[: config.plot_samples]
     stages.done("teachers and data")

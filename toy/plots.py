@@ -35,7 +35,6 @@ PANEL_INCHES = 1.9
 HIST_BINS = 40
 TITLE_INCHES = 0.6
 COLORS = {
-    "data": "0.45",
     "teacher/bidirectional": "tab:purple",
     "teacher/ar": "tab:green",
     "bidirectional": "tab:red",
