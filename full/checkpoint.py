@@ -38,7 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from cf_ref.io import load_tensors, save_tensors, write_json, write_text
-from full.distributed import DistContext, all_gather_object, barrier, unwrap
+from full.distributed import DistContext, Runner, all_gather_object, barrier, unwrap
 
 STATE = "state.json"
 LATEST = "latest"
@@ -59,28 +59,35 @@ def _full(ctx: DistContext) -> StateDictOptions:
     return StateDictOptions(full_state_dict=True, cpu_offload=ctx.enabled)
 
 
+def _prefix(module: nn.Module) -> str:
+    """Files hold the model's own parameter names: a :class:`Runner`'s ``model.`` prefix is dropped."""
+    return "model." if isinstance(unwrap(module), Runner) else ""
+
+
 def gather_weights(module: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:
     """Full state dict of a (possibly DDP/FSDP-wrapped) module, on the CPU (complete on rank 0). Collective."""
     sd = get_model_state_dict(unwrap(module), options=_full(ctx))
-    return {k: v.detach().cpu() for k, v in sd.items()}
+    n = len(_prefix(module))
+    return {k[n:]: v.detach().cpu() for k, v in sd.items()}
 
 
 def load_weights(module: nn.Module, path: str | Path, ctx: DistContext | None = None, what: str = "weights") -> None:
     """Load a safetensors file into a module (wrapped or not), strictly, with a clear error on any mismatch."""
     tensors = _read(path, what)
-    target = unwrap(module)
-    expected = {
-        k: v.shape for k, v in get_model_state_dict(target, options=StateDictOptions(full_state_dict=False)).items()
-    }
-    _check_keys(expected, tensors, path, what, full_shapes=_full_shapes(target))
-    options = StateDictOptions(full_state_dict=True, strict=True)
-    set_model_state_dict(target, tensors, options=options)
+    target, prefix = unwrap(module), _prefix(module)
+    _check_keys(_full_shapes(target, len(prefix)), tensors, path, what)
+    set_model_state_dict(
+        target, {prefix + k: v for k, v in tensors.items()}, options=StateDictOptions(full_state_dict=True, strict=True)
+    )
 
 
-def _full_shapes(module: nn.Module) -> dict[str, torch.Size]:
+def _full_shapes(module: nn.Module, strip: int) -> dict[str, torch.Size]:
+    """Unsharded shapes of every state-dict entry (parameters, persistent buffers), names without the prefix."""
+    keys = set(module.state_dict().keys())
     shapes = {}
     for name, p in list(module.named_parameters()) + list(module.named_buffers()):
-        shapes[name] = p.full_tensor().shape if hasattr(p, "full_tensor") else p.shape
+        if name in keys:
+            shapes[name[strip:]] = p.full_tensor().shape if hasattr(p, "full_tensor") else p.shape
     return shapes
 
 
@@ -94,15 +101,13 @@ def _read(path: str | Path, what: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{what}: {path} is not a readable safetensors file ({exc})") from exc
 
 
-def _check_keys(
-    expected: Mapping[str, Any], got: Mapping[str, torch.Tensor], path: Any, what: str, full_shapes
-) -> None:
+def _check_keys(expected: Mapping[str, torch.Size], got: Mapping[str, torch.Tensor], path: Any, what: str) -> None:
     missing = sorted(set(expected) - set(got))
     unexpected = sorted(set(got) - set(expected))
     wrong = [
-        f"{k}: file {tuple(got[k].shape)} vs model {tuple(full_shapes[k])}"
+        f"{k}: file {tuple(got[k].shape)} vs model {tuple(expected[k])}"
         for k in sorted(set(expected) & set(got))
-        if k in full_shapes and tuple(got[k].shape) != tuple(full_shapes[k])
+        if tuple(got[k].shape) != tuple(expected[k])
     ]
     if missing or unexpected or wrong:
         parts = []

@@ -3,10 +3,16 @@
 The same command runs on 1 or N processes. With ``WORLD_SIZE`` unset or 1 nothing is initialised and no
 collective is ever called; with N processes the backend is NCCL on CUDA and gloo on CPU.
 
-Wrapping (:func:`wrap_trainable`): DDP replicates the module; FSDP2 (``torch.distributed.fsdp.fully_shard``)
-shards each transformer block and then the root, with bf16 parameters and fp32 gradient reduction under
-``Precision.BF16``. Frozen modules (teachers, real score) are sharded the same way under FSDP and simply
-replicated under DDP (:func:`place_frozen`).
+Every model lives in a :class:`Runner` whose ``forward(fn, *args)`` returns ``fn(model, *args)``: the
+causal DiT is used through several methods (``velocity``, ``blockwise`` rollouts), and DDP / FSDP2 only
+see calls that go through ``forward``. So a stage writes ``runner(lambda m: m.velocity(...))``.
+
+Wrapping (:func:`wrap_trainable`): DDP replicates the runner; FSDP2 (``torch.distributed.fsdp.fully_shard``)
+shards each transformer block and then the runner (the root: every non-block parameter), with bf16
+parameters and fp32 gradient reduction under ``Precision.BF16``. Frozen models (teachers, real score, EMA
+copies) are sharded the same way under FSDP and replicated under DDP (:func:`place_frozen`). Code that reads
+block weights outside a block's own forward (the KV-cache adapter precomputes the prompt's cross-attention
+K/V) runs inside :func:`gathered`, without gradient.
 """
 
 from __future__ import annotations
@@ -122,6 +128,39 @@ def broadcast_object(ctx: DistContext, obj: Any) -> Any:
     return box[0]
 
 
+class Runner(nn.Module):
+    """Routes every use of ``model`` through ``forward`` so that DDP and FSDP2 see it (see module doc)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, fn, *args, **kwargs):
+        return fn(self.model, *args, **kwargs)
+
+
+def core(module: nn.Module) -> nn.Module:
+    """The model inside a (DDP-wrapped) :class:`Runner`, or the module itself."""
+    module = unwrap(module)
+    return module.model if isinstance(module, Runner) else module
+
+
+@contextlib.contextmanager
+def gathered(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Unshard FSDP2-sharded ``modules`` for a computation outside their forward (no gradient); no-op otherwise."""
+    from torch.distributed.fsdp import FSDPModule
+
+    sharded = [m for m in modules if isinstance(m, FSDPModule)]
+    for m in sharded:
+        m.unshard()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m in sharded:
+            m.reshard()
+
+
 def _mp_policy(precision: Precision):
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
@@ -141,21 +180,28 @@ def _shard(module: nn.Module, blocks: Sequence[nn.Module], precision: Precision)
 
 
 def wrap_trainable(
-    module: nn.Module, ctx: DistContext, strategy: Parallelism, precision: Precision, blocks: Sequence[nn.Module] = ()
+    model: nn.Module,
+    ctx: DistContext,
+    strategy: Parallelism,
+    precision: Precision,
+    blocks: Sequence[nn.Module] = (),
+    find_unused: bool = False,
 ) -> nn.Module:
-    """Move ``module`` to the device and wrap it for data parallelism (unchanged on one process).
+    """Move ``model`` to the device in a :class:`Runner`, wrapped for data parallelism (bare on one process).
 
-    ``blocks``: the transformer blocks to shard individually under FSDP2 (the root is sharded last).
-    Returns the module to call; :func:`unwrap` gives back the one holding the parameter names.
+    ``blocks``: the transformer blocks to shard individually under FSDP2 (the runner is sharded last).
+    ``find_unused``: DDP must expect parameters without gradient (e.g. weights only used without grad).
     """
-    module = module.to(ctx.device)
+    runner = Runner(model.to(ctx.device))
     if not ctx.enabled:
-        return module
+        return runner
     if strategy is Parallelism.FSDP:
-        return _shard(module, blocks, precision)
+        return _shard(runner, blocks, precision)
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+    return DistributedDataParallel(
+        runner, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None, find_unused_parameters=find_unused
+    )
 
 
 def place_frozen(
@@ -166,17 +212,17 @@ def place_frozen(
     blocks: Sequence[nn.Module] = (),
     cast: bool = True,
 ) -> nn.Module:
-    """A frozen module (no gradients): sharded under FSDP, replicated otherwise.
+    """A frozen model (no gradients) in a :class:`Runner`: sharded under FSDP, replicated otherwise.
 
     With ``cast`` its weights are stored in bf16 under ``BF16`` (teachers, real score); EMA copies keep fp32.
     """
     module.requires_grad_(False).eval()
     if cast and precision is Precision.BF16:
         module = module.to(dtype=torch.bfloat16)
-    module = module.to(ctx.device)
+    runner = Runner(module.to(ctx.device))
     if ctx.enabled and strategy is Parallelism.FSDP:
-        return _shard(module, blocks, Precision.FP32 if precision is Precision.BF16 else precision)
-    return module
+        return _shard(runner, blocks, Precision.FP32)
+    return runner
 
 
 def unwrap(module: nn.Module) -> nn.Module:

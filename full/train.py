@@ -203,7 +203,11 @@ def run_stage(
             plan.sample(loop.steps, out / "samples")
         if "model" not in plan.exports:
             raise ValueError("a stage plan must export a 'model'")
+        idle_emas = {id(t.ema) for t in plan.trainees.values() if t.ema is not None and t.ema_updates == 0}
         for name, module in sorted(plan.exports.items(), key=lambda kv: kv[0] == "model"):  # 'model' last: the marker
+            if id(module) in idle_emas:
+                log.message(f"{plan.name}: {name} not exported, the EMA was never updated (ema_start > steps)")
+                continue
             export_weights(
                 out / f"{name}.safetensors", module, ctx, metadata={"stage": plan.name, "step": str(loop.steps)}
             )
