@@ -58,7 +58,7 @@ def _as_tensor(sigma: float | Tensor, like: Tensor | None = None) -> Tensor:
     if isinstance(sigma, Tensor):
         return sigma if like is None else sigma.to(device=like.device, dtype=like.dtype)
     if like is None:
-        return torch.tensor(float(sigma))
+        return torch.tensor(float(sigma), dtype=torch.float64)
     return torch.tensor(float(sigma), device=like.device, dtype=like.dtype)
 
 
@@ -229,6 +229,18 @@ def block_ids(num_frames: int, block_size: int) -> Tensor:
             f"use a frame count that is a multiple of {block_size}"
         )
     return torch.arange(num_frames) // block_size
+
+
+def sample_block_indices(
+    batch_size: int, num_frames: int, num_choices: int, block_size: int = 1, generator: torch.Generator | None = None
+) -> Tensor:
+    """One uniform draw in [0, num_choices) per block, repeated over the block's frames: ``[B, F]`` long.
+
+    Used to pick, per block, a trajectory state (ODE distillation) or a grid step (consistency distillation).
+    """
+    blk = block_ids(num_frames, block_size)
+    per_block = torch.randint(0, num_choices, (batch_size, int(blk[-1]) + 1), generator=generator)
+    return per_block[:, blk]
 
 
 def expand_per_block(values: Tensor, block_size: int) -> Tensor:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from cf_ref.losses import x0_regression_loss
-from cf_ref.schedule import block_ids, interpolate, x0_from_velocity
+from cf_ref.schedule import interpolate, sample_block_indices, x0_from_velocity
 from cf_ref.solvers import Method, VelocityField, step
 
 
@@ -33,13 +33,8 @@ def consistency_function(model: VelocityField, x: Tensor, sigma: Tensor) -> Tens
     return x0_from_velocity(x, model(x, sigma), sigma)
 
 
-def sample_grid_indices(
-    batch_size: int, num_frames: int, num_steps: int, block_size: int = 1, generator: torch.Generator | None = None
-) -> Tensor:
-    """One grid index n ∈ [0, N) per block, repeated over its frames: ``[B, F]`` long."""
-    blk = block_ids(num_frames, block_size)
-    per_block = torch.randint(0, num_steps, (batch_size, int(blk[-1]) + 1), generator=generator)
-    return per_block[:, blk]
+# one grid index n in [0, N) per block, repeated over its frames: [B, F] long
+sample_grid_indices = sample_block_indices
 
 
 def consistency_distillation_loss(

@@ -17,17 +17,11 @@ import torch
 from torch import Tensor
 
 from cf_ref.losses import x0_regression_loss
-from cf_ref.schedule import block_ids, x0_from_velocity
+from cf_ref.schedule import sample_block_indices, x0_from_velocity
 from cf_ref.solvers import VelocityField
 
-
-def sample_state_indices(
-    batch_size: int, num_frames: int, num_states: int, block_size: int = 1, generator: torch.Generator | None = None
-) -> Tensor:
-    """One random trajectory index in [0, K) per block, repeated over its frames: ``[B, F]`` long."""
-    blk = block_ids(num_frames, block_size)
-    per_block = torch.randint(0, num_states, (batch_size, int(blk[-1]) + 1), generator=generator)
-    return per_block[:, blk]
+# one random trajectory index in [0, K) per block, repeated over its frames: [B, F] long
+sample_state_indices = sample_block_indices
 
 
 def gather_states(states: Tensor, sigmas: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:

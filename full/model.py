@@ -1,0 +1,419 @@
+r"""The causal Wan2.1 DiT: diffusers' ``WanTransformer3DModel`` with frame masks, per-frame timesteps and a KV cache.
+
+:class:`CausalWanTransformer3DModel` *is* a ``WanTransformer3DModel`` (same modules, same state-dict
+keys, same config), so ``CausalWanTransformer3DModel.from_pretrained(local_dir)`` loads a diffusers-format
+Wan2.1 transformer and ``save_pretrained`` writes one that stock diffusers loads. The only change is the
+attention processors (:mod:`full.attention`); the stock ``forward`` is untouched and still bidirectional.
+
+Python API (states in cf_ref's layout ``[B, F, C, H, W]``, noise levels σ ∈ [0, 1], ``t = 1000σ``)::
+
+    model = CausalWanTransformer3DModel.from_pretrained(path)        # or full.tiny.tiny_transformer()
+
+    # full-sequence modes (training, teachers, critics)
+    v = model.velocity(x, sigma, text_embeds, mode=AttentionMode.BIDIRECTIONAL)
+    v = model.velocity(x, sigma, text_embeds, mode=AttentionMode.BLOCK_CAUSAL, block_size=3)
+    v = model.velocity(x, sigma, text_embeds, mode=AttentionMode.TEACHER_FORCING, block_size=3, clean=x0)
+    #   x: [B, F, C, H, W] noisy latents; sigma: float, [B] or [B, F] (per frame); text_embeds: [B, L, D_text]
+    #   returns the velocity v = ε - x0, [B, F, C, H, W] (same dtype as x)
+
+    # block by block with a KV cache (sampling, self-forcing rollout, AR-teacher ODE)
+    bw = model.blockwise(text_embeds, block_size=3, window=None)     # a cf_ref.rollout.BlockwiseModel
+    cache = bw.new_cache()
+    out = cf_ref.rollout.few_step_rollout(bw, noise, 3, sigmas, cache)           # or ar_ode_sample(...)
+    gbw = model.guided_blockwise(cond_embeds, uncond_embeds, scale=6.0, block_size=3)  # CFG AR teacher
+
+Modes (frame visibility from :mod:`cf_ref.masks`, expanded to tokens by ``token_mask``):
+
+* bidirectional — every token sees every token; with a per-sample σ this is exactly the stock forward;
+* block-causal — frame i sees frames of blocks ≤ block(i) (optionally the last ``window`` blocks);
+* teacher forcing — the sequence ``[clean ; noisy]`` (2F frames): clean frames at σ = 0 (or
+  ``clean_sigma``) with block-causal visibility among themselves, noisy frames see the clean frames of
+  earlier blocks and their own noisy block; RoPE frame positions of the clean half equal those of the
+  noisy half (``0…F-1`` twice); the output is the noisy half.
+* KV-cached (:class:`CausalWanBlockwise`) — a block of ``b`` frames at RoPE positions
+  ``n … n+b-1`` (``n`` = frames already committed) attends to the cached K/V of the committed frames and to
+  itself; ``commit`` runs the finished block once more (σ = 0, or the context-noise level) and appends
+  its K/V. Cross-attention K/V are computed once per prompt. A ``window`` of ``w`` blocks keeps the last
+  ``w-1`` blocks in the cache (rolling cache), matching ``block_causal_visibility(..., window=w)``.
+
+Gradients: ``velocity`` and ``CausalWanBlockwise.velocity`` are differentiable (gradient checkpointing
+via diffusers' ``enable_gradient_checkpointing`` applies to them); ``commit`` always runs without grad and
+the cache stores detached tensors. The prompt's cross-attention K/V are computed when ``blockwise`` is
+called, under the grad mode in force then — build the blockwise model with grad enabled when the
+rollout must train the text/cross-attention weights.
+
+Sizes: tokens per frame ``T = (H/p_h)(W/p_w)`` from the latent size and the config's patch size; the
+number of layers, heads, dims all come from the config.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Hashable
+from typing import Any
+
+import torch
+from diffusers import WanTransformer3DModel
+from einops import rearrange
+from torch import Tensor
+
+from cf_ref.masks import AttentionMode, frame_visibility
+from cf_ref.schedule import sigma_per_frame, timestep_from_sigma
+from cf_ref.solvers import classifier_free_guidance
+from full.attention import (
+    CausalWanCrossAttnProcessor,
+    CausalWanSelfAttnProcessor,
+    CrossAttentionInputs,
+    MaskKernel,
+    SelfAttentionInputs,
+    build_mask,
+    cross_attention_kv,
+    resolve_kernel,
+)
+from full.cache import LayerKV, TextContext, WanKVCache
+
+
+class CausalWanTransformer3DModel(WanTransformer3DModel):
+    """``WanTransformer3DModel`` + causal attention processors (see the module doc for the API)."""
+
+    @functools.wraps(WanTransformer3DModel.__init__)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.config.added_kv_proj_dim is not None or self.config.image_dim is not None:
+            raise ValueError("CausalWanTransformer3DModel supports the text-to-video Wan architecture only")
+        if self.config.patch_size[0] != 1:
+            raise ValueError(f"causal modes need a temporal patch size of 1, got {tuple(self.config.patch_size)}")
+        self.install_causal_processors()
+        self.mask_kernel = MaskKernel.AUTO
+        self._masks: dict[Hashable, Any] = {}
+
+    # ------------------------------------------------------------------ setup
+    def install_causal_processors(self) -> None:
+        """(Re)install the causal self- and cross-attention processors on every block."""
+        for block in self.blocks:
+            block.attn1.set_processor(CausalWanSelfAttnProcessor())
+            block.attn2.set_processor(CausalWanCrossAttnProcessor())
+
+    def _check_processors(self) -> None:
+        for block in self.blocks:
+            if not isinstance(block.attn1.processor, CausalWanSelfAttnProcessor) or not isinstance(
+                block.attn2.processor, CausalWanCrossAttnProcessor
+            ):
+                raise RuntimeError(
+                    "attention processors were replaced; call model.install_causal_processors() before causal use"
+                )
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.patch_embedding.weight.dtype
+
+    def token_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Latent ``(H, W)`` → token grid ``(H/p_h, W/p_w)``; ``T = h·w`` tokens per frame."""
+        _, ph, pw = self.config.patch_size
+        if height % ph or width % pw:
+            raise ValueError(f"latent size {height}x{width} is not a multiple of the patch size {ph}x{pw}")
+        return height // ph, width // pw
+
+    def tokens_per_frame(self, height: int, width: int) -> int:
+        h, w = self.token_grid(height, width)
+        return h * w
+
+    # ------------------------------------------------------------------ inputs
+    def _check_latents(self, x: Tensor, name: str = "x") -> None:
+        c = self.config.in_channels
+        if x.ndim != 5 or x.shape[2] != c:
+            raise ValueError(f"{name} must be latents [B, F, C={c}, H, W], got shape {tuple(x.shape)}")
+        self.token_grid(x.shape[3], x.shape[4])
+
+    def text_context(self, text_embeds: Tensor | TextContext, precompute_kv: bool = False) -> TextContext:
+        """Project the prompt once: ``[B, L, D_text]`` → :class:`TextContext` (optionally with per-layer K/V)."""
+        if isinstance(text_embeds, TextContext):
+            return text_embeds
+        d = self.config.text_dim
+        if text_embeds.ndim != 3 or text_embeds.shape[-1] != d:
+            raise ValueError(f"text_embeds must be [B, L, D_text={d}], got shape {tuple(text_embeds.shape)}")
+        embedder = self.condition_embedder.text_embedder
+        raw = text_embeds.to(embedder.linear_1.weight.dtype)
+        hidden = embedder(raw)
+        if not precompute_kv:
+            return TextContext(hidden=hidden, dtype=raw.dtype)
+        kv = [cross_attention_kv(block.attn2, hidden) for block in self.blocks]
+        return TextContext(hidden=hidden, dtype=raw.dtype, keys=tuple(k for k, _ in kv), values=tuple(v for _, v in kv))
+
+    def rotary(self, positions: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
+        """RoPE ``(cos, sin)`` ``[1, F·h·w, 1, Dh]`` for frames at ``positions`` ``[F]`` on a latent ``H×W`` grid.
+
+        ``positions = arange(F)`` reproduces diffusers' ``WanRotaryPosEmbed``; the KV cache offsets them,
+        teacher forcing repeats them.
+        """
+        rope = self.rope
+        if positions.numel() and int(positions.max()) >= rope.max_seq_len:
+            raise ValueError(f"frame position {int(positions.max())} exceeds rope_max_seq_len={rope.max_seq_len}")
+        h, w = self.token_grid(height, width)
+        f = positions.numel()
+        idx = positions.to(rope.freqs_cos.device)
+        split = [rope.t_dim, rope.h_dim, rope.w_dim]
+
+        def table(freqs: Tensor) -> Tensor:
+            ft, fh, fw = freqs.split(split, dim=1)
+            parts = [
+                ft[idx].view(f, 1, 1, -1).expand(f, h, w, -1),
+                fh[:h].view(1, h, 1, -1).expand(f, h, w, -1),
+                fw[:w].view(1, 1, w, -1).expand(f, h, w, -1),
+            ]
+            return torch.cat(parts, dim=-1).reshape(1, f * h * w, 1, -1)
+
+        return table(rope.freqs_cos), table(rope.freqs_sin)
+
+    def time_embedding(self, timestep: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Wan's time embedding of ``timestep`` ``[B]`` or ``[B, F]`` (0…1000).
+
+        Returns ``temb`` ``[*t, D]`` (final-layer modulation) and ``proj`` ``[*t, 6, D]`` (block
+        modulation), computed like ``WanTimeTextImageEmbedding`` (``dtype`` = the raw text dtype).
+        """
+        ce = self.condition_embedder
+        freq = ce.timesteps_proj(timestep.flatten())
+        emb_dtype = next(iter(ce.time_embedder.parameters())).dtype
+        if freq.dtype != emb_dtype and emb_dtype != torch.int8:
+            freq = freq.to(emb_dtype)
+        temb = ce.time_embedder(freq).to(dtype)
+        proj = ce.time_proj(ce.act_fn(temb))
+        temb = temb.unflatten(0, timestep.shape)
+        proj = proj.unflatten(0, timestep.shape).unflatten(-1, (6, -1))
+        return temb, proj
+
+    def _mask(self, mode: AttentionMode, frames: int, block_size: int, window: int | None, tokens: int, device):
+        kernel = resolve_kernel(self.mask_kernel, device)
+        key = (mode, frames, block_size, window, tokens, str(device), kernel)
+        if key not in self._masks:
+            vis = frame_visibility(mode, frames, block_size, window)
+            self._masks[key] = build_mask(vis, tokens, kernel, device)
+        return self._masks[key]
+
+    # ------------------------------------------------------------------ core
+    def _cached_or_empty(self, cache: WanKVCache, layer: int, batch: int) -> tuple[Tensor, Tensor]:
+        kv = cache.get(layer)
+        if kv is not None:
+            return kv
+        heads, head_dim = self.config.num_attention_heads, self.config.attention_head_dim
+        empty = torch.empty(batch, 0, heads, head_dim, device=self.device, dtype=self.compute_dtype)
+        return empty, empty
+
+    def run(
+        self,
+        latents: Tensor,
+        timestep: Tensor,
+        text: TextContext,
+        positions: Tensor,
+        mask: Any = None,
+        cache: WanKVCache | None = None,
+        write: bool = False,
+        output_frames: slice | None = slice(None),
+    ) -> Tensor | None:
+        r"""One DiT pass over frames ``latents`` ``[B, F, C, H, W]`` at RoPE frame ``positions`` ``[F]``.
+
+        timestep ``[B]`` (one per sample: the stock computation) or ``[B, F]`` (per frame: frames are
+        folded into the batch for the modulation). Returns the velocity of ``output_frames``
+        ``[B, F_out, C, H, W]`` in the compute dtype, or None when ``output_frames`` is None (cache pass).
+        """
+        if write and cache is None:
+            raise ValueError("a cache pass (write=True) needs a cache")
+        b, f, _, height, width = latents.shape
+        pt, ph, pw = self.config.patch_size
+        h, w = self.token_grid(height, width)
+        x = self.patch_embedding(rearrange(latents.to(self.compute_dtype), "b f c h w -> b c f h w"))
+        hidden = rearrange(x, "b d f h w -> b (f h w) d").contiguous()
+        temb, proj = self.time_embedding(timestep, text.dtype)
+        fold = f if timestep.ndim == 2 else 1
+        if fold > 1:
+            hidden = rearrange(hidden, "b (f t) d -> (b f) t d", f=fold)
+        proj = proj.flatten(0, 1) if timestep.ndim == 2 else proj  # [(B·F), 6, D] or [B, 6, D]
+        rotary = self.rotary(positions, height, width)
+        # KV-cached passes always get a (possibly empty) prefix and a sink, so that under torch.compile every
+        # layer and every block of a rollout reuses one graph (only the prefix length varies).
+        sinks = [LayerKV() for _ in self.blocks] if cache is not None else None
+        for i, block in enumerate(self.blocks):
+            cached = None if cache is None else self._cached_or_empty(cache, i, b)
+            self_inputs = SelfAttentionInputs(rotary, fold, mask, cached, sinks[i] if sinks is not None else None)
+            kv = (text.keys[i], text.values[i]) if text.keys is not None else None
+            cross_inputs = CrossAttentionInputs(text.hidden, kv, fold)
+            if torch.is_grad_enabled() and self.gradient_checkpointing:
+                hidden = self._gradient_checkpointing_func(block, hidden, cross_inputs, proj, self_inputs)
+            else:
+                hidden = block(hidden, cross_inputs, proj, self_inputs)
+        if write:
+            for i, sink in enumerate(sinks):
+                cache.append(i, sink.key, sink.value)
+        if output_frames is None:
+            return None
+        hidden = rearrange(hidden, "(b f) t d -> b f t d", f=fold) if fold > 1 else hidden
+        hidden = hidden.reshape(b, f, h * w, -1)[:, output_frames]  # [B, Fo, T, D]
+        if timestep.ndim == 2:  # per frame: [B, Fo, 1, D]
+            shift, scale = (self.scale_shift_table.unsqueeze(0) + temb[:, output_frames].unsqueeze(2)).chunk(2, dim=2)
+        else:  # per sample: [B, 1, 1, D]
+            shift, scale = (self.scale_shift_table + temb.unsqueeze(1)).unsqueeze(1).chunk(2, dim=2)
+        hidden = (self.norm_out(hidden.float()) * (1 + scale) + shift).type_as(hidden)
+        out = self.proj_out(hidden)
+        return rearrange(out, "b f (h w) (pt ph pw c) -> b (f pt) c (h ph) (w pw)", h=h, w=w, pt=pt, ph=ph, pw=pw)
+
+    # ------------------------------------------------------------------ public API
+    def velocity(
+        self,
+        x: Tensor,
+        sigma: float | Tensor,
+        text_embeds: Tensor | TextContext,
+        *,
+        mode: AttentionMode,
+        block_size: int = 1,
+        clean: Tensor | None = None,
+        clean_sigma: Tensor | None = None,
+        window: int | None = None,
+    ) -> Tensor:
+        r"""Velocity :math:`v_\theta(x_\sigma, \sigma \mid \text{text})` of all frames, in one of the three modes.
+
+        x: ``[B, F, C, H, W]``; sigma: float, ``[B]`` or ``[B, F]``; text_embeds: ``[B, L, D_text]``;
+        clean (teacher forcing only): ``[B, F, C, H, W]`` ground-truth context, at level ``clean_sigma``
+        (``[B, F]``, default 0). ``window`` (blocks) limits the block-causal visibility like a rolling cache.
+        Returns ``[B, F, C, H, W]`` in x's dtype.
+        """
+        self._check_processors()
+        self._check_latents(x)
+        if not isinstance(mode, AttentionMode):
+            raise TypeError(f"mode must be a cf_ref.masks.AttentionMode, got {mode!r}")
+        if (clean is not None) != (mode is AttentionMode.TEACHER_FORCING):
+            raise ValueError("clean frames are required in teacher-forcing mode and only there")
+        if clean_sigma is not None and clean is None:
+            raise ValueError("clean_sigma needs clean frames (teacher forcing)")
+        b, f, _, height, width = x.shape
+        text = self.text_context(text_embeds)
+        if text.batch_size != b:
+            raise ValueError(f"text batch {text.batch_size} does not match latent batch {b}")
+        t = timestep_from_sigma(_levels(sigma, x)).to(x.device)
+        positions = torch.arange(f)
+        if mode is AttentionMode.TEACHER_FORCING:
+            if clean.shape != x.shape:
+                raise ValueError(f"clean {tuple(clean.shape)} must have the shape of x {tuple(x.shape)}")
+            t_noisy = t if t.ndim == 2 else t[:, None].expand(b, f)
+            t_clean = torch.zeros_like(t_noisy) if clean_sigma is None else timestep_from_sigma(_levels(clean_sigma, x))
+            t = torch.cat([t_clean.to(t_noisy), t_noisy], dim=1)
+            frames, positions, out = torch.cat([clean, x], dim=1), torch.cat([positions, positions]), slice(f, 2 * f)
+            mask = self._mask(mode, f, block_size, None, self.tokens_per_frame(height, width), x.device)
+        else:
+            frames, out = x, slice(None)
+            mask = None
+            if mode is AttentionMode.BLOCK_CAUSAL:
+                mask = self._mask(mode, f, block_size, window, self.tokens_per_frame(height, width), x.device)
+            elif window is not None:
+                raise ValueError("window applies to the block-causal mode only")
+        return self.run(frames, t, text, positions, mask, output_frames=out).to(x.dtype)
+
+    def blockwise(
+        self, text_embeds: Tensor | TextContext, block_size: int, window: int | None = None
+    ) -> CausalWanBlockwise:
+        """A :class:`cf_ref.rollout.BlockwiseModel` over a KV cache for this prompt (cross-attn K/V computed now)."""
+        self._check_processors()
+        return CausalWanBlockwise(self, self.text_context(text_embeds, precompute_kv=True), block_size, window)
+
+    def guided_blockwise(
+        self, cond_embeds: Tensor, uncond_embeds: Tensor, scale: float, block_size: int, window: int | None = None
+    ) -> GuidedBlockwise:
+        """Classifier-free-guided blockwise model (cond and uncond in one batch; one cache holds both)."""
+        if uncond_embeds.shape[0] == 1 and cond_embeds.shape[0] > 1:
+            uncond_embeds = uncond_embeds.expand(cond_embeds.shape[0], -1, -1)
+        if uncond_embeds.shape[0] != cond_embeds.shape[0]:
+            raise ValueError(
+                f"uncond batch {uncond_embeds.shape[0]} must be 1 or the cond batch {cond_embeds.shape[0]}"
+            )
+        if uncond_embeds.shape[1] != cond_embeds.shape[1]:
+            raise ValueError("cond and uncond text embeddings must have the same length (pad them)")
+        return GuidedBlockwise(self.blockwise(torch.cat([cond_embeds, uncond_embeds]), block_size, window), scale)
+
+
+def _levels(sigma: float | Tensor, x: Tensor) -> Tensor:
+    """σ as float32 ``[B]`` (a shared or per-sample level) or ``[B, F]`` (per frame) for x ``[B, F, ...]``."""
+    s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
+    if s.ndim == 0:
+        return s.expand(x.shape[0])
+    if s.ndim == 1 and s.shape[0] == x.shape[0]:
+        return s
+    return sigma_per_frame(s, x).to(torch.float32)
+
+
+class CausalWanBlockwise:
+    """:class:`cf_ref.rollout.BlockwiseModel` of the causal Wan DiT over a :class:`~full.cache.WanKVCache`.
+
+    Block ``j`` of a rollout holds frames ``origin + j·b … origin + (j+1)·b - 1`` (RoPE positions); the
+    cache must hold exactly the frames before it (commit blocks in order).
+    """
+
+    def __init__(self, model: CausalWanTransformer3DModel, text: TextContext, block_size: int, window: int | None):
+        if block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {block_size}")
+        if window is not None and window < 1:
+            raise ValueError(f"window must be >= 1 block or None, got {window}")
+        self.model, self.text, self.block_size, self.window = model, text, block_size, window
+
+    def new_cache(self) -> WanKVCache:
+        """An empty cache sized for this model (tokens per frame are fixed by the first block)."""
+        capacity = None if self.window is None else (self.window - 1) * self.block_size
+        return WanKVCache(num_layers=len(self.model.blocks), tokens_per_frame=None, capacity_frames=capacity)
+
+    def _positions(self, x: Tensor, block: int, cache: WanKVCache) -> Tensor:
+        self.model._check_latents(x)
+        b = self.block_size
+        if x.shape[1] != b:
+            raise ValueError(f"a block holds {b} frames, got {x.shape[1]}")
+        if x.shape[0] != self.text.batch_size:
+            raise ValueError(f"latent batch {x.shape[0]} does not match the prompt batch {self.text.batch_size}")
+        start = cache.origin + block * b
+        if cache.num_frames != start:
+            raise ValueError(
+                f"block {block} starts at frame {start} but the cache holds {cache.num_frames} committed frames; "
+                "commit blocks in order"
+            )
+        cache.bind(self.model.tokens_per_frame(x.shape[3], x.shape[4]))
+        return torch.arange(start, start + b)
+
+    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
+        """Velocity of block ``block``: x ``[B, b, C, H, W]``, sigma ``[B, b]``; reads the cache."""
+        positions = self._positions(x, block, cache)
+        t = timestep_from_sigma(_levels(sigma, x))
+        return self.model.run(x, t, self.text, positions, cache=cache).to(x.dtype)
+
+    def commit(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> WanKVCache:
+        """Cache pass: run the finished block (at level sigma, usually 0) and append its K/V; no grad."""
+        positions = self._positions(x, block, cache)
+        with torch.no_grad():
+            t = timestep_from_sigma(_levels(sigma, x))
+            self.model.run(x, t, self.text, positions, cache=cache, write=True, output_frames=None)
+        cache.advance(self.block_size)
+        return cache
+
+    def prefill(self, frames: Tensor, cache: WanKVCache, sigma: float = 0.0) -> WanKVCache:
+        """Commit given frames ``[B, P, C, H, W]`` (P a multiple of b, e.g. the image latent of I2V) block by
+        block, then number rollout blocks from there (:meth:`WanKVCache.rebase`)."""
+        if frames.shape[1] % self.block_size:
+            raise ValueError(f"{frames.shape[1]} prefill frames is not a multiple of the block size {self.block_size}")
+        for j in range(frames.shape[1] // self.block_size):
+            block = frames[:, j * self.block_size : (j + 1) * self.block_size]
+            self.commit(block, torch.full(block.shape[:2], sigma, device=block.device), j, cache)
+        cache.rebase()
+        return cache
+
+
+class GuidedBlockwise:
+    r"""CFG over a 2B-batch :class:`CausalWanBlockwise` (first half cond, second half uncond):
+    :math:`\hat v = v_\varnothing + w(v_c - v_\varnothing)` via :func:`cf_ref.solvers.classifier_free_guidance`."""
+
+    def __init__(self, inner: CausalWanBlockwise, scale: float):
+        self.inner, self.scale = inner, scale
+
+    def new_cache(self) -> WanKVCache:
+        return self.inner.new_cache()
+
+    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
+        v_cond, v_uncond = self.inner.velocity(torch.cat([x, x]), torch.cat([sigma, sigma]), block, cache).chunk(2)
+        return classifier_free_guidance(v_cond, v_uncond, self.scale)
+
+    def commit(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> WanKVCache:
+        return self.inner.commit(torch.cat([x, x]), torch.cat([sigma, sigma]), block, cache)

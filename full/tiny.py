@@ -1,0 +1,139 @@
+"""Tiny random stand-ins for Wan2.1's three models, built in code (tests, ``--preset tiny``, benchmarks on CPU).
+
+Same classes as the real pipeline — ``CausalWanTransformer3DModel``, diffusers' ``AutoencoderKLWan``,
+transformers' ``UMT5EncoderModel`` with a byte-level tokenizer — at a few thousand parameters each, so
+every code path (loading a diffusers-format folder, text encoding, KV-cached sampling, streaming VAE
+decode, MP4) runs offline in seconds. All sizes live in :class:`TinyConfig`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import AutoencoderKLWan
+
+from full.model import CausalWanTransformer3DModel
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Sizes of the tiny models. The DiT's ``in_channels`` equals the VAE's ``z_dim``."""
+
+    latent_channels: int = 4
+    num_layers: int = 2
+    num_heads: int = 2
+    head_dim: int = 16  # Wan's RoPE splits it into t/h/w parts: 16 - 2·4, 4, 4
+    ffn_dim: int = 64
+    text_dim: int = 32
+    freq_dim: int = 32
+    rope_max_seq_len: int = 1024
+    text_layers: int = 2
+    text_heads: int = 2
+    text_ff: int = 64
+    text_length: int = 16  # tokens per prompt (Wan: 512)
+    vae_base_dim: int = 8
+    vae_dim_mult: tuple[int, ...] = (1, 2, 2, 2)  # 3 spatial downsamplings: 8× like Wan
+    vae_temporal_downsample: tuple[bool, ...] = (False, True, True)  # 4× in time like Wan
+    height: int = 64  # pixels: latent 8×8, 4×4 = 16 tokens per frame
+    width: int = 64
+    special_tokens: tuple[str, ...] = field(default=("<pad>", "</s>", "<unk>"))
+
+
+TINY = TinyConfig()
+
+
+def transformer_kwargs(cfg: TinyConfig = TINY) -> dict:
+    """Config of the tiny DiT (diffusers ``WanTransformer3DModel`` arguments)."""
+    return dict(
+        patch_size=(1, 2, 2),
+        num_attention_heads=cfg.num_heads,
+        attention_head_dim=cfg.head_dim,
+        in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels,
+        text_dim=cfg.text_dim,
+        freq_dim=cfg.freq_dim,
+        ffn_dim=cfg.ffn_dim,
+        num_layers=cfg.num_layers,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        eps=1e-6,
+        rope_max_seq_len=cfg.rope_max_seq_len,
+    )
+
+
+def tiny_transformer(seed: int = 0, cfg: TinyConfig = TINY) -> CausalWanTransformer3DModel:
+    """A randomly initialised tiny causal DiT (fp32, eval mode)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CausalWanTransformer3DModel(**transformer_kwargs(cfg))
+    return model.eval()
+
+
+def tiny_vae(seed: int = 0, cfg: TinyConfig = TINY) -> AutoencoderKLWan:
+    """A randomly initialised tiny Wan VAE (4× temporal, 8× spatial compression, like the real one)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = AutoencoderKLWan(
+            base_dim=cfg.vae_base_dim,
+            z_dim=cfg.latent_channels,
+            dim_mult=list(cfg.vae_dim_mult),
+            num_res_blocks=1,
+            attn_scales=[],
+            temperal_downsample=list(cfg.vae_temporal_downsample),
+            latents_mean=[0.0] * cfg.latent_channels,
+            latents_std=[1.0] * cfg.latent_channels,
+        )
+    return vae.eval()
+
+
+def tiny_tokenizer(cfg: TinyConfig = TINY):
+    """A byte-level tokenizer (one token per UTF-8 byte, no merges) as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {tok: i for i, tok in enumerate(cfg.special_tokens)}
+    vocab.update({ch: len(cfg.special_tokens) + i for i, ch in enumerate(sorted(alphabet))})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    pad, eos, unk = cfg.special_tokens
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=pad, eos_token=eos, unk_token=unk, model_max_length=cfg.text_length
+    )
+
+
+def tiny_text_encoder(seed: int = 0, cfg: TinyConfig = TINY):
+    """A randomly initialised tiny UMT5 encoder whose output width is the DiT's ``text_dim``."""
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(
+        vocab_size=len(cfg.special_tokens) + 256,
+        d_model=cfg.text_dim,
+        d_kv=cfg.text_dim // cfg.text_heads,
+        d_ff=cfg.text_ff,
+        num_layers=cfg.text_layers,
+        num_heads=cfg.text_heads,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=16,
+        dropout_rate=0.0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = UMT5EncoderModel(config)
+    return model.eval()
+
+
+def write_tiny_pipeline(folder: str | os.PathLike, seed: int = 0, cfg: TinyConfig = TINY) -> str:
+    """Write a diffusers-format Wan folder (``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``)
+    of tiny random models; returns the folder. Loading it exercises the same path as a real checkpoint."""
+    folder = os.fspath(folder)
+    tiny_transformer(seed, cfg).save_pretrained(os.path.join(folder, "transformer"))
+    tiny_vae(seed + 1, cfg).save_pretrained(os.path.join(folder, "vae"))
+    tiny_text_encoder(seed + 2, cfg).save_pretrained(os.path.join(folder, "text_encoder"))
+    tiny_tokenizer(cfg).save_pretrained(os.path.join(folder, "tokenizer"))
+    return folder

@@ -1,0 +1,31 @@
+import json
+
+import pytest
+import torch
+
+from cf_ref.io import atomic_path, load_tensors, save_tensors, write_json
+
+
+def test_atomic_write_replaces_or_keeps_old(tmp_path):
+    p = tmp_path / "sub" / "m.json"
+    write_json(p, {"a": 1})
+    assert json.loads(p.read_text()) == {"a": 1}
+    with pytest.raises(RuntimeError):
+        with atomic_path(p) as tmp:
+            tmp.write_text("torn")
+            raise RuntimeError("crash")
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert [q.name for q in p.parent.iterdir()] == ["m.json"]  # no temp files left behind
+
+
+def test_tensors_round_trip_and_errors(tmp_path):
+    t = {"w": torch.randn(3, 4), "b": torch.arange(5)}
+    save_tensors(tmp_path / "w.safetensors", t, metadata={"step": "3"})
+    back = load_tensors(tmp_path / "w.safetensors")
+    for k in t:
+        torch.testing.assert_close(back[k], t[k])
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        load_tensors(tmp_path / "missing.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_tensors(tmp_path / "bad.safetensors")

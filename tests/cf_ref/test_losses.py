@@ -1,0 +1,30 @@
+import pytest
+import torch
+
+from cf_ref.losses import finite_or_raise, flow_matching_loss, per_frame_mse, weighted_mean, x0_regression_loss
+
+
+def test_flow_matching_loss_is_zero_at_the_target_and_weighted_per_frame():
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, 4, generator=g), torch.randn(2, 3, 4, generator=g)
+    assert float(flow_matching_loss(eps - x0, x0, eps)) == 0.0
+    v = eps - x0 + 1.0  # error 1 everywhere
+    assert float(flow_matching_loss(v, x0, eps)) == pytest.approx(1.0)
+    w = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert float(flow_matching_loss(v, x0, eps, w)) == pytest.approx(1 / 6)
+
+
+def test_per_frame_mse_brute_force():
+    a, b = torch.randn(2, 3, 2, 2), torch.randn(2, 3, 2, 2)
+    want = torch.tensor([[float(((a[i, f] - b[i, f]) ** 2).mean()) for f in range(3)] for i in range(2)])
+    torch.testing.assert_close(per_frame_mse(a, b), want)
+    assert float(x0_regression_loss(a, b)) == pytest.approx(float(((a - b) ** 2).mean()), rel=1e-6)
+
+
+def test_loss_errors():
+    with pytest.raises(ValueError, match="shape"):
+        per_frame_mse(torch.zeros(2, 3, 1), torch.zeros(2, 2, 1))
+    with pytest.raises(ValueError, match="per frame"):
+        weighted_mean(torch.zeros(2, 3), torch.zeros(3))
+    with pytest.raises(FloatingPointError, match="not finite"):
+        finite_or_raise(torch.tensor(float("nan")))

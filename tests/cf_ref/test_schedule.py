@@ -1,0 +1,128 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.integrate import quad
+
+from cf_ref import schedule as sch
+
+sigmas = st.floats(0.01, 0.99)
+
+
+@given(sigma=sigmas, b=st.integers(1, 3), f=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_conversions_round_trip(sigma, b, f, seed):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(b, f, 3, generator=g, dtype=torch.float64)
+    eps = torch.randn(b, f, 3, generator=g, dtype=torch.float64)
+    x = sch.interpolate(x0, eps, sigma)
+    v = sch.velocity_target(x0, eps)
+    torch.testing.assert_close(sch.x0_from_velocity(x, v, sigma), x0)
+    torch.testing.assert_close(sch.eps_from_velocity(x, v, sigma), eps)
+    torch.testing.assert_close(sch.velocity_from_x0(x, x0, sigma), v)
+    torch.testing.assert_close(sch.velocity_from_eps(x, eps, sigma), v)
+    for src, val in [(sch.Prediction.X0, x0), (sch.Prediction.EPSILON, eps), (sch.Prediction.VELOCITY, v)]:
+        for dst, want in [(sch.Prediction.X0, x0), (sch.Prediction.EPSILON, eps), (sch.Prediction.VELOCITY, v)]:
+            torch.testing.assert_close(sch.convert_prediction(x, val, sigma, src, dst), want)
+
+
+def test_velocity_is_time_derivative_of_path():
+    g = torch.Generator().manual_seed(0)
+    x0, eps = (
+        torch.randn(2, 3, 4, generator=g, dtype=torch.float64),
+        torch.randn(2, 3, 4, generator=g, dtype=torch.float64),
+    )
+    h, s = 1e-6, 0.37
+    fd = (sch.interpolate(x0, eps, s + h) - sch.interpolate(x0, eps, s - h)) / (2 * h)
+    torch.testing.assert_close(fd, sch.velocity_target(x0, eps), atol=1e-8, rtol=0)
+
+
+def test_per_frame_sigma_broadcasts_per_frame():
+    x0, eps = torch.zeros(2, 3, 4, 5), torch.ones(2, 3, 4, 5)
+    sigma = torch.tensor([[0.1, 0.5, 0.9], [0.0, 1.0, 0.3]])
+    x = sch.interpolate(x0, eps, sigma)
+    torch.testing.assert_close(x[..., 0, 0], sigma)
+    torch.testing.assert_close(sch.sigma_per_frame(0.3, x0), torch.full((2, 3), 0.3))
+    torch.testing.assert_close(sch.sigma_per_frame(torch.tensor([0.1, 0.2]), x0)[:, 2], torch.tensor([0.1, 0.2]))
+    with pytest.raises(ValueError, match="prefix"):
+        sch.broadcast_sigma(torch.zeros(3), x0)
+    with pytest.raises(ValueError, match="same shape"):
+        sch.interpolate(x0, eps[:, :2], 0.5)
+
+
+@given(sigma=st.floats(0.0, 1.0), shift=st.floats(0.2, 10.0))
+def test_shift_is_a_bijection(sigma, shift):
+    s = sch.shift_sigma(sigma, shift)
+    assert 0.0 <= float(s) <= 1.0 + 1e-12
+    assert float(sch.unshift_sigma(s, shift)) == pytest.approx(sigma, abs=1e-12)
+
+
+def test_shift_matches_wan_formula_and_endpoints():
+    s = torch.linspace(0, 1, 11, dtype=torch.float64)
+    torch.testing.assert_close(sch.shift_sigma(s, 5.0), 5 * s / (1 + 4 * s))
+    assert float(sch.shift_sigma(1.0, 5.0)) == 1.0 and float(sch.shift_sigma(0.0, 5.0)) == 0.0
+    assert bool((sch.shift_sigma(s, 5.0) >= s).all())  # shift > 1 moves towards noise
+    with pytest.raises(ValueError):
+        sch.shift_sigma(0.5, 0.0)
+
+
+def test_timestep_sigma_scale():
+    assert float(sch.timestep_from_sigma(0.25)) == 250.0
+    assert float(sch.sigma_from_timestep(750)) == 0.75
+
+
+def test_few_step_list_sits_on_the_teacher_grid():
+    # published: 48 Euler steps, states kept at indices 0, 12, 24, 36 = student list 1000/750/500/250 shifted
+    grid = sch.sigma_grid(48, shift=5.0)
+    few = sch.few_step_sigmas((1000, 750, 500, 250), shift=5.0)
+    torch.testing.assert_close(few, grid[[0, 12, 24, 36]])
+    torch.testing.assert_close(few, torch.tensor([1.0, 0.9375, 2.5 / 3, 0.625], dtype=torch.float64))
+    assert sch.uniform_few_step_timesteps(4) == (1000, 750, 500, 250)
+    assert grid[0] == 1 and grid[-1] == 0 and bool((grid[1:] < grid[:-1]).all())
+    with pytest.raises(ValueError, match="decreasing"):
+        sch.few_step_sigmas((500, 750))
+
+
+def test_block_ids_and_errors():
+    assert sch.block_ids(6, 3).tolist() == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="does not divide"):
+        sch.block_ids(7, 3)
+
+
+@given(
+    gran=st.sampled_from(list(sch.Granularity)),
+    b=st.sampled_from([1, 2, 3]),
+    nb=st.integers(1, 4),
+    seed=st.integers(0, 99),
+)
+def test_training_sigmas_granularity_and_range(gran, b, nb, seed):
+    f = b * nb
+    g = torch.Generator().manual_seed(seed)
+    s = sch.sample_training_sigmas(64, f, gran, block_size=b, shift=3.0, t_min=20, t_max=980, generator=g)
+    assert s.shape == (64, f)
+    assert float(s.min()) >= 0.02 - 1e-7 and float(s.max()) <= 0.98 + 1e-7
+    if gran is sch.Granularity.SAMPLE:
+        assert bool((s == s[:, :1]).all())
+    if gran is sch.Granularity.BLOCK:
+        blocks = s.reshape(64, nb, b)
+        assert bool((blocks == blocks[..., :1]).all())
+
+
+def test_training_sigmas_follow_shifted_uniform_law():
+    s = sch.sample_training_sigmas(
+        20000, 1, sch.Granularity.SAMPLE, shift=5.0, generator=torch.Generator().manual_seed(0)
+    )
+    u = sch.unshift_sigma(s.double().flatten(), 5.0).numpy()
+    # the unshifted draws are uniform on [0, 1]: compare quantiles
+    np.testing.assert_allclose(np.quantile(u, [0.1, 0.5, 0.9]), [0.1, 0.5, 0.9], atol=0.02)
+
+
+def test_bell_weight_has_unit_mean_and_peaks_mid_schedule():
+    mean, _ = quad(lambda u: float(sch.loss_weight(torch.tensor(u, dtype=torch.float64), sch.LossWeighting.BELL)), 0, 1)
+    assert mean == pytest.approx(1.0, abs=1e-9)
+    w = sch.loss_weight(torch.tensor([0.0, 0.5, 1.0]), sch.LossWeighting.BELL)
+    assert float(w[0]) == pytest.approx(0.0, abs=1e-12) and float(w[1]) > 1.0
+    assert math.isclose(float(w[0]), float(w[2]), abs_tol=1e-12)
+    assert bool((sch.loss_weight(torch.rand(5)) == 1).all())

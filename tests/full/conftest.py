@@ -1,0 +1,27 @@
+"""Shared fixtures for the full-track tests: tiny random models built in code (CPU, fp32)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from full.tiny import TINY, tiny_transformer
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return tiny_transformer(seed=0)
+
+
+@pytest.fixture
+def latents():
+    """``[B=2, F=6, C, H=8, W=8]`` random latents (16 tokens per frame)."""
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(2, 6, TINY.latent_channels, 8, 8, generator=g)
+
+
+@pytest.fixture
+def text():
+    g = torch.Generator().manual_seed(2)
+    return torch.randn(2, 5, TINY.text_dim, generator=g)
