@@ -38,7 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from cf_ref.io import load_tensors, save_tensors, write_json, write_text
-from full.distributed import DistContext, Runner, all_gather_object, barrier, unwrap
+from full.distributed import DistContext, Runner, all_gather_object, barrier, reshard_all, unwrap
 
 STATE = "state.json"
 LATEST = "latest"
@@ -66,6 +66,7 @@ def _prefix(module: nn.Module) -> str:
 
 def gather_weights(module: nn.Module, ctx: DistContext) -> dict[str, torch.Tensor]:
     """Full state dict of a (possibly DDP/FSDP-wrapped) module, on the CPU (complete on rank 0). Collective."""
+    reshard_all(module)
     sd = get_model_state_dict(unwrap(module), options=_full(ctx))
     n = len(_prefix(module))
     return {k[n:]: v.detach().cpu() for k, v in sd.items()}
@@ -75,6 +76,7 @@ def load_weights(module: nn.Module, path: str | Path, ctx: DistContext | None = 
     """Load a safetensors file into a module (wrapped or not), strictly, with a clear error on any mismatch."""
     tensors = _read(path, what)
     target, prefix = unwrap(module), _prefix(module)
+    reshard_all(module)
     _check_keys(_full_shapes(target, len(prefix)), tensors, path, what)
     set_model_state_dict(
         target, {prefix + k: v for k, v in tensors.items()}, options=StateDictOptions(full_state_dict=True, strict=True)

@@ -161,12 +161,28 @@ def gathered(modules: Sequence[nn.Module]) -> Iterator[None]:
             m.reshard()
 
 
+def reshard_all(module: nn.Module) -> None:
+    """Put every FSDP2 parameter group of ``module`` back into its sharded state.
+
+    FSDP2 leaves the root's parameters unsharded after a forward until the backward; a frozen model (an EMA
+    copy, a teacher) has no backward, so do this before touching its parameters directly.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for m in unwrap(module).modules():
+        if isinstance(m, FSDPModule):
+            m.reshard()
+
+
 def _mp_policy(precision: Precision):
+    """bf16 compute / fp32 reduction under BF16. Forward inputs are *not* cast: the DiT's blocks receive
+    dataclasses they write into (the KV-cache sink), which FSDP's input casting would copy; the blocks get
+    bf16 activations from the bf16 root anyway."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
     if precision is Precision.BF16:
-        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    return MixedPrecisionPolicy()
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=False)
+    return MixedPrecisionPolicy(cast_forward_inputs=False)
 
 
 def _shard(module: nn.Module, blocks: Sequence[nn.Module], precision: Precision) -> nn.Module:

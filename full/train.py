@@ -24,16 +24,19 @@ import torch
 from torch import Tensor, nn
 
 from cf_ref.ema import ema_update
+from cf_ref.io import write_json
 from full.checkpoint import export_weights, latest_checkpoint, load_checkpoint, save_checkpoint
 from full.config import LoggingConfig, LoopConfig, OptimizerConfig, Precision
 from full.distributed import (
     DistContext,
+    all_gather_object,
     all_true,
     autocast,
     barrier,
     clip_grad_norm,
     gradient_sync,
     mean_over_ranks,
+    reshard_all,
     unwrap,
 )
 from full.logs import RunLogger
@@ -92,6 +95,8 @@ def make_optimizer(module: nn.Module, config: OptimizerConfig) -> torch.optim.Ad
 def _ema_step(trainee: Trainee, step: int) -> None:
     if trainee.ema is None or step < trainee.ema_start:
         return
+    reshard_all(trainee.ema)
+    reshard_all(trainee.module)
     ema_update(trainee.ema, unwrap(trainee.module), 0.0 if trainee.ema_updates == 0 else trainee.ema_decay)
     trainee.ema_updates += 1
 
@@ -130,6 +135,30 @@ def _checkpoint_parts(plan: StagePlan):
         if t.ema is not None:
             modules[f"{name}-ema"] = t.ema
     return modules, optimizers
+
+
+def replica_fingerprint(module: nn.Module) -> list[float]:
+    """Per parameter, the float64 sum and absolute sum of this process's copy (identical replicas agree bitwise)."""
+    out = []
+    for p in module.parameters():
+        local = p.to_local() if hasattr(p, "to_local") else p
+        d = local.detach().double()
+        out += [float(d.sum()), float(d.abs().sum())]
+    return out
+
+
+def check_replicas(plan: StagePlan, ctx: DistContext) -> dict[str, dict[str, object]]:
+    """Compare every process's trained weights (DDP keeps full replicas; FSDP2 shards are compared as shards,
+    which differ by design and are not checked). Raises if DDP replicas diverged."""
+    report: dict[str, dict[str, object]] = {}
+    for name, t in plan.trainees.items():
+        prints = all_gather_object(ctx, replica_fingerprint(t.module))
+        sharded = any(hasattr(p, "to_local") for p in t.module.parameters())
+        same = all(fp == prints[0] for fp in prints)
+        report[name] = {"processes": ctx.world_size, "sharded": sharded, "identical": same if not sharded else None}
+        if not sharded and not same:
+            raise RuntimeError(f"{plan.name}: the {ctx.world_size} replicas of {name} diverged during training")
+    return report
 
 
 def final_dir(stage_dir: Path) -> Path:
@@ -199,6 +228,9 @@ def run_stage(
             if plan.sample is not None and logging.sample_every and done % logging.sample_every == 0:
                 plan.sample(done, stage_dir / "samples" / f"step-{done:08d}")
         out = final_dir(stage_dir)
+        replicas = check_replicas(plan, ctx)
+        if ctx.is_main:
+            write_json(out / "replicas.json", replicas)
         if plan.sample is not None:
             plan.sample(loop.steps, out / "samples")
         if "model" not in plan.exports:
