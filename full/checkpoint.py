@@ -230,7 +230,16 @@ def load_checkpoint(
     for name, (module, opt) in optimizers.items():
         if name not in opt_states:
             raise CheckpointError(f"{folder} holds no optimizer state for {name!r} (it has {sorted(opt_states)})")
-        set_optimizer_state_dict(unwrap(module), opt, opt_states[name], options=StateDictOptions(full_state_dict=True))
+        names = {n for n, p in unwrap(module).named_parameters() if p.requires_grad}
+        unknown = sorted(set(opt_states[name].get("state", {})) - names)
+        if unknown:
+            raise CheckpointError(
+                f"optimizer state for {name!r} in {folder} names unknown parameters, e.g. {unknown[:3]}"
+            )
+        # strict=False: parameters that never received a gradient (e.g. weights only used without grad) have no
+        # Adam state yet; everything that has state was checked above.
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        set_optimizer_state_dict(unwrap(module), opt, opt_states[name], options=options)
     if state.get("world_size") == ctx.world_size:
         rng = rngs[ctx.rank]
         torch.set_rng_state(rng["cpu"])

@@ -102,11 +102,23 @@ class ModelPreset(enum.Enum):
 
 
 @dataclass
+class TinyBaseConfig:
+    """The tiny preset's stand-in for the pretrained model: a tiny random DiT trained bidirectionally on the
+    synthetic set (flow matching) before the recipe starts. Not from the paper; only used with preset tiny."""
+
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 2.0e-3
+    videos: int = 64  # synthetic latent videos generated for the preset
+
+
+@dataclass
 class ModelConfig:
     """The bidirectional base model (Wan2.1-T2V-1.3B in diffusers layout) and the AR block structure."""
 
     path: str | None = None  # folder of the base transformer (``from_pretrained``); None with a preset
     preset: ModelPreset | None = None
+    tiny_base: TinyBaseConfig = field(default_factory=TinyBaseConfig)
     block_size: int = 3  # latent frames per AR block: 3 chunk-wise (published default), 1 frame-wise
     shift: float = 5.0  # Wan's timestep shift in this setting
     few_step_timesteps: tuple[float, ...] = (1000.0, 750.0, 500.0, 250.0)  # student's list before the shift
@@ -142,7 +154,7 @@ class LoggingConfig:
     tensorboard: bool = False  # needs the ``tensorboard`` package
     log_every: int = 1  # steps between JSONL metric lines
     sample_every: int = 0  # steps between sample videos (0 = only at the end of a stage); not from the paper
-    sample_count: int = 1  # prompts sampled each time
+    sample_count: int = 1  # prompts sampled each time (0 = no sample videos)
 
 
 @dataclass
@@ -424,19 +436,20 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
-        # Small random models + the synthetic moving-shapes set (generated into <out>/data), CPU, fp32.
+        # Tiny models + the synthetic moving-shapes set (generated into <out>/data; the base model is a tiny
+        # DiT trained on it first, see full.stages.base), CPU, fp32. Step counts: a demo, not a result.
         "out": "runs/tiny",
         "model": {"preset": "tiny", "block_size": 2},
         "video": {"latent_frames": 4, "latent_height": 8, "latent_width": 8},
         "parallel": {"strategy": "ddp", "precision": "fp32", "gradient_checkpointing": False},
         "logging": {"progress": True, "sample_every": 0},
-        "ar_diffusion": {"loop": {"steps": 30, "batch_size": 4, "checkpoint_every": 10}, "optim": {"lr": 1e-3}},
-        "ode_pairs": {"num_steps": 8, "batch_size": 8, "shard_size": 16, "max_pairs": 32},
-        "ode": {"loop": {"steps": 30, "batch_size": 4, "checkpoint_every": 10}, "optim": {"lr": 1e-3}},
-        "cd": {"num_steps": 8, "loop": {"steps": 30, "batch_size": 4, "checkpoint_every": 10}, "optim": {"lr": 1e-3}},
+        "ar_diffusion": {"loop": {"steps": 150, "batch_size": 4, "checkpoint_every": 50}, "optim": {"lr": 1e-3}},
+        "ode_pairs": {"num_steps": 8, "batch_size": 8, "shard_size": 16, "max_pairs": 64},
+        "ode": {"loop": {"steps": 150, "batch_size": 4, "checkpoint_every": 50}, "optim": {"lr": 1e-3}},
+        "cd": {"num_steps": 8, "loop": {"steps": 150, "batch_size": 4, "checkpoint_every": 50}, "optim": {"lr": 1e-3}},
         "dmd": {
             "ema_start": 0,
-            "loop": {"steps": 20, "batch_size": 2, "checkpoint_every": 10},
+            "loop": {"steps": 100, "batch_size": 2, "checkpoint_every": 50},
             "optim": {"lr": 1e-4},
             "critic_optim": {"lr": 1e-3},
         },
@@ -533,6 +546,11 @@ def validate(config: RunConfig) -> None:
         )
     if m.shift <= 0:
         errors.append(f"model.shift must be > 0, got {m.shift}")
+    tb = m.tiny_base
+    if tb.steps < 0 or tb.batch_size < 1 or tb.lr <= 0 or tb.videos < 1:
+        errors.append(
+            f"model.tiny_base: need steps >= 0, batch_size >= 1, lr > 0, videos >= 1, got {dataclasses.asdict(tb)}"
+        )
     few_step_ok = m.shift > 0
     try:
         few_step_sigmas(m.few_step_timesteps, m.shift if m.shift > 0 else 1.0)
@@ -545,8 +563,8 @@ def validate(config: RunConfig) -> None:
         errors.append(f"seed must be >= 0, got {config.seed}")
     if config.logging.log_every < 1:
         errors.append(f"logging.log_every must be >= 1, got {config.logging.log_every}")
-    if config.logging.sample_every < 0 or config.logging.sample_count < 1:
-        errors.append("logging.sample_every must be >= 0 and logging.sample_count >= 1")
+    if config.logging.sample_every < 0 or config.logging.sample_count < 0:
+        errors.append("logging.sample_every and logging.sample_count must be >= 0")
     if config.logging.tensorboard:
         try:
             import torch.utils.tensorboard  # noqa: F401

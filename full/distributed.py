@@ -39,6 +39,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # this context initialised the process group (and :func:`shutdown` ends it)
 
     @property
     def enabled(self) -> bool:
@@ -72,17 +73,19 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
+    owns = world > 1 and not dist.is_initialized()
+    if owns:
         dist.init_process_group(
             backend="nccl" if use_cuda else "gloo",
             timeout=datetime.timedelta(seconds=timeout_s),
             **({"device_id": dev} if use_cuda else {}),
         )
-    return DistContext(rank=rank, world_size=world, local_rank=local, device=dev)
+    return DistContext(rank=rank, world_size=world, local_rank=local, device=dev, owns_group=owns)
 
 
 def shutdown(ctx: DistContext) -> None:
-    if ctx.enabled and dist.is_initialized():
+    """End the process group if this context started it (a caller's own group is left alone)."""
+    if ctx.owns_group and dist.is_initialized():
         dist.barrier()  # no process tears the group down while another is still in a collective
         dist.destroy_process_group()
 

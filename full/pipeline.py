@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from full.config import ConfigError, RunConfig, Stage, load_config, save_config, to_dict
-from full.distributed import DistContext, barrier, init_distributed
+from full.distributed import DistContext, barrier, broadcast_object, init_distributed
 from full.recipes import RECIPES, stage_dir
 from full.stages import ar_diffusion, cd, dmd, ode, ode_pairs
 from full.stages.common import prepare_assets
@@ -89,7 +89,8 @@ def run_training(
     results: dict[Stage, Path] = {}
     for s in chain:
         folder = stage_dir(config, s)
-        if _stage_finished(config, s):
+        finished, started = broadcast_object(ctx, (_stage_finished(config, s), _stage_started(config, s)))
+        if finished:
             if not resume:
                 raise StageStateError(
                     f"stage {s.value} already finished in {folder}; pass --resume to skip finished stages, "
@@ -97,7 +98,7 @@ def run_training(
                 )
             results[s] = folder
             continue
-        if _stage_started(config, s) and not resume:
+        if started and not resume:
             raise StageStateError(f"{folder} holds an interrupted {s.value} run; pass --resume to continue it")
         if s is Stage.ODE_PAIRS:
             results[s] = ode_pairs.make_pairs(config, ctx)

@@ -33,6 +33,7 @@ from full.distributed import (
     all_true,
     autocast,
     barrier,
+    broadcast_object,
     clip_grad_norm,
     gradient_sync,
     mean_over_ranks,
@@ -113,14 +114,14 @@ def _apply(
                 loss, info = update.loss(micro)
             finite = bool(torch.isfinite(loss.detach()).all())
             if not all_true(ctx, finite):
-                raise TrainingDiverged(f"{trainee.name} loss is not finite at step {step} (micro-batch {micro})")
+                raise TrainingDiverged(f"{trainee.name} loss is not finite at step {step + 1} (micro-batch {micro})")
             (loss / loop.grad_accum).backward()
         total += float(loss.detach()) / loop.grad_accum
         for k, v in info.items():
             metrics[k] = metrics.get(k, 0.0) + float(v) / loop.grad_accum
     norm = clip_grad_norm(trainee.module, trainee.max_grad_norm)
     if not torch.isfinite(torch.tensor(norm)):
-        raise TrainingDiverged(f"{trainee.name} gradient norm is not finite at step {step}")
+        raise TrainingDiverged(f"{trainee.name} gradient norm is not finite at step {step + 1}")
     trainee.optimizer.step()
     trainee.optimizer.zero_grad(set_to_none=True)
     _ema_step(trainee, step)
@@ -186,7 +187,7 @@ def run_stage(
     stage_dir = Path(stage_dir)
     modules, optimizers = _checkpoint_parts(plan)
     start = 0
-    latest = latest_checkpoint(stage_dir)
+    latest = broadcast_object(ctx, latest_checkpoint(stage_dir))  # one decision for all processes
     if latest is not None and not resume:
         raise StageStateError(
             f"{stage_dir} already holds checkpoint {latest.name}; pass --resume to continue it, "
@@ -225,13 +226,18 @@ def run_stage(
             if done % loop.checkpoint_every == 0 or done == loop.steps:
                 extra = {"ema_updates": {n: t.ema_updates for n, t in plan.trainees.items()}}
                 save_checkpoint(stage_dir, done, modules, optimizers, ctx, extra, keep=loop.keep_checkpoints)
-            if plan.sample is not None and logging.sample_every and done % logging.sample_every == 0:
+            if (
+                plan.sample is not None
+                and logging.sample_count
+                and logging.sample_every
+                and done % logging.sample_every == 0
+            ):
                 plan.sample(done, stage_dir / "samples" / f"step-{done:08d}")
         out = final_dir(stage_dir)
         replicas = check_replicas(plan, ctx)
         if ctx.is_main:
             write_json(out / "replicas.json", replicas)
-        if plan.sample is not None:
+        if plan.sample is not None and logging.sample_count > 0:
             plan.sample(loop.steps, out / "samples")
         if "model" not in plan.exports:
             raise ValueError("a stage plan must export a 'model'")

@@ -18,9 +18,11 @@ with the schedule's weighting ``w`` (:func:`cf_ref.schedule.loss_weight`). The c
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from cf_ref.losses import flow_matching_loss
 from cf_ref.masks import AttentionMode
-from cf_ref.schedule import interpolate, loss_weight, sample_training_sigmas
+from cf_ref.schedule import Granularity, LossWeighting, interpolate, loss_weight, sample_training_sigmas
 from full.config import Forcing, RunConfig, Stage
 from full.data import SetKind
 from full.distributed import DistContext
@@ -29,6 +31,27 @@ from full.stages import common
 from full.train import StagePlan, Trainee, Update, make_optimizer
 
 STAGE = Stage.AR_DIFFUSION
+
+
+def denoising_loss(
+    runner,
+    batch: dict[str, Tensor],
+    rnd: common.StepRandom,
+    mode: AttentionMode,
+    granularity: Granularity,
+    weighting: LossWeighting,
+    block_size: int,
+    shift: float,
+    clean: Tensor | None,
+) -> Tensor:
+    """The weighted flow-matching loss of the module doc on a batch ``{latents [B, F, C, H, W], text}``."""
+    x0, text = batch["latents"], batch["text"]
+    sigma = sample_training_sigmas(
+        x0.shape[0], x0.shape[1], granularity, block_size, shift, generator=rnd.cpu, device=x0.device
+    )
+    eps = rnd.normal(x0.shape, x0.device)
+    v = common.velocity_field(runner, text, mode, block_size, clean)(interpolate(x0, eps, sigma), sigma)
+    return flow_matching_loss(v, x0, eps, loss_weight(sigma, weighting))
 
 
 def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
@@ -44,17 +67,11 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
 
     def loss(step: int, micro: int):
         batch = feed.fetch(step, micro)
-        x0, text = batch["latents"], batch["text"]
         rnd = common.step_random(config, ctx, STAGE.value, step, micro, "loss")
-        sigma = sample_training_sigmas(
-            x0.shape[0], x0.shape[1], cfg.granularity, b, config.model.shift, generator=rnd.cpu, device=x0.device
-        )
-        eps = rnd.normal(x0.shape, x0.device)
-        x = interpolate(x0, eps, sigma)
-        clean = x0 if cfg.forcing is Forcing.TEACHER else None
-        v = common.velocity_field(runner, text, mode, b, clean)(x, sigma)
-        value = flow_matching_loss(v, x0, eps, loss_weight(sigma, cfg.weighting))
-        return value, {}
+        clean = batch["latents"] if cfg.forcing is Forcing.TEACHER else None
+        return denoising_loss(
+            runner, batch, rnd, mode, cfg.granularity, cfg.weighting, b, config.model.shift, clean
+        ), {}
 
     def updates(step: int) -> list[Update]:
         return [Update("teacher", lambda micro: loss(step, micro))]

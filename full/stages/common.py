@@ -23,7 +23,7 @@ from cf_ref.solvers import VelocityField, classifier_free_guidance
 from full.checkpoint import load_weights
 from full.config import ModelPreset, RunConfig
 from full.data import DataError, DataOrder, SetKind, SyntheticSpec, TensorSet, write_synthetic_latents
-from full.distributed import DistContext, barrier, core, gathered, place_frozen, wrap_trainable
+from full.distributed import DistContext, barrier, broadcast_object, core, gathered, place_frozen, wrap_trainable
 from full.logs import write_samples
 from full.model import CausalWanTransformer3DModel
 from full.seeding import generator
@@ -40,32 +40,36 @@ def base_model_dir(config: RunConfig) -> Path:
 
 
 def prepare_assets(config: RunConfig, ctx: DistContext) -> RunConfig:
-    """With the tiny preset: write the tiny random base model and the synthetic latent set under ``<out>``
-    (once, on rank 0) and point the configuration at the set. Returns the configuration to run."""
+    """With the tiny preset: write the synthetic latent set (unless ``data.latents`` is given) and the tiny base
+    model trained on it (:mod:`full.stages.base`) under ``<out>``, once; point the configuration at the set.
+    Returns the configuration to run."""
     if config.model.preset is not ModelPreset.TINY:
         return config
-    from full.tiny import TINY, tiny_transformer
+    from full.tiny import TINY
 
     base = base_model_dir(config)
     data = Path(config.data.latents) if config.data.latents else Path(config.out) / "data" / "latents"
-    if ctx.is_main:
-        if not (base / "config.json").is_file():
-            tiny_transformer(seed=config.seed).save_pretrained(base)
-        if not (data / "index.json").is_file() and config.data.latents is None:
-            v = config.video
-            spec = SyntheticSpec(
-                count=64,
-                frames=v.latent_frames,
-                channels=TINY.latent_channels,
-                height=v.latent_height,
-                width=v.latent_width,
-                text_length=TINY.text_length,
-                text_dim=TINY.text_dim,
-                seed=config.seed,
-            )
-            write_synthetic_latents(data, spec)
+    if ctx.is_main and config.data.latents is None and not (data / "index.json").is_file():
+        v = config.video
+        spec = SyntheticSpec(
+            count=config.model.tiny_base.videos,
+            frames=v.latent_frames,
+            channels=TINY.latent_channels,
+            height=v.latent_height,
+            width=v.latent_width,
+            text_length=TINY.text_length,
+            text_dim=TINY.text_dim,
+            seed=config.seed,
+        )
+        write_synthetic_latents(data, spec)
     barrier(ctx)
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, latents=str(data)))
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, latents=str(data)))
+    # Every process must take the same branch (it runs collectives): rank 0 looks, the others follow.
+    if broadcast_object(ctx, not (base / "config.json").is_file()):
+        from full.stages.base import pretrain_tiny_base
+
+        pretrain_tiny_base(config, ctx, TensorSet(data, SetKind.LATENTS), base)
+    return config
 
 
 def load_model(path: str | Path, what: str) -> CausalWanTransformer3DModel:

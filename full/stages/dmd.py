@@ -76,6 +76,30 @@ def score_sigmas(config: RunConfig, batch: int, frames: int, rnd: common.StepRan
     return s.clamp(cfg.t_min / NUM_TRAIN_TIMESTEPS, cfg.t_max / NUM_TRAIN_TIMESTEPS)
 
 
+def generator_samples(
+    runner, config: RunConfig, batch: dict[str, Tensor], rnd: common.StepRandom, shape: tuple[int, ...]
+) -> Tensor:
+    """Generator samples ``[B, F, C, H, W]`` for ``batch['text']`` (and ``batch['latents']`` with rollout=data);
+    gradient flows through each block's exit step when grad is enabled (see module doc)."""
+    cfg, b = config.dmd, config.model.block_size
+    text = batch["text"]
+    noise = rnd.normal((text.shape[0], *shape), text.device)
+    sigmas = common.student_sigmas(config).to(text.device)
+    exits = sample_exit_steps(shape[0] // b, len(sigmas), cfg.same_exit_across_blocks, generator=rnd.shared)
+
+    def run(m) -> Tensor:
+        if cfg.rollout is GeneratorRollout.SELF:
+            with gathered(m.blocks):
+                bw = m.blockwise(text, b)
+            out = few_step_rollout(bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, generator=rnd.device)
+        else:
+            video = TeacherForcedVideo(m, text, batch["latents"], b)
+            out = few_step_rollout(video, noise, noise.shape[1], sigmas, None, exits[:1], generator=rnd.device)
+        return out.x0
+
+    return runner(run)
+
+
 def text_source(config: RunConfig) -> TensorSet:
     if config.dmd.rollout is GeneratorRollout.DATA:
         return common.open_set(config.data.latents, SetKind.LATENTS, "dmd with rollout=data")
@@ -120,34 +144,12 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
         "critic": Trainee("critic", critic, make_optimizer(critic, cfg.critic_optim), cfg.critic_optim.max_grad_norm),
     }
     feed = common.batches(data, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
-    sigmas = common.student_sigmas(config).to(ctx.device)
-    num_blocks = config.video.latent_frames // b
     fields = ("text", "latents") if cfg.rollout is GeneratorRollout.DATA else ("text",)
-
-    def rollout(batch: dict[str, Tensor], rnd: common.StepRandom) -> Tensor:
-        """Generator samples ``[B, F, C, H, W]``; gradient through each block's exit step when grad is on."""
-        text = batch["text"]
-        noise = rnd.normal((text.shape[0], *shape), ctx.device)
-        exits = sample_exit_steps(num_blocks, len(sigmas), cfg.same_exit_across_blocks, generator=rnd.shared)
-
-        def run(m) -> Tensor:
-            if cfg.rollout is GeneratorRollout.SELF:
-                with gathered(m.blocks):
-                    bw = m.blockwise(text, b)
-                out = few_step_rollout(
-                    bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, generator=rnd.device
-                )
-            else:
-                video = TeacherForcedVideo(m, text, batch["latents"], b)
-                out = few_step_rollout(video, noise, noise.shape[1], sigmas, None, exits[:1], generator=rnd.device)
-            return out.x0
-
-        return generator(run)
 
     def generator_loss(step: int, micro: int):
         batch = feed.fetch(step, micro, fields)
         rnd = common.step_random(config, ctx, STAGE.value, step, micro, "generator")
-        x = rollout(batch, rnd)
+        x = generator_samples(generator, config, batch, rnd, shape)
         sigma = score_sigmas(config, x.shape[0], x.shape[1], rnd, x.device)
         eps = rnd.normal(x.shape, x.device)
         text, negative = batch["text"], feed.negative(x.shape[0])
@@ -159,7 +161,7 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
         batch = feed.fetch(step, micro, fields)
         rnd = common.step_random(config, ctx, STAGE.value, step, micro, "critic")
         with torch.no_grad():
-            x = rollout(batch, rnd)
+            x = generator_samples(generator, config, batch, rnd, shape)
         sigma = score_sigmas(config, x.shape[0], x.shape[1], rnd, x.device)
         eps = rnd.normal(x.shape, x.device)
         return critic_loss(common.velocity_field(critic, batch["text"], BIDIRECTIONAL, b), x, sigma, eps), {}
