@@ -61,8 +61,10 @@ def _blocks(noise: Tensor, block_size: int) -> int:
 
 
 def _levels(x: Tensor, sigma: Tensor | float) -> Tensor:
-    """Constant level ``[B, b]`` for a block ``x: [B, b, *S]``."""
-    return torch.full(x.shape[:2], float(sigma), device=x.device, dtype=x.dtype)
+    """Constant level ``[B, b]`` for a block ``x: [B, b, *S]``, in float32 at least (a bf16 level would round
+    the timestep: 0.8333 → 0.832)."""
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    return torch.full(x.shape[:2], float(sigma), device=x.device, dtype=dtype)
 
 
 def ar_ode_sample(

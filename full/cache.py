@@ -48,8 +48,8 @@ class WanKVCache:
       blocks of ``b`` frames (query block included, as in :func:`cf_ref.masks.block_causal_visibility`)
       the capacity is ``(w-1)·b``.
 
-    The cache is written by the attention processor during a cache pass (:meth:`append`, layer by
-    layer) and closed by :meth:`advance` once the pass is done.
+    A cache pass hands every layer's new K/V to the model, which appends them after the pass
+    (:meth:`append`) and closes it (:meth:`advance`); denoising passes only read (:meth:`get`).
     """
 
     num_layers: int

@@ -18,9 +18,14 @@ Python API (states in cf_ref's layout ``[B, F, C, H, W]``, noise levels σ ∈ [
 
     # block by block with a KV cache (sampling, self-forcing rollout, AR-teacher ODE)
     bw = model.blockwise(text_embeds, block_size=3, window=None)     # a cf_ref.rollout.BlockwiseModel
-    cache = bw.new_cache()
+    cache = bw.new_cache()                 # optionally bw.prefill(image_latent, cache): image-to-video
     out = cf_ref.rollout.few_step_rollout(bw, noise, 3, sigmas, cache)           # or ar_ode_sample(...)
     gbw = model.guided_blockwise(cond_embeds, uncond_embeds, scale=6.0, block_size=3)  # CFG AR teacher
+
+    model.mask_kernel = MaskKernel.FLEX    # masked modes: SDPA bool mask (default off CUDA) or FlexAttention
+    cast_keeping_fp32(model, torch.bfloat16)   # bf16 weights, Wan's fp32 modules kept (like from_pretrained)
+    model.enable_gradient_checkpointing()      # training memory
+    model.compile_repeated_blocks(fullgraph=True)  # one compiled block graph for all layers
 
 Modes (frame visibility from :mod:`cf_ref.masks`, expanded to tokens by ``token_mask``):
 
@@ -128,7 +133,10 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
     def text_context(self, text_embeds: Tensor | TextContext, precompute_kv: bool = False) -> TextContext:
         """Project the prompt once: ``[B, L, D_text]`` → :class:`TextContext` (optionally with per-layer K/V)."""
         if isinstance(text_embeds, TextContext):
-            return text_embeds
+            if not precompute_kv or text_embeds.keys is not None:
+                return text_embeds
+            kv = [cross_attention_kv(block.attn2, text_embeds.hidden) for block in self.blocks]
+            return TextContext(text_embeds.hidden, text_embeds.dtype, tuple(k for k, _ in kv), tuple(v for _, v in kv))
         d = self.config.text_dim
         if text_embeds.ndim != 3 or text_embeds.shape[-1] != d:
             raise ValueError(f"text_embeds must be [B, L, D_text={d}], got shape {tuple(text_embeds.shape)}")
@@ -143,8 +151,9 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
     def rotary(self, positions: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         """RoPE ``(cos, sin)`` ``[1, F·h·w, 1, Dh]`` for frames at ``positions`` ``[F]`` on a latent ``H×W`` grid.
 
-        ``positions = arange(F)`` reproduces diffusers' ``WanRotaryPosEmbed``; the KV cache offsets them,
-        teacher forcing repeats them.
+        ``positions = arange(F)`` reproduces diffusers' ``WanRotaryPosEmbed`` (float64 tables; float32 when
+        the model computes in half precision); the KV cache offsets the positions, teacher forcing repeats
+        them.
         """
         rope = self.rope
         if positions.numel() and int(positions.max()) >= rope.max_seq_len:
@@ -163,7 +172,12 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             ]
             return torch.cat(parts, dim=-1).reshape(1, f * h * w, 1, -1)
 
-        return table(rope.freqs_cos), table(rope.freqs_sin)
+        cos, sin = table(rope.freqs_cos), table(rope.freqs_sin)
+        if self.compute_dtype in (torch.bfloat16, torch.float16):
+            # diffusers keeps the tables in float64, which makes the rotation a float64 computation; for
+            # half-precision q/k float32 tables give the same rounded result at half the memory traffic
+            cos, sin = cos.float(), sin.float()
+        return cos, sin
 
     def time_embedding(self, timestep: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Wan's time embedding of ``timestep`` ``[B]`` or ``[B, F]`` (0…1000).
@@ -294,7 +308,10 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             if clean.shape != x.shape:
                 raise ValueError(f"clean {tuple(clean.shape)} must have the shape of x {tuple(x.shape)}")
             t_noisy = t if t.ndim == 2 else t[:, None].expand(b, f)
-            t_clean = torch.zeros_like(t_noisy) if clean_sigma is None else timestep_from_sigma(_levels(clean_sigma, x))
+            t_clean = torch.zeros_like(t_noisy)
+            if clean_sigma is not None:
+                levels = _levels(clean_sigma, x)
+                t_clean = timestep_from_sigma(levels if levels.ndim == 2 else levels[:, None].expand(b, f))
             t = torch.cat([t_clean.to(t_noisy), t_noisy], dim=1)
             frames, positions, out = torch.cat([clean, x], dim=1), torch.cat([positions, positions]), slice(f, 2 * f)
             mask = self._mask(mode, f, block_size, None, self.tokens_per_frame(height, width), x.device)
@@ -327,6 +344,16 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if uncond_embeds.shape[1] != cond_embeds.shape[1]:
             raise ValueError("cond and uncond text embeddings must have the same length (pad them)")
         return GuidedBlockwise(self.blockwise(torch.cat([cond_embeds, uncond_embeds]), block_size, window), scale)
+
+
+def cast_keeping_fp32(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast floating parameters and buffers to ``dtype`` except those under the model's
+    ``_keep_in_fp32_modules`` (what ``from_pretrained(torch_dtype=dtype)`` does), in place."""
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not keep.intersection(name.split(".")):
+            tensor.data = tensor.data.to(dtype)
+    return model
 
 
 def _levels(sigma: float | Tensor, x: Tensor) -> Tensor:

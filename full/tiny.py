@@ -89,8 +89,9 @@ def tiny_vae(seed: int = 0, cfg: TinyConfig = TINY) -> AutoencoderKLWan:
 
 
 def tiny_tokenizer(cfg: TinyConfig = TINY):
-    """A byte-level tokenizer (one token per UTF-8 byte, no merges) as a transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """A byte-level tokenizer (one token per UTF-8 byte, no merges, ``</s>`` appended like T5's) as a
+    transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
@@ -100,6 +101,7 @@ def tiny_tokenizer(cfg: TinyConfig = TINY):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     pad, eos, unk = cfg.special_tokens
+    tok.post_processor = processors.TemplateProcessing(single=f"$A {eos}", special_tokens=[(eos, vocab[eos])])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=pad, eos_token=eos, unk_token=unk, model_max_length=cfg.text_length
     )

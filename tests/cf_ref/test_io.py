@@ -29,3 +29,16 @@ def test_tensors_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="cannot read"):
         load_tensors(tmp_path / "bad.safetensors")
+
+
+def test_atomic_file_keeps_extension_while_writing_and_gets_umask_permissions(tmp_path):
+    import os
+
+    seen = {}
+    with atomic_path(tmp_path / "clip.mp4") as tmp:
+        seen["suffix"] = tmp.suffix
+        tmp.write_bytes(b"x")
+    assert seen["suffix"] == ".mp4"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "clip.mp4").stat().st_mode & 0o777 == 0o666 & ~mask

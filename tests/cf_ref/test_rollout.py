@@ -88,3 +88,15 @@ def test_exit_steps_sampling():
     assert len(same) == 5 and len(set(same)) == 1
     draws = [tuple(sample_exit_steps(5, 4, False, g)) for _ in range(20)]
     assert any(len(set(d)) > 1 for d in draws) and all(0 <= s < 4 for d in draws for s in d)
+
+
+def test_half_precision_states_get_float32_levels():
+    seen = []
+
+    class Probe(Recorder):
+        def velocity(self, x, sigma, block, cache):
+            seen.append(sigma.dtype)
+            return torch.zeros_like(x)
+
+    few_step_rollout(Probe(), torch.zeros(1, 2, 3, dtype=torch.bfloat16), 1, few_step_sigmas((1000, 750), 5.0), [])
+    assert seen and all(d == torch.float32 for d in seen)

@@ -8,6 +8,16 @@ import torch
 from full.tiny import TINY, tiny_transformer
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded machine OpenMP barriers make them
+    many times slower; run each test single-threaded and restore the setting afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

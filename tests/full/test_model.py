@@ -11,7 +11,7 @@ from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, sigma_grid
 from cf_ref.solvers import classifier_free_guidance
 from full.attention import MaskKernel
-from full.model import CausalWanTransformer3DModel
+from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
 from full.tiny import transformer_kwargs
 
 BC, TF, BI = AttentionMode.BLOCK_CAUSAL, AttentionMode.TEACHER_FORCING, AttentionMode.BIDIRECTIONAL
@@ -28,7 +28,7 @@ def per_block_sigma(batch: int, frames: int, block: int, seed: int = 3) -> torch
     return torch.rand(batch, frames // block, generator=g).repeat_interleave(block, dim=1)
 
 
-def kv_rollout_velocity(model, x, sigma, text, block, window=None, commit=None):
+def kv_rollout_velocity(model, x, sigma, text, block, window=None, commit=None, commit_sigma=0.0):
     """Velocity of every block through the KV cache; block j is committed as ``commit[:, block j]`` at σ=0
     (teacher-forcing style) or, by default, as its own input at its own level."""
     bw = model.blockwise(text, block, window=window)
@@ -40,7 +40,7 @@ def kv_rollout_velocity(model, x, sigma, text, block, window=None, commit=None):
         if commit is None:
             cache = bw.commit(x[:, span], sigma[:, span], j, cache)
         else:
-            cache = bw.commit(commit[:, span], torch.zeros_like(sigma[:, span]), j, cache)
+            cache = bw.commit(commit[:, span], torch.full_like(sigma[:, span], commit_sigma), j, cache)
     return torch.cat(outs, dim=1), cache
 
 
@@ -115,6 +115,18 @@ def test_teacher_forcing_equals_block_causal_given_clean_prefix(model, latents, 
     # and the KV cache filled with the clean frames at σ = 0 reproduces it block by block
     kv, _ = kv_rollout_velocity(model, latents, sigma, text, block, commit=clean)
     torch.testing.assert_close(kv, tf, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_teacher_forcing_with_noisy_context_equals_a_cache_committed_at_that_level(model, latents, text):
+    sigma = per_block_sigma(2, 6, 3)
+    context = torch.randn_like(latents)
+    tf = model.velocity(
+        latents, sigma, text, mode=TF, block_size=3, clean=context, clean_sigma=torch.tensor([0.1, 0.1])
+    )
+    kv, _ = kv_rollout_velocity(model, latents, sigma, text, 3, commit=context, commit_sigma=0.1)
+    torch.testing.assert_close(kv, tf, rtol=0, atol=1e-5)
+    assert (tf - model.velocity(latents, sigma, text, mode=TF, block_size=3, clean=context)).abs().max() > 1e-4
 
 
 @torch.no_grad()
@@ -234,7 +246,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(latents, text):
 def test_bf16_runs_and_stays_close_to_fp32(model, latents, text):
     bf16 = CausalWanTransformer3DModel(**transformer_kwargs()).eval()
     bf16.load_state_dict(model.state_dict())
-    bf16.to(torch.bfloat16)
+    cast_keeping_fp32(bf16, torch.bfloat16)
+    assert bf16.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    assert bf16.condition_embedder.time_embedder.linear_1.weight.dtype == torch.float32
     sigma = per_block_sigma(2, 6, 3)
     ref = model.velocity(latents, sigma, text, mode=BC, block_size=3)
     v = bf16.velocity(latents, sigma, text, mode=BC, block_size=3)

@@ -1,0 +1,116 @@
+"""Weight conversion: original Wan2.1 / Self-Forcing generator layouts ↔ diffusers (tiny random weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from click.testing import CliRunner
+from diffusers import WanTransformer3DModel
+from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+from cf_ref.cli import main
+from cf_ref.masks import AttentionMode
+from full.convert import (
+    convert_checkpoint,
+    detect_layout,
+    diffusers_to_original,
+    infer_config,
+    load_state_dict,
+    original_to_diffusers,
+    strip_wrappers,
+)
+from full.model import CausalWanTransformer3DModel
+from full.tiny import TINY, transformer_kwargs
+
+WAN_1_3B = dict(
+    patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
+    text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_round_trip_is_exact_and_names_are_the_original_ones(state):
+    original = diffusers_to_original(state)
+    assert detect_layout(original) == "original" and detect_layout(state) == "diffusers"
+    for name in ("blocks.1.self_attn.o.weight", "blocks.0.norm3.bias", "blocks.0.ffn.2.weight", "head.modulation",
+                 "time_projection.1.weight", "text_embedding.2.bias", "blocks.1.modulation"):  # fmt: skip
+        assert name in original
+    back = original_to_diffusers(original)
+    assert back.keys() == state.keys()
+    assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_mapping_agrees_with_diffusers_single_file_converter(state):
+    original = diffusers_to_original(state)
+    reference = convert_wan_transformer_to_diffusers(dict(original))
+    mine = original_to_diffusers(original)
+    assert mine.keys() == reference.keys()
+    assert all(torch.equal(mine[k], reference[k]) for k in mine)
+
+
+def test_config_is_read_off_the_shapes():
+    assert infer_config(original_to_diffusers(diffusers_to_original(_meta_state(TINY_KW))), TINY.head_dim) == _cfg(
+        TINY_KW
+    )
+    assert infer_config(_meta_state(WAN_1_3B)) == _cfg(WAN_1_3B)
+
+
+TINY_KW = {k: v for k, v in transformer_kwargs().items() if k in WAN_1_3B}
+
+
+def _meta_state(kwargs: dict) -> dict:
+    with torch.device("meta"):
+        return WanTransformer3DModel(**kwargs).state_dict()
+
+
+def _cfg(kwargs: dict) -> dict:
+    return {k: kwargs[k] for k in WAN_1_3B}
+
+
+def test_generator_checkpoint_converts_to_a_loadable_folder(model, state, tmp_path, latents, text):
+    original = diffusers_to_original(state)
+    fsdp = {f"model._fsdp_wrapped_module.{k}": v for k, v in original.items()}
+    ema = {f"model.{k}": torch.zeros_like(v) for k, v in original.items()}
+    torch.save({"generator": fsdp, "generator_ema": ema, "step": torch.tensor(3)}, tmp_path / "ckpt.pt")
+    out = convert_checkpoint(tmp_path / "ckpt.pt", tmp_path / "converted", key="generator", head_dim=TINY.head_dim)
+    loaded = CausalWanTransformer3DModel.from_pretrained(out).eval()
+    assert loaded.config.num_layers == TINY.num_layers and loaded.config.num_attention_heads == TINY.num_heads
+    with torch.no_grad():
+        ref = model.velocity(latents, 0.4, text, mode=AttentionMode.BLOCK_CAUSAL, block_size=3)
+        torch.testing.assert_close(
+            loaded.velocity(latents, 0.4, text, mode=AttentionMode.BLOCK_CAUSAL, block_size=3), ref
+        )
+    ema_state = strip_wrappers(load_state_dict(tmp_path / "ckpt.pt", key="generator_ema"))
+    assert all(not v.any() for v in ema_state.values())
+    with pytest.raises(KeyError, match="entries"):
+        load_state_dict(tmp_path / "ckpt.pt", key="critic")
+    with pytest.raises(FileExistsError):
+        convert_checkpoint(tmp_path / "ckpt.pt", tmp_path / "converted", head_dim=TINY.head_dim)
+
+
+def test_unknown_keys_and_missing_files_fail_clearly(state, tmp_path):
+    bad = diffusers_to_original(state) | {"img_emb.proj.0.weight": torch.zeros(1)}
+    with pytest.raises(ValueError, match="image-to-video"):
+        original_to_diffusers(bad)
+    with pytest.raises(ValueError, match="not a Wan DiT"):
+        detect_layout({"foo.weight": torch.zeros(1)})
+    with pytest.raises(FileNotFoundError):
+        load_state_dict(tmp_path / "missing.pt")
+
+
+def test_convert_cli(state, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file(diffusers_to_original(state), str(tmp_path / "wan.safetensors"))
+    runner = CliRunner()
+    args = ["full", "convert", "--input", str(tmp_path / "wan.safetensors"), "--out", str(tmp_path / "out")]
+    result = runner.invoke(main, [*args, "--head-dim", str(TINY.head_dim)])
+    assert result.exit_code == 0, result.output
+    reloaded = CausalWanTransformer3DModel.from_pretrained(tmp_path / "out").state_dict()
+    assert all(torch.equal(reloaded[k], state[k]) for k in state)
+    result = runner.invoke(main, [*args, "--head-dim", "7"])
+    assert result.exit_code != 0 and "not a multiple of head_dim" in result.output

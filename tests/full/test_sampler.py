@@ -1,0 +1,152 @@
+"""The few-step causal sampler and ``cf-ref full sample`` on tiny random models (CPU, offline)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cf_ref.cli import main
+from cf_ref.rollout import few_step_rollout
+from full.convert import diffusers_to_original
+from full.sampler import SampleConfig, generate, load_components
+from full.tiny import TINY, tiny_transformer, write_tiny_pipeline
+from full.video import decode_latents, read_mp4, video_frames
+
+SMALL = dict(height=TINY.height, width=TINY.width, num_frames=6, block_size=3)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_tiny_pipeline(tmp_path_factory.mktemp("wan"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def components(folder):
+    return load_components(folder, text_length=TINY.text_length)
+
+
+@pytest.fixture(scope="module")
+def embeds(components):
+    return components.text.encode(["a red ball bouncing"])
+
+
+def test_block_by_block_generation_equals_one_rollout_and_decodes_in_stream(components, embeds):
+    config = SampleConfig(**SMALL, context_noise=0.05, seed=7)
+    result = generate(components, embeds, config)
+    assert result.latents.shape == (1, 6, TINY.latent_channels, 8, 8)
+    assert result.video.shape == (1, video_frames(6), 3, TINY.height, TINY.width)
+    # one rollout over the whole video, same noise streams
+    noise = torch.randn(1, 6, TINY.latent_channels, 8, 8, generator=torch.Generator().manual_seed(7))
+    bw = components.transformer.blockwise(embeds, 3)
+    with torch.no_grad():
+        ref = few_step_rollout(
+            bw,
+            noise,
+            3,
+            config.sigmas(),
+            bw.new_cache(),
+            context_noise=0.05,
+            generator=torch.Generator().manual_seed(8),
+        )
+    torch.testing.assert_close(result.latents, ref.x0, rtol=0, atol=1e-5)
+    torch.testing.assert_close(result.video, decode_latents(components.vae, result.latents), rtol=0, atol=1e-5)
+    assert set(result.timings) == {"dit", "decode", "first_block", "total"} and result.fps > 0
+
+
+def test_seeds_first_block_steps_and_window(components, embeds):
+    base = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=1), decode=False)
+    again = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=1), decode=False)
+    other = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=2), decode=False)
+    first4 = generate(components, embeds, SampleConfig(**SMALL, steps=2, first_block_steps=4, seed=1), decode=False)
+    rolling = generate(components, embeds, SampleConfig(**SMALL, steps=2, window=1, seed=1), decode=False)
+    assert base.video is None
+    torch.testing.assert_close(base.latents, again.latents, rtol=0, atol=0)
+    assert not torch.allclose(base.latents, other.latents)
+    assert not torch.allclose(base.latents[:, :3], first4.latents[:, :3])
+    torch.testing.assert_close(rolling.latents[:, :3], base.latents[:, :3], rtol=0, atol=1e-6)  # nothing to evict yet
+    assert not torch.allclose(rolling.latents[:, 3:], base.latents[:, 3:])
+
+
+def test_image_to_video_keeps_the_image_latent_as_frame_zero(components, embeds):
+    image = torch.randn(1, 1, TINY.latent_channels, 8, 8)
+    config = SampleConfig(height=TINY.height, width=TINY.width, num_frames=3, block_size=1, steps=1)
+    result = generate(components, embeds, config, image_latent=image)
+    assert result.latents.shape[1] == 3
+    torch.testing.assert_close(result.latents[:, :1], image)
+    with pytest.raises(ValueError, match="frame-wise"):
+        generate(components, embeds, SampleConfig(**SMALL), image_latent=image)
+
+
+def test_checkpoint_replaces_the_dit_weights(folder, tmp_path):
+    other = tiny_transformer(seed=5)
+    original = {f"model.{k}": v for k, v in diffusers_to_original(other.state_dict()).items()}
+    torch.save({"generator": original}, tmp_path / "gen.pt")
+    loaded = load_components(folder, checkpoint=tmp_path / "gen.pt", text_length=TINY.text_length)
+    state = loaded.transformer.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in other.state_dict().items())
+    with pytest.raises(ValueError, match="does not fit"):
+        torch.save({"generator": {"model.blocks.0.self_attn.q.weight": torch.zeros(2, 2)}}, tmp_path / "bad.pt")
+        load_components(folder, checkpoint=tmp_path / "bad.pt", text_length=TINY.text_length)
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="does not divide the number of latent frames"):
+        SampleConfig(num_frames=21, block_size=4).validate()
+    with pytest.raises(ValueError, match="context_noise"):
+        SampleConfig(context_noise=1.5).validate()
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(main, ["full", "sample", *args], catch_exceptions=False)
+
+
+def test_cli_writes_decodable_mp4s_of_the_right_length(tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\n\na dog on a skateboard\n", encoding="utf-8")
+    out = tmp_path / "out"
+    args = ["--preset", "tiny", "--prompts", str(prompts), "--frames", "3", "--block", "1", "--steps", "2"]
+    result = _run([*args, "--save-latents", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "samples.json").read_text())
+    assert [s["prompt"] for s in manifest["samples"]] == ["a cat", "a dog on a skateboard"]
+    for sample in manifest["samples"]:
+        frames = read_mp4(out / sample["file"])
+        assert frames.shape == (video_frames(3), TINY.height, TINY.width, 3) and frames.dtype == np.uint8
+        assert sample["video_frames"] == 9
+        assert (out / sample["file"].replace(".mp4", ".safetensors")).is_file()
+
+
+def test_cli_image_to_video(tmp_path):
+    import imageio.v2 as imageio
+
+    imageio.imwrite(tmp_path / "first.png", np.full((TINY.height, TINY.width, 3), 200, dtype=np.uint8))
+    args = ["--preset", "tiny", "--prompt", "a lamp", "--image", str(tmp_path / "first.png"), "--block", "1"]
+    result = _run([*args, "--frames", "2", "--steps", "1", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert read_mp4(tmp_path / "out" / "000_a_lamp.mp4").shape[0] == video_frames(2)
+
+
+def test_cli_bad_inputs_give_clear_errors(tmp_path, folder):
+    import imageio.v2 as imageio
+
+    out = ["--out", str(tmp_path / "out")]
+    cases = [
+        (["--model", str(tmp_path / "nowhere"), "--prompt", "x"], "model folder"),
+        (["--preset", "tiny", "--prompt", "x", "--frames", "7", "--block", "3"], "does not divide"),
+        (["--preset", "tiny", "--prompt", "x", "--height", "72"], "must be a multiple of 16x16"),
+        (["--preset", "tiny", "--prompt", "x", "--prompts", str(tmp_path)], "Error"),
+        (["--model", folder, "--preset", "tiny", "--prompt", "x"], "exactly one of --model"),
+    ]
+    imageio.imwrite(tmp_path / "small.png", np.zeros((32, 32, 3), dtype=np.uint8))
+    cases += [
+        (["--preset", "tiny", "--prompt", "x", "--block", "1", "--frames", "2", "--image", str(tmp_path / "small.png")], "32x32 pixels"),
+        (["--preset", "tiny", "--prompt", "x", "--image", str(tmp_path / "small.png")], "frame-wise"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = _run([*args, *out])
+        assert result.exit_code != 0, args
+        assert message in result.output, (args, result.output)
