@@ -155,6 +155,7 @@ class LoggingConfig:
     log_every: int = 1  # steps between JSONL metric lines
     sample_every: int = 0  # steps between sample videos (0 = only at the end of a stage); not from the paper
     sample_count: int = 1  # prompts sampled each time (0 = no sample videos)
+    vae: str | None = None  # AutoencoderKLWan folder (or a Wan folder with vae/) to decode samples; None = previews
 
 
 @dataclass

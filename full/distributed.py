@@ -10,9 +10,8 @@ see calls that go through ``forward``. So a stage writes ``runner(lambda m: m.ve
 Wrapping (:func:`wrap_trainable`): DDP replicates the runner; FSDP2 (``torch.distributed.fsdp.fully_shard``)
 shards each transformer block and then the runner (the root: every non-block parameter), with bf16
 parameters and fp32 gradient reduction under ``Precision.BF16``. Frozen models (teachers, real score, EMA
-copies) are sharded the same way under FSDP and replicated under DDP (:func:`place_frozen`). Code that reads
-block weights outside a block's own forward (the KV-cache adapter precomputes the prompt's cross-attention
-K/V) runs inside :func:`gathered`, without gradient.
+copies) are sharded the same way under FSDP and replicated under DDP (:func:`place_frozen`). A block's
+weights must only be used inside that block's forward (FSDP2 gathers them there).
 """
 
 from __future__ import annotations
@@ -148,22 +147,6 @@ def core(module: nn.Module) -> nn.Module:
     return module.model if isinstance(module, Runner) else module
 
 
-@contextlib.contextmanager
-def gathered(modules: Sequence[nn.Module]) -> Iterator[None]:
-    """Unshard FSDP2-sharded ``modules`` for a computation outside their forward (no gradient); no-op otherwise."""
-    from torch.distributed.fsdp import FSDPModule
-
-    sharded = [m for m in modules if isinstance(m, FSDPModule)]
-    for m in sharded:
-        m.unshard()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m in sharded:
-            m.reshard()
-
-
 def reshard_all(module: nn.Module) -> None:
     """Put every FSDP2 parameter group of ``module`` back into its sharded state.
 
@@ -204,12 +187,10 @@ def wrap_trainable(
     strategy: Parallelism,
     precision: Precision,
     blocks: Sequence[nn.Module] = (),
-    find_unused: bool = False,
 ) -> nn.Module:
     """Move ``model`` to the device in a :class:`Runner`, wrapped for data parallelism (bare on one process).
 
     ``blocks``: the transformer blocks to shard individually under FSDP2 (the runner is sharded last).
-    ``find_unused``: DDP must expect parameters without gradient (e.g. weights only used without grad).
     """
     runner = Runner(model.to(ctx.device))
     if not ctx.enabled:
@@ -218,9 +199,7 @@ def wrap_trainable(
         return _shard(runner, blocks, precision)
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(
-        runner, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None, find_unused_parameters=find_unused
-    )
+    return DistributedDataParallel(runner, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
 
 def place_frozen(

@@ -114,26 +114,16 @@ def latent_preview(latents: Tensor, min_size: int = 128) -> np.ndarray:
     return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
 
-@torch.no_grad()
-def decode_latents(latents: Tensor, vae) -> np.ndarray:
-    """Wan-normalised latents ``[F, C, H, W]`` → RGB ``[T, 8H, 8W, 3]`` uint8 with an ``AutoencoderKLWan``."""
-    device = next(vae.parameters()).device
-    z = latents.permute(1, 0, 2, 3)[None].to(device=device, dtype=torch.float32)
-    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
-    video = vae.decode(z * std + mean).sample[0]  # [3, T, H, W] in [-1, 1]
-    return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
-
-
 def write_samples(folder: str | Path, latents: Tensor, captions: Sequence[str], vae=None, fps: int = 8) -> Path:
-    """Write ``latents [N, F, C, H, W]`` as ``latents.safetensors`` + one MP4 per sample + ``captions.txt``."""
-    import imageio.v3 as iio
+    """Write ``latents [N, F, C, H, W]`` as ``latents.safetensors`` + one MP4 per sample + ``captions.txt``
+    (decoded with :func:`full.video.decode_latents` when a VAE is given, else :func:`latent_preview`)."""
+    from full.video import decode_latents, to_uint8, write_mp4
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_tensors(folder / "latents.safetensors", {"latents": latents})
     write_text(folder / "captions.txt", "".join(c + "\n" for c in captions))
     for i, z in enumerate(latents):
-        frames = decode_latents(z, vae) if vae is not None else latent_preview(z)
-        iio.imwrite(folder / f"sample-{i:02d}.mp4", frames, plugin="pyav", codec="libx264", fps=fps)
+        frames = to_uint8(decode_latents(vae, z[None])[0]) if vae is not None else latent_preview(z)
+        write_mp4(folder / f"sample-{i:02d}.mp4", frames, fps=fps)
     return folder

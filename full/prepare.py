@@ -2,8 +2,9 @@ r"""``cf-ref full prepare``: turn videos / latents / prompts into the sharded se
 
 * videos: ``DIR/name.mp4`` + ``DIR/name.txt`` (caption) → VAE latents with diffusers' ``AutoencoderKLWan``,
   normalised as Wan does, :math:`z = (\mu - m)/s` with the VAE config's ``latents_mean`` m and
-  ``latents_std`` s, stored ``[F, C, H, W]``; captions → UMT5 embeddings ``[L, D]`` (transformers), the
-  tokens past each caption's length set to zero as in diffusers' ``WanPipeline``;
+  ``latents_std`` s (:func:`full.video.normalize_latents`), stored ``[F, C, H, W]``; captions → UMT5
+  embeddings ``[L, D]`` (:class:`full.text.TextEncoder`: zero past each caption's tokens, as diffusers'
+  ``WanPipeline``);
 * already-encoded latents: ``DIR/name.safetensors`` (key ``latents``, ``[F, C, H, W]``) + ``DIR/name.txt``;
 * prompts only (for DMD): a text file, one prompt per line → a ``prompts`` set;
 * the synthetic moving-shapes set (latents directly, or as RGB videos to exercise the video path).
@@ -16,14 +17,16 @@ negative prompt's embedding (Wan's default negative prompt unless given).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from full.data import DataError, SetKind, ShardWriter, read_prompts, render_rgb, sample_shape_videos
+from full.text import WAN_TEXT_LENGTH, TextEncoder
+from full.video import normalize_latents
 
 WAN_NEGATIVE_PROMPT = (
     "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
@@ -33,32 +36,6 @@ WAN_NEGATIVE_PROMPT = (
 """Wan2.1's default negative prompt (its ``sample_neg_prompt``), used by the published configs for CFG."""
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv")
-
-
-@dataclass(frozen=True)
-class TextEncoder:
-    """UMT5 encoder + tokenizer (transformers), loaded from local folders."""
-
-    tokenizer: object
-    model: torch.nn.Module
-    max_length: int = 512  # Wan: 512 text tokens
-
-    @torch.no_grad()
-    def __call__(self, prompts: Sequence[str]) -> Tensor:
-        """Embeddings ``[B, L, D]``, zero past each prompt's token count (diffusers ``WanPipeline`` layout)."""
-        tokens = self.tokenizer(
-            [p.strip() for p in prompts],
-            padding="max_length",
-            max_length=self.max_length,
-            truncation=True,
-            add_special_tokens=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        device = next(self.model.parameters()).device
-        mask = tokens.attention_mask.to(device)
-        hidden = self.model(tokens.input_ids.to(device), mask).last_hidden_state
-        return (hidden * mask[..., None].to(hidden.dtype)).float().cpu()
 
 
 def _component(root: str | Path | None, explicit: str | Path | None, name: str) -> Path:
@@ -76,18 +53,24 @@ def load_text_encoder(
     root: str | Path | None = None,
     text_encoder: str | Path | None = None,
     tokenizer: str | Path | None = None,
-    max_length: int = 512,
+    max_length: int = WAN_TEXT_LENGTH,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> TextEncoder:
-    """UMT5 encoder and tokenizer from local folders (``root/text_encoder``, ``root/tokenizer`` by default)."""
+    """:class:`full.text.TextEncoder` (UMT5 + tokenizer) from local folders (``root/text_encoder``,
+    ``root/tokenizer`` unless given one by one)."""
     from transformers import AutoTokenizer, UMT5EncoderModel
 
     enc_path = _component(root, text_encoder, "text_encoder")
     tok_path = _component(root, tokenizer, "tokenizer")
-    model = UMT5EncoderModel.from_pretrained(enc_path, local_files_only=True, torch_dtype=dtype).to(device).eval()
+    model = UMT5EncoderModel.from_pretrained(enc_path, local_files_only=True, dtype=dtype).to(device).eval()
     tok = AutoTokenizer.from_pretrained(tok_path, local_files_only=True)
     return TextEncoder(tokenizer=tok, model=model, max_length=max_length)
+
+
+def embed(text: TextEncoder, prompts: Sequence[str], dtype: torch.dtype = torch.float32) -> Tensor:
+    """Prompt embeddings ``[B, L, D]`` on the CPU, zero past each prompt's tokens (:meth:`TextEncoder.encode`)."""
+    return text.encode(list(prompts)).to("cpu", dtype)
 
 
 def load_vae(root: str | Path | None = None, vae: str | Path | None = None, device: str | torch.device = "cpu"):
@@ -120,13 +103,12 @@ def read_video(path: str | Path, frames: int, height: int, width: int) -> Tensor
 
 @torch.no_grad()
 def encode_video(frames: Tensor, vae) -> Tensor:
-    """RGB ``[T, H, W, 3]`` uint8 (T = 1 + 4k) → normalised latents ``[F, C, H/8, W/8]`` with F = 1 + k."""
+    """RGB ``[T, H, W, 3]`` uint8 (T = 1 + 4k) → normalised latents ``[F, C, H/8, W/8]`` with F = 1 + k
+    (the posterior mean, normalised by :func:`full.video.normalize_latents`)."""
     device = next(vae.parameters()).device
     x = frames.permute(3, 0, 1, 2)[None].to(device=device, dtype=torch.float32) / 127.5 - 1.0  # [1, 3, T, H, W]
     mu = vae.encode(x).latent_dist.mean  # [1, C, F, h, w]
-    mean = torch.tensor(vae.config.latents_mean, device=device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, device=device).view(1, -1, 1, 1, 1)
-    return ((mu - mean) / std)[0].permute(1, 0, 2, 3).float().cpu()
+    return normalize_latents(vae, rearrange(mu, "b c f h w -> b f c h w"))[0].cpu()
 
 
 def _captioned(folder: Path, suffixes: Sequence[str]) -> list[tuple[Path, str]]:
@@ -167,7 +149,7 @@ def prepare_videos(
     for g, chunk in writer.pending_groups(len(items), rank, world_size):
         latents = torch.stack([encode_video(read_video(items[i][0], frames, height, width), vae) for i in chunk])
         captions = [items[i][1] for i in chunk]
-        writer.write_group(g, {"latents": latents, "text": text(captions)}, captions)
+        writer.write_group(g, {"latents": latents, "text": embed(text, captions)}, captions)
     return _finish(writer, len(items), text, negative_prompt, rank)
 
 
@@ -195,7 +177,7 @@ def prepare_latents(
             shape = tensors["latents"].shape
             rows.append(tensors["latents"].float())
         captions = [items[i][1] for i in chunk]
-        writer.write_group(g, {"latents": torch.stack(rows), "text": text(captions)}, captions)
+        writer.write_group(g, {"latents": torch.stack(rows), "text": embed(text, captions)}, captions)
     result = _finish(writer, len(items), text, negative_prompt, 0)
     assert result is not None
     return result
@@ -213,7 +195,7 @@ def prepare_prompts(
     writer = ShardWriter(out, SetKind.PROMPTS, shard_size, meta={"source": str(prompts)})
     for g, chunk in writer.pending_groups(len(lines)):
         captions = [lines[i] for i in chunk]
-        writer.write_group(g, {"text": text(captions)}, captions)
+        writer.write_group(g, {"text": embed(text, captions)}, captions)
     result = _finish(writer, len(lines), text, negative_prompt, 0)
     assert result is not None
     return result
@@ -222,7 +204,7 @@ def prepare_prompts(
 def _finish(writer: ShardWriter, count: int, text: TextEncoder, negative_prompt: str, rank: int) -> Path | None:
     if rank != 0:
         return None
-    writer.write_negative(text([negative_prompt])[0])
+    writer.write_negative(embed(text, [negative_prompt])[0])
     return writer.finish(count)
 
 

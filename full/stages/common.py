@@ -23,9 +23,9 @@ from cf_ref.solvers import VelocityField, classifier_free_guidance
 from full.checkpoint import load_weights
 from full.config import ModelPreset, RunConfig
 from full.data import DataError, DataOrder, SetKind, SyntheticSpec, TensorSet, write_synthetic_latents
-from full.distributed import DistContext, barrier, broadcast_object, core, gathered, place_frozen, wrap_trainable
+from full.distributed import DistContext, barrier, broadcast_object, core, place_frozen, wrap_trainable
 from full.logs import write_samples
-from full.model import CausalWanTransformer3DModel
+from full.model import CausalWanBlockwise, CausalWanTransformer3DModel, GuidedBlockwise
 from full.seeding import generator
 
 # --------------------------------------------------------------------------------------------- models
@@ -88,14 +88,12 @@ def build_model(config: RunConfig, init: Path | None, what: str) -> CausalWanTra
     return model
 
 
-def trainable(
-    model: CausalWanTransformer3DModel, config: RunConfig, ctx: DistContext, find_unused: bool = False
-) -> nn.Module:
+def trainable(model: CausalWanTransformer3DModel, config: RunConfig, ctx: DistContext) -> nn.Module:
     """Gradient checkpointing per config, then DDP / FSDP2 per config (a :class:`Runner`)."""
     if config.parallel.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     p = config.parallel
-    return wrap_trainable(model, ctx, p.strategy, p.precision, blocks=list(model.blocks), find_unused=find_unused)
+    return wrap_trainable(model, ctx, p.strategy, p.precision, blocks=list(model.blocks))
 
 
 def frozen(model: nn.Module, config: RunConfig, ctx: DistContext, cast: bool = True) -> nn.Module:
@@ -230,6 +228,18 @@ def step_random(config: RunConfig, ctx: DistContext, stage: str, step: int, micr
 # --------------------------------------------------------------------------------------------- sampling
 
 
+def kv_blockwise(model: CausalWanTransformer3DModel, text: Tensor, block_size: int) -> CausalWanBlockwise:
+    """The model's KV-cache adapter (a :class:`cf_ref.rollout.BlockwiseModel`) for ``text [B, L, D]``.
+
+    Unlike ``model.blockwise`` it does not precompute the prompt's cross-attention K/V: each block computes
+    them inside its own forward. So every weight is used inside a forward that DDP / FSDP2 see (FSDP2
+    gathers a block's weights only there), and a rollout's gradient reaches the text projection and the
+    cross-attention weights. The published trainer caches them at the rollout's first call, which carries
+    gradient only when the sampled exit step is 0.
+    """
+    return CausalWanBlockwise(model, model.text_context(text), block_size, None)
+
+
 def student_sigmas(config: RunConfig) -> Tensor:
     """The few-step σ list ``[K]`` (shifted), float32."""
     return few_step_sigmas(config.model.few_step_timesteps, config.model.shift).float()
@@ -240,9 +250,8 @@ def few_step_sample(runner: nn.Module, config: RunConfig, text: Tensor, noise: T
     b = config.model.block_size
 
     def sample(m: CausalWanTransformer3DModel) -> Tensor:
-        with gathered(m.blocks):
-            bw = m.blockwise(text, b)
         with torch.no_grad():
+            bw = kv_blockwise(m, text, b)
             return few_step_rollout(bw, noise, b, student_sigmas(config).to(noise.device), bw.new_cache()).x0
 
     return runner(sample)
@@ -256,9 +265,8 @@ def ar_teacher_sample(
     grid = sigma_grid(num_steps, config.model.shift).float().to(noise.device)
 
     def sample(m: CausalWanTransformer3DModel) -> Tensor:
-        with gathered(m.blocks):
-            bw = m.guided_blockwise(text, negative, scale, b)
         with torch.no_grad():
+            bw = GuidedBlockwise(kv_blockwise(m, torch.cat([text, negative]), b), scale)
             return ar_ode_sample(bw, noise, b, grid, bw.new_cache()).x0
 
     return runner(sample)
@@ -274,6 +282,17 @@ def sampler(
     """A stage's ``sample(step, folder)``: the first ``sample_count`` prompts of ``data``, fixed noise, every
     process generates (FSDP needs all of them), rank 0 writes MP4 previews (:func:`full.logs.write_samples`)."""
     count = min(config.logging.sample_count, len(data))
+    vae = []  # loaded on first use, rank 0 only
+
+    def decoder():
+        if config.logging.vae is None:
+            return None
+        if not vae:
+            from full.prepare import load_vae
+
+            path = Path(config.logging.vae)
+            vae.append(load_vae(vae=path) if (path / "config.json").is_file() else load_vae(root=path))
+        return vae[0]
 
     def sample(step: int, folder: Path) -> None:
         text = data.fetch(list(range(count)), ["text"])["text"].to(ctx.device)
@@ -282,7 +301,7 @@ def sampler(
         with torch.no_grad():
             latents = generate(text, negative, noise)
         if ctx.is_main:
-            write_samples(folder, latents.float().cpu(), data.captions[:count])
+            write_samples(folder, latents.float().cpu(), data.captions[:count], vae=decoder())
         barrier(ctx)
 
     return sample

@@ -19,9 +19,10 @@ t_{max}/1000)`, ``u ~ U[0,1]`` one per video: generator
 :math:`g = (\hat x_0^{fake} - \hat x_0^{real}) / \mathrm{mean}|x - \hat x_0^{real}|`; critic: flow matching on
 :math:`\mathrm{sg}(x)`. The generator's EMA (decay 0.99) is kept from ``ema_start`` on.
 
-The prompt's cross-attention K/V of the rollout are computed once per rollout, without gradient (as the
-published trainer's cross-attention cache is in its typical step), so the generator update leaves the text
-projection and the cross-attention K/V weights unchanged; DDP is told to expect such parameters.
+The rollout's gradient reaches every weight used in the exit calls, the text projection and cross-attention
+K/V included (:func:`full.stages.common.kv_blockwise`); the published trainer caches the prompt's
+cross-attention K/V at the rollout's first call, so there those weights get gradient only when the sampled
+exit step is 0.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from cf_ref.rollout import few_step_rollout, sample_exit_steps
 from cf_ref.schedule import NUM_TRAIN_TIMESTEPS, Granularity, sample_training_sigmas
 from full.config import GeneratorRollout, RunConfig, Stage
 from full.data import DataError, SetKind, TensorSet
-from full.distributed import DistContext, gathered
+from full.distributed import DistContext
 from full.recipes import stage_inputs
 from full.stages import common
 from full.train import StagePlan, Trainee, Update, make_optimizer
@@ -89,8 +90,7 @@ def generator_samples(
 
     def run(m) -> Tensor:
         if cfg.rollout is GeneratorRollout.SELF:
-            with gathered(m.blocks):
-                bw = m.blockwise(text, b)
+            bw = common.kv_blockwise(m, text, b)
             out = few_step_rollout(bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, generator=rnd.device)
         else:
             video = TeacherForcedVideo(m, text, batch["latents"], b)
@@ -128,7 +128,7 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
         data.check_latent_shape(shape)
 
     ema = common.frozen(copy.deepcopy(gen_model), config, ctx, cast=False)
-    generator = common.trainable(gen_model, config, ctx, find_unused=True)
+    generator = common.trainable(gen_model, config, ctx)
     critic = common.trainable(critic_model, config, ctx)
     real = common.frozen(real_model, config, ctx)
     trainees = {

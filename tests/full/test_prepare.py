@@ -8,6 +8,7 @@ import torch
 from cf_ref.io import save_tensors
 from full.data import DataError, SetKind, TensorSet
 from full.prepare import (
+    embed,
     encode_video,
     load_text_encoder,
     load_vae,
@@ -73,8 +74,8 @@ def test_latents_and_prompts(tmp_path, wan_folder):
     (tmp_path / "prompts.txt").write_text("a red disk moving up\na blue square moving left\n")
     prompts = TensorSet(prepare_prompts(tmp_path / "prompts.txt", tmp_path / "p", text, negative_prompt="bad"))
     assert prompts.kind is SetKind.PROMPTS and len(prompts) == 2
-    torch.testing.assert_close(prompts.fetch([0])["text"][0], text(["a red disk moving up"])[0])
-    torch.testing.assert_close(prompts.negative, text(["bad"])[0])
+    torch.testing.assert_close(prompts.fetch([0])["text"][0], embed(text, ["a red disk moving up"])[0])
+    torch.testing.assert_close(prompts.negative, embed(text, ["bad"])[0])
 
 
 def test_bad_inputs_are_clear(tmp_path, wan_folder):

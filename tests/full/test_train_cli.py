@@ -17,6 +17,8 @@ from cf_ref.cli import main
 from cf_ref.io import load_tensors
 from full.config import load_config
 from full.data import SetKind, TensorSet
+from full.tiny import tiny_vae
+from full.video import read_mp4
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +39,7 @@ def invoke(*args: str):
 
 
 def test_train_preset_tiny_runs_every_stage(tmp_path):
+    tiny_vae(seed=1).save_pretrained(tmp_path / "vae")
     result = invoke("train", "--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), *SMALL)
     assert result.exit_code == 0, result.output
     for stage in ("ar-diffusion", "ode-pairs", "ode", "dmd"):
@@ -44,7 +47,22 @@ def test_train_preset_tiny_runs_every_stage(tmp_path):
     for stage in ("ar-diffusion", "ode", "dmd"):
         final = tmp_path / stage / "final"
         assert (final / "model.safetensors").is_file() and (tmp_path / stage / "metrics.jsonl").is_file()
-        assert (final / "samples" / "sample-00.mp4").stat().st_size > 0  # a decodable video preview
+        assert read_mp4(final / "samples" / "sample-00.mp4").shape == (4, 128, 128, 3)  # latent preview
+    # sample videos decoded by a VAE (the tiny one: 4 latent frames → 13 video frames of 64×64)
+    decoded = invoke(
+        "train",
+        "--preset",
+        "tiny",
+        "--stage",
+        "dmd",
+        "--out",
+        str(tmp_path / "v"),
+        *SMALL,
+        "dmd.init=" + str(tmp_path / "ode" / "final" / "model.safetensors"),
+        f"logging.vae={tmp_path / 'vae'}",
+    )
+    assert decoded.exit_code == 0, decoded.output
+    assert read_mp4(tmp_path / "v" / "dmd" / "final" / "samples" / "sample-00.mp4").shape == (13, 64, 64, 3)
     config = load_config(tmp_path / "config.yaml")  # the resolved configuration beside the run
     assert config.ar_diffusion.loop.steps == 2 and config.data.latents == str(tmp_path / "data" / "latents")
     # running it again is refused (nothing is overwritten); --resume skips the finished stages
