@@ -74,6 +74,8 @@ def run_training(
     interrupted run would (used by the resume tests).
     """
     ctx = ctx or init_distributed()
+    if ctx.device.type == "cpu" and config.parallel.cpu_threads is not None:
+        torch.set_num_threads(config.parallel.cpu_threads)
     config = prepare_assets(config, ctx)
     out = Path(config.out)
     saved_path = out / CONFIG_FILE

@@ -3,7 +3,9 @@
 The recipes start from a *pretrained* bidirectional video model (Wan2.1-T2V-1.3B). Offline, the tiny preset
 has none, so it makes one: :func:`full.tiny.tiny_transformer` trained for ``model.tiny_base.steps`` steps
 with the flow-matching loss of :mod:`full.stages.ar_diffusion` in bidirectional mode (one σ per video,
-uniform weight), then written as a diffusers folder ``<out>/base-model`` that every stage loads like a real
+uniform weight; the caption replaced by the negative prompt's embedding with probability
+``caption_dropout``, so that classifier-free guidance has an unconditional model to extrapolate from,
+as in text-to-video pretraining), then written as a diffusers folder ``<out>/base-model`` that every stage loads like a real
 checkpoint. Not part of the published pipeline.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+
+import torch
 
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import Granularity, LossWeighting
@@ -45,6 +49,10 @@ def pretrain_tiny_base(config: RunConfig, ctx: DistContext, data: TensorSet, fol
         def loss(step: int, micro: int):
             batch = feed.fetch(step, micro)
             rnd = common.step_random(config, ctx, NAME, step, micro, "loss")
+            drop = torch.rand(batch["text"].shape[0], generator=rnd.cpu) < tb.caption_dropout  # learn p(x) too
+            batch["text"] = torch.where(
+                drop[:, None, None].to(batch["text"].device), feed.negative(len(drop)), batch["text"]
+            )
             args = (AttentionMode.BIDIRECTIONAL, Granularity.SAMPLE, LossWeighting.UNIFORM, 1, config.model.shift, None)
             return denoising_loss(runner, batch, rnd, *args), {}
 
