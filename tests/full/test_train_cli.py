@@ -74,7 +74,7 @@ def test_train_preset_tiny_runs_every_stage(tmp_path):
         main,
         ["full", "train", "--preset", "tiny", "--out", str(tmp_path), "--resume", *SMALL, "dmd.guidance_scale=1.5"],
     )
-    assert changed.exit_code == 1 and "dmd.guidance_scale: 3.0 → 1.5" in changed.output
+    assert changed.exit_code == 1 and "dmd.guidance_scale: 1.0 → 1.5" in changed.output
 
 
 def test_cli_errors_are_one_clear_line(tmp_path):
