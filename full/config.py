@@ -203,6 +203,7 @@ class OdePairsConfig:
     )
     num_steps: int = 48  # Euler steps
     guidance_scale: float = 6.0
+    precision: Precision = Precision.FP32  # the published curation runs the teacher in fp32 (bf16: faster)
     batch_size: int = 1  # videos per teacher call and process
     shard_size: int = 16  # pairs per safetensors shard; not from the paper
     max_pairs: int | None = None  # None = one pair per latent video
@@ -422,7 +423,10 @@ def read_file(path: str | Path) -> dict[str, Any]:
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     elif path.suffix == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise ConfigError(f"config file {path}: TOML needs Python >= 3.11 (tomllib); use YAML") from None
 
         try:
             data = tomllib.loads(text)
@@ -451,7 +455,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         # guidance 1: a synthetic caption fixes the colour exactly, so CFG w > 1 scales the colour w-fold
         "ode_pairs": {"num_steps": 8, "guidance_scale": 1.0, "batch_size": 8, "shard_size": 16, "max_pairs": 64},
         "ode": {"loop": {"steps": 150, "batch_size": 4, "checkpoint_every": 50}, "optim": {"lr": 1e-3}},
-        "cd": {"num_steps": 8, "guidance_scale": 1.0, "loop": {"steps": 150, "batch_size": 4, "checkpoint_every": 50}, "optim": {"lr": 1e-3}},
+        "cd": {
+            "num_steps": 8,
+            "guidance_scale": 1.0,
+            "loop": {"steps": 150, "batch_size": 4, "checkpoint_every": 50},
+            "optim": {"lr": 1e-3},
+        },
         "dmd": {
             "guidance_scale": 1.0,
             "ema_start": 0,

@@ -208,18 +208,13 @@ def place_frozen(
     strategy: Parallelism,
     precision: Precision,
     blocks: Sequence[nn.Module] = (),
-    cast: bool = True,
 ) -> nn.Module:
-    """A frozen model (no gradients) in a :class:`Runner`: sharded under FSDP, replicated otherwise.
-
-    With ``cast`` its weights are stored in bf16 under ``BF16`` (teachers, real score); EMA copies keep fp32.
-    """
+    """A frozen model (no gradients) in a :class:`Runner`: sharded under FSDP (bf16 compute under ``BF16``),
+    replicated otherwise (its storage dtype is the caller's choice)."""
     module.requires_grad_(False).eval()
-    if cast and precision is Precision.BF16:
-        module = module.to(dtype=torch.bfloat16)
     runner = Runner(module.to(ctx.device))
     if ctx.enabled and strategy is Parallelism.FSDP:
-        return _shard(runner, blocks, Precision.FP32)
+        return _shard(runner, blocks, precision)
     return runner
 
 

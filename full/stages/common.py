@@ -21,12 +21,12 @@ from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, sigma_grid
 from cf_ref.solvers import VelocityField, classifier_free_guidance
 from full.checkpoint import load_weights
-from full.config import ModelPreset, RunConfig
+from full.config import ModelPreset, Parallelism, Precision, RunConfig
 from full.data import DataError, DataOrder, SetKind, SyntheticSpec, TensorSet, write_synthetic_latents
-from full.distributed import DistContext, barrier, broadcast_object, core, place_frozen, wrap_trainable
+from full.distributed import DistContext, barrier, broadcast_object, place_frozen, wrap_trainable
 from full.logs import write_samples
-from full.model import CausalWanBlockwise, CausalWanTransformer3DModel, GuidedBlockwise
-from full.seeding import generator
+from full.model import CausalWanBlockwise, CausalWanTransformer3DModel, GuidedBlockwise, cast_keeping_fp32
+from full.seeding import derive_seed, generator
 
 # --------------------------------------------------------------------------------------------- models
 
@@ -96,10 +96,15 @@ def trainable(model: CausalWanTransformer3DModel, config: RunConfig, ctx: DistCo
     return wrap_trainable(model, ctx, p.strategy, p.precision, blocks=list(model.blocks))
 
 
-def frozen(model: nn.Module, config: RunConfig, ctx: DistContext, cast: bool = True) -> nn.Module:
-    """A frozen copy placed like the trained ones (bf16 storage under bf16 when ``cast``; EMA copies keep fp32)."""
+def frozen(model: CausalWanTransformer3DModel, config: RunConfig, ctx: DistContext, cast: bool = True) -> nn.Module:
+    """A frozen copy placed like the trained ones. With ``cast`` under bf16 and not sharded, the weights are
+    stored in bf16 (as ``from_pretrained(torch_dtype=bf16)`` would: ``_keep_in_fp32_modules`` stay fp32);
+    FSDP2 keeps fp32 shards (one dtype per group) and computes in bf16. EMA copies pass ``cast=False``."""
     p = config.parallel
-    return place_frozen(model, ctx, p.strategy, p.precision, blocks=list(model.blocks), cast=cast)
+    sharded = ctx.enabled and p.strategy is Parallelism.FSDP
+    if cast and p.precision is Precision.BF16 and not sharded:
+        cast_keeping_fp32(model, torch.bfloat16)
+    return place_frozen(model, ctx, p.strategy, p.precision, blocks=list(model.blocks))
 
 
 # --------------------------------------------------------------------------------------------- fields
@@ -186,21 +191,16 @@ class Batches:
 def batches(
     data: TensorSet, config: RunConfig, ctx: DistContext, batch_size: int, grad_accum: int, stage: str
 ) -> Batches:
+    """The stage's :class:`Batches` over ``data`` for this process (resumable order, see :class:`DataOrder`)."""
     order = DataOrder(
         num_samples=len(data),
         batch_size=batch_size,
-        seed=hash_seed(config.seed, stage),
+        seed=derive_seed(config.seed, stage) % (1 << 31),  # each stage its own order
         rank=ctx.rank,
         world_size=ctx.world_size,
         grad_accum=grad_accum,
     )
     return Batches(data, order, ctx.device)
-
-
-def hash_seed(seed: int, stage: str) -> int:
-    from full.seeding import derive_seed
-
-    return derive_seed(seed, stage) % (1 << 31)
 
 
 @dataclass(frozen=True)
@@ -212,11 +212,13 @@ class StepRandom:
     device: torch.Generator
     shared: torch.Generator
 
-    def normal(self, shape: tuple[int, ...] | torch.Size, like_device: torch.device) -> Tensor:
-        return torch.randn(tuple(shape), generator=self.device, device=like_device)
+    def normal(self, shape: tuple[int, ...] | torch.Size, device: torch.device) -> Tensor:
+        """Standard normal noise from the per-process device generator."""
+        return torch.randn(tuple(shape), generator=self.device, device=device)
 
 
 def step_random(config: RunConfig, ctx: DistContext, stage: str, step: int, micro: int, purpose: str) -> StepRandom:
+    """The generators of micro-batch ``micro`` of ``step`` (see :mod:`full.seeding`)."""
     parts = (config.seed, stage, step, micro, purpose)
     return StepRandom(
         cpu=generator("cpu", *parts, ctx.rank),
@@ -305,9 +307,3 @@ def sampler(
         barrier(ctx)
 
     return sample
-
-
-def model_core(runner: nn.Module) -> CausalWanTransformer3DModel:
-    model = core(runner)
-    assert isinstance(model, CausalWanTransformer3DModel)
-    return model

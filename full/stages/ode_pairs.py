@@ -29,9 +29,10 @@ import torch
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import few_step_sigmas, sigma_grid
 from cf_ref.solvers import Method, integrate
-from full.config import PairTeacher, Parallelism, RunConfig, Stage
+from full.config import PairTeacher, Parallelism, Precision, RunConfig, Stage
 from full.data import SetKind, ShardWriter
 from full.distributed import DistContext, barrier, place_frozen
+from full.model import cast_keeping_fp32
 from full.recipes import stage_dir, stage_inputs
 from full.seeding import generator
 from full.stages import common
@@ -63,7 +64,9 @@ def make_pairs(config: RunConfig, ctx: DistContext) -> Path:
     common.check_text(data, model)
     # Replicated, not sharded: each process integrates its own shards, so processes run different numbers of
     # forward passes, which FSDP (a collective per pass) cannot do. The frozen teacher fits one device.
-    runner = place_frozen(model, ctx, Parallelism.DDP, config.parallel.precision, cast=True)
+    if cfg.precision is Precision.BF16:
+        cast_keeping_fp32(model, torch.bfloat16)
+    runner = place_frozen(model, ctx, Parallelism.DDP, cfg.precision)
     keep = few_step_sigmas(config.model.few_step_timesteps, config.model.shift)  # float64: exactly on the grid
     count = len(data) if cfg.max_pairs is None else min(cfg.max_pairs, len(data))
     meta = {
