@@ -132,3 +132,13 @@ def test_all_problems_reported_at_once_and_bad_files(tmp_path):
         build_config(tmp_path / "missing.yaml", preset="tiny")
     with pytest.raises(ConfigError, match="unknown preset"):
         build_config(preset="huge")
+
+
+def test_example_configs_validate():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "configs" / "full").glob("*.yaml"))
+    assert files
+    for f in files:
+        config = build_config(f)
+        assert config.model.path and config.data.latents and config.data.prompts
