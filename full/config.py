@@ -92,6 +92,20 @@ class Precision(enum.Enum):
     BF16 = "bf16"  # bf16 autocast (DDP) or bf16 parameters with fp32 reduction (FSDP2); fp32 master weights
 
 
+class StorageDtype(enum.Enum):
+    """dtype of tensors written to a set (read back as float32)."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+
+    @property
+    def torch(self):
+        import torch
+
+        return getattr(torch, self.value)
+
+
 class ModelPreset(enum.Enum):
     """Models built in code instead of loaded from a folder."""
 
@@ -204,6 +218,7 @@ class OdePairsConfig:
     num_steps: int = 48  # Euler steps
     guidance_scale: float = 6.0
     precision: Precision = Precision.FP32  # the published curation runs the teacher in fp32 (bf16: faster)
+    storage: StorageDtype = StorageDtype.FLOAT32  # of the stored states (the authors store fp16: half the disk)
     batch_size: int = 1  # videos per teacher call and process
     shard_size: int = 16  # pairs per safetensors shard; not from the paper
     max_pairs: int | None = None  # None = one pair per latent video

@@ -76,32 +76,31 @@ def run_training(
     ctx = ctx or init_distributed()
     if ctx.device.type == "cpu" and config.parallel.cpu_threads is not None:
         torch.set_num_threads(config.parallel.cpu_threads)
+    chain = (stage,) if stage is not None else RECIPES[config.recipe].stages
+    # One decision for every process (rank 0 looks at the files), taken before anything is written.
+    states = broadcast_object(ctx, {s: (_stage_finished(config, s), _stage_started(config, s)) for s in chain})
+    saved_path = Path(config.out) / CONFIG_FILE
+    if not resume:
+        for s, (finished, started) in states.items():
+            if finished or started:
+                what = "already finished" if finished else "holds an interrupted run"
+                raise StageStateError(
+                    f"stage {s.value} {what} in {stage_dir(config, s)}; pass --resume to continue (finished stages "
+                    "are skipped), or choose another output folder"
+                )
     config = prepare_assets(config, ctx)
-    out = Path(config.out)
-    saved_path = out / CONFIG_FILE
-    if saved_path.is_file():
-        saved = load_config(saved_path)
-        if resume:
-            _check_same_run(saved, config)
+    if resume and saved_path.is_file():
+        _check_same_run(load_config(saved_path), config)
     if ctx.is_main:
         save_config(config, saved_path)
     barrier(ctx)
     torch.manual_seed(config.seed + ctx.rank)  # library-internal randomness only; stages draw from full.seeding
-    chain = (stage,) if stage is not None else RECIPES[config.recipe].stages
     results: dict[Stage, Path] = {}
     for s in chain:
         folder = stage_dir(config, s)
-        finished, started = broadcast_object(ctx, (_stage_finished(config, s), _stage_started(config, s)))
-        if finished:
-            if not resume:
-                raise StageStateError(
-                    f"stage {s.value} already finished in {folder}; pass --resume to skip finished stages, "
-                    "or choose another output folder"
-                )
+        if states[s][0]:  # finished (only reached with --resume)
             results[s] = folder
             continue
-        if started and not resume:
-            raise StageStateError(f"{folder} holds an interrupted {s.value} run; pass --resume to continue it")
         if s is Stage.ODE_PAIRS:
             results[s] = ode_pairs.make_pairs(config, ctx)
             continue

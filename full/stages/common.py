@@ -35,8 +35,7 @@ def base_model_dir(config: RunConfig) -> Path:
     """Folder of the bidirectional base transformer: ``model.path`` (or its ``transformer/``), or the tiny one."""
     if config.model.preset is ModelPreset.TINY:
         return Path(config.out) / "base-model"
-    path = Path(config.model.path)
-    return path / "transformer" if (path / "transformer" / "config.json").is_file() else path
+    return Path(config.model.path)
 
 
 def prepare_assets(config: RunConfig, ctx: DistContext) -> RunConfig:
@@ -73,8 +72,11 @@ def prepare_assets(config: RunConfig, ctx: DistContext) -> RunConfig:
 
 
 def load_model(path: str | Path, what: str) -> CausalWanTransformer3DModel:
-    """A causal Wan transformer from a local diffusers-format folder (fp32, on the CPU)."""
+    """A causal Wan transformer from a local diffusers-format folder — a transformer folder or a pipeline
+    folder with ``transformer/`` — in fp32 on the CPU."""
     path = Path(path)
+    if (path / "transformer" / "config.json").is_file():
+        path = path / "transformer"
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{what}: {path} is not a diffusers transformer folder (no config.json)")
     return CausalWanTransformer3DModel.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32)

@@ -106,7 +106,8 @@ def make_pairs(config: RunConfig, ctx: DistContext) -> Path:
             fields["target"].append(traj.end.float().cpu())
             fields["text"].append(text.cpu())
             fields["clean"].append(x0.cpu())
-        tensors = {k: torch.cat(v) for k, v in fields.items() if k != "clean" or cfg.teacher is PairTeacher.AR}
+        names = [k for k in fields if k != "clean" or cfg.teacher is PairTeacher.AR]
+        tensors = {k: torch.cat(fields[k]).to(cfg.storage.torch) for k in names}
         writer.write_group(g, tensors, [data.captions[i] for i in items])
         bar.update(1)
     bar.close()

@@ -40,8 +40,11 @@ def invoke(*args: str):
 
 def test_train_preset_tiny_runs_every_stage(tmp_path):
     tiny_vae(seed=1).save_pretrained(tmp_path / "vae")
-    result = invoke("train", "--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), *SMALL)
+    result = invoke(
+        "train", "--preset", "tiny", "--device", "cpu", "--out", str(tmp_path), *SMALL, "ode_pairs.storage=float16"
+    )
     assert result.exit_code == 0, result.output
+    assert TensorSet(tmp_path / "ode-pairs").index["fields"]["states"]["dtype"] == "F16"  # half the disk
     for stage in ("ar-diffusion", "ode-pairs", "ode", "dmd"):
         assert f"{stage}: {tmp_path / stage}" in result.output
     for stage in ("ar-diffusion", "ode", "dmd"):
@@ -68,11 +71,24 @@ def test_train_preset_tiny_runs_every_stage(tmp_path):
     # running it again is refused (nothing is overwritten); --resume skips the finished stages
     again = CliRunner().invoke(main, ["full", "train", "--preset", "tiny", "--out", str(tmp_path), *SMALL])
     assert again.exit_code == 1 and "pass --resume" in again.output and "Traceback" not in again.output
-    resumed = invoke("train", "--preset", "tiny", "--out", str(tmp_path), "--resume", *SMALL)
+    resumed = invoke(
+        "train", "--preset", "tiny", "--out", str(tmp_path), "--resume", *SMALL, "ode_pairs.storage=float16"
+    )
     assert resumed.exit_code == 0, resumed.output
     changed = CliRunner().invoke(
         main,
-        ["full", "train", "--preset", "tiny", "--out", str(tmp_path), "--resume", *SMALL, "dmd.guidance_scale=1.5"],
+        [
+            "full",
+            "train",
+            "--preset",
+            "tiny",
+            "--out",
+            str(tmp_path),
+            "--resume",
+            *SMALL,
+            "ode_pairs.storage=float16",
+            "dmd.guidance_scale=1.5",
+        ],
     )
     assert changed.exit_code == 1 and "dmd.guidance_scale: 1.0 → 1.5" in changed.output
 
