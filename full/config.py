@@ -109,7 +109,7 @@ class StorageDtype(enum.Enum):
 class ModelPreset(enum.Enum):
     """Models built in code instead of loaded from a folder."""
 
-    TINY = "tiny"  # a few layers, small dims, random weights: the offline CPU path
+    TINY = "tiny"  # a few layers, small dims, trained on the synthetic set first (full.stages.base): offline CPU
 
 
 # --------------------------------------------------------------------------------------------- sections
