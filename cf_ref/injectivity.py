@@ -22,6 +22,7 @@ copy through the teacher map.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from einops import repeat
@@ -84,6 +85,59 @@ def conditional_moments(
     return x0.mean(dim=1), x0.var(dim=1, unbiased=True), x0
 
 
+@dataclass(frozen=True)
+class ConditionalStatistics:
+    r"""Per-frame Monte Carlo statistics of a teacher map under a frame visibility (see module doc).
+
+    mean: ``[B, F, *S]`` :math:`\mathbb E[x_{0,i} \mid u_{V_i}]`; variance: ``[B, F, *S]``
+    :math:`\mathrm{Var}(x_{0,i} \mid u_{V_i})` (unbiased over the M resamples); index: ``[F]`` the
+    non-injectivity index :math:`\eta_i`.
+    """
+
+    mean: Tensor
+    variance: Tensor
+    index: Tensor
+
+
+def conditional_statistics(
+    teacher_map: TeacherMap,
+    inputs: Tensor,
+    visibility: Tensor,
+    num_resamples: int,
+    resample: HiddenSampler = resample_gaussian_noise,
+    generator: torch.Generator | None = None,
+) -> ConditionalStatistics:
+    r"""Conditional mean, conditional variance and non-injectivity index from one Monte Carlo pass.
+
+    inputs: ``[B, F, *S]`` outer samples; visibility: ``[F, F]`` bool (row i = inputs the student sees for
+    frame i). Frame i's statistics come from the resamples of row i's hidden inputs; frames with equal rows
+    share one pass; a row that hides nothing takes one teacher pass without resampling (variance and η are 0).
+    :math:`\eta_i` divides the mean within-sample variance by the pooled variance of all
+    ``B·M`` outputs, which by the law of total variance estimates :math:`\mathrm{Var}(x_{0,i})` with the same
+    samples. :func:`conditional_expectation` and :func:`non_injectivity_index` are its two halves.
+    """
+    _check(inputs, visibility)
+    if num_resamples < 2:
+        raise ValueError(f"num_resamples must be >= 2 to estimate a variance, got {num_resamples}")
+    mean = torch.empty_like(inputs)
+    variance = torch.empty_like(inputs)
+    eta = torch.empty(inputs.shape[1], dtype=inputs.dtype)
+    for row, frames in _group_rows(visibility):
+        if bool(row.all()):  # nothing hidden: the output is a function of the inputs (one pass, no resampling)
+            mean[:, frames] = teacher_map(inputs[:, None])[:, 0][:, frames]
+            variance[:, frames] = 0
+            eta[frames] = 0
+            continue
+        m, var, x0 = conditional_moments(teacher_map, inputs, row, num_resamples, resample, generator)
+        mean[:, frames] = m[:, frames]
+        variance[:, frames] = var[:, frames]
+        for i in frames:
+            within = var[:, i].flatten(1).sum(dim=1).mean()
+            total = x0[:, :, i].flatten(0, 1).flatten(1).var(dim=0, unbiased=True).sum()
+            eta[i] = (within / total.clamp_min(torch.finfo(total.dtype).tiny)).cpu()
+    return ConditionalStatistics(mean=mean, variance=variance, index=eta)
+
+
 def conditional_expectation(
     teacher_map: TeacherMap,
     inputs: Tensor,
@@ -93,12 +147,7 @@ def conditional_expectation(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     r"""Per-frame :math:`\mathbb E[x_{0,i} \mid u_{V_i}]`: ``[B, F, *S]``, frame i from row i of ``visibility``."""
-    _check(inputs, visibility)
-    out = torch.empty_like(inputs)
-    for row, frames in _group_rows(visibility):
-        mean, _, _ = conditional_moments(teacher_map, inputs, row, num_resamples, resample, generator)
-        out[:, frames] = mean[:, frames]
-    return out
+    return conditional_statistics(teacher_map, inputs, visibility, num_resamples, resample, generator).mean
 
 
 def non_injectivity_index(
@@ -115,15 +164,7 @@ def non_injectivity_index(
     for frame i). The denominator is the pooled variance of all ``B·M`` outputs, which by the law of
     total variance estimates :math:`\mathrm{Var}(x_{0,i})` with the same samples.
     """
-    _check(inputs, visibility)
-    eta = torch.empty(inputs.shape[1], dtype=inputs.dtype)
-    for row, frames in _group_rows(visibility):
-        _, var, x0 = conditional_moments(teacher_map, inputs, row, num_resamples, resample, generator)
-        for i in frames:
-            within = var[:, i].flatten(1).sum(dim=1).mean()
-            total = x0[:, :, i].flatten(0, 1).flatten(1).var(dim=0, unbiased=True).sum()
-            eta[i] = (within / total.clamp_min(torch.finfo(total.dtype).tiny)).cpu()
-    return eta
+    return conditional_statistics(teacher_map, inputs, visibility, num_resamples, resample, generator).index
 
 
 def _group_rows(visibility: Tensor) -> list[tuple[Tensor, list[int]]]:

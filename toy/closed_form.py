@@ -95,3 +95,61 @@ def frame_variance(data: SequenceData) -> Tensor:
     _, cov = _single_gaussian(data)
     blocks = rearrange(cov, "(i a) (j b) -> i j a b", a=data.dim, b=data.dim)
     return torch.stack([torch.diagonal(blocks[i, i]).sum() for i in range(data.num_frames)])
+
+
+def marginal_covariance(data: SequenceData, sigma: float) -> Tensor:
+    r""":math:`C_\sigma = (1-\sigma)^2\Sigma + \sigma^2 I`, the covariance of :math:`x_\sigma` (flattened ``[D, D]``)."""
+    _, cov = _single_gaussian(data)
+    return (1 - sigma) ** 2 * cov + sigma**2 * torch.eye(cov.shape[0], dtype=cov.dtype)
+
+
+def causal_regression_matrix(data: SequenceData, sigma: float) -> Tensor:
+    r"""The conditional-expectation student at level σ on bidirectional pairs, :math:`\hat x_0 = \mu + A(x_\sigma - (1-\sigma)\mu)`.
+
+    On the joint PF-ODE :math:`x_\sigma = (1-\sigma)\mu + C_\sigma^{1/2}\varepsilon` (Σ and :math:`C_\sigma` commute),
+    so :math:`\mathrm{Cov}(x_0, x_\sigma) = \Sigma^{1/2}C_\sigma^{1/2} =: G`. Row block i of A regresses frame i on
+    the states of frames ≤ i: :math:`A_{i,\le i} = G_{i,\le i}\,(C_\sigma)_{\le i,\le i}^{-1}`, zero elsewhere.
+    Returns ``[D, D]`` (block lower-triangular); at σ = 1 it is the block-lower part of :math:`\Sigma^{1/2}`.
+    """
+    _, cov = _single_gaussian(data)
+    c = marginal_covariance(data, sigma)
+    g = symmetric_sqrt(cov) @ symmetric_sqrt(c)
+    a = torch.zeros_like(cov)
+    for i in range(data.num_frames):
+        rows, seen = data.frame_index([i]), data.frame_index(range(i + 1))
+        a[rows[:, None], seen[None, :]] = torch.linalg.solve(c[seen][:, seen], g[rows][:, seen].T).T
+    return a
+
+
+def few_step_sampler_moments(data: SequenceData, sigmas: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Mean ``[N, d]`` and covariance ``[D, D]`` of the K-step sampler of the conditional-expectation student.
+
+    The sampler runs all frames together (each frame reading the states of frames ≤ i at the current level):
+    :math:`x^{(1)} = \varepsilon`; :math:`\hat x_0^{(k)} = \mu + A_k(x^{(k)} - (1-\sigma_k)\mu)`
+    (:func:`causal_regression_matrix`); :math:`x^{(k+1)} = (1-\sigma_{k+1})\hat x_0^{(k)} + \sigma_{k+1}\varepsilon_k'`
+    with fresh noise. Moments propagate exactly: mean :math:`m \mapsto \mu + A_k(m - (1-\sigma_k)\mu)`,
+    covariance :math:`P \mapsto A_k P A_k^\top`, re-noising :math:`P \mapsto (1-\sigma)^2P + \sigma^2 I`.
+    ``sigmas: [K]`` decreasing with ``sigmas[0] = 1``.
+    """
+    mean, cov = _single_gaussian(data)
+    s = [float(v) for v in sigmas]
+    if not s or s[0] != 1.0:
+        raise ValueError(f"the sampler starts from noise: sigmas[0] must be 1, got {s}")
+    eye = torch.eye(cov.shape[0], dtype=cov.dtype)
+    m, p = torch.zeros_like(mean), eye.clone()
+    for k, sigma in enumerate(s):
+        a = causal_regression_matrix(data, sigma)
+        m = mean + a @ (m - (1 - sigma) * mean)
+        p = a @ p @ a.T
+        if k + 1 < len(s):
+            nxt = s[k + 1]
+            m, p = (1 - nxt) * m, (1 - nxt) ** 2 * p + nxt**2 * eye
+    return data.unflatten(m), p
+
+
+def few_step_sampler_variance(data: SequenceData, sigmas: Tensor) -> Tensor:
+    r"""Per-frame total variance ``[N]`` of :func:`few_step_sampler_moments`; for K = 1 it equals
+    :func:`conditional_expectation_variance`."""
+    _, p = few_step_sampler_moments(data, sigmas)
+    blocks = rearrange(p, "(i a) (j b) -> i j a b", a=data.dim, b=data.dim)
+    return torch.stack([torch.diagonal(blocks[i, i]).sum() for i in range(data.num_frames)])

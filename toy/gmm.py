@@ -185,3 +185,27 @@ def sample(mix: Mixture, n: int, generator: torch.Generator | None = None) -> tu
     z = torch.randn(n, mix.dim, generator=generator, dtype=mix.means.dtype)
     x = mix.means[comp] + torch.einsum("nde,ne->nd", chol[comp], z)
     return x, comp
+
+
+def noised(mix: Mixture, sigma: float) -> Mixture:
+    r"""Law of :math:`x_\sigma = (1-\sigma)x_0 + \sigma\varepsilon`: means :math:`(1-\sigma)\mu_k`, covariances
+    :math:`(1-\sigma)^2\Sigma_k + \sigma^2 I`, same weights (shared σ in [0, 1]; batched or not)."""
+    if not 0.0 <= float(sigma) <= 1.0:
+        raise ValueError(f"sigma must lie in [0, 1], got {sigma}")
+    a = 1.0 - float(sigma)
+    eye = torch.eye(mix.dim, dtype=mix.covs.dtype, device=mix.covs.device)
+    return Mixture(mix.log_weights, a * mix.means, a * a * mix.covs + float(sigma) ** 2 * eye)
+
+
+def sample_rows(mix: Mixture, num: int, generator: torch.Generator | None = None) -> Tensor:
+    """``num`` draws from every row of a mixture (batched: row b uses weights and means ``[b]``): ``[B, num, D]``.
+
+    An unbatched mixture is treated as one row (``B = 1``).
+    """
+    log_w, means = _batched(mix)
+    b = log_w.shape[0]
+    comp = torch.multinomial(log_w.exp(), num, replacement=True, generator=generator)  # [B, num]
+    chol = torch.linalg.cholesky(mix.covs)  # [K, D, D]
+    z = torch.randn(b, num, mix.dim, generator=generator, dtype=means.dtype).to(means.device)
+    mu = torch.gather(means, 1, comp[..., None].expand(b, num, mix.dim))
+    return mu + torch.einsum("bnde,bne->bnd", chol[comp], z)

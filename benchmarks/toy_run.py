@@ -1,0 +1,130 @@
+"""Wall and CPU time of ``cf-ref toy run`` (the whole pipeline with figures), and why pairs are batched.
+
+Reported:
+
+* per preset, over ``--repeats`` runs: median wall seconds of :func:`toy.experiment.run_to_directory` (what the
+  CLI does: pairs, conditional expectations, 16–20 students, metrics, figures, files), the CPU seconds of this
+  process and its worker processes, and the load average around the run (the machine may be shared: CPU time is
+  what an idle machine would need, wall time what this one took);
+* per stage: CPU seconds summed over datasets (from ``timings.json``);
+* pair generation: causal (AR-teacher) pairs built batched on tensors vs one sample at a time in a Python
+  loop, seconds per 1000 pairs and the ratio.
+
+    python benchmarks/toy_run.py                       # quick preset, 3 repeats, 2 worker processes
+    python benchmarks/toy_run.py --preset paper --repeats 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+
+import torch
+
+from toy.data import shared_mode_mixture
+from toy.experiment import Preset, preset_config, run_to_directory
+from toy.pairs import GridConfig, causal_pairs
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s) per process, torch {torch.__version__}"
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # worker processes, once they have exited
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_pipeline(preset: Preset, workers: int, figures: bool, keep: str | None = None) -> dict:
+    config = preset_config(preset)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = keep or tmp
+        load_before = os.getloadavg()[0]
+        cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+        metrics, timings = run_to_directory(config, out, seed=0, workers=workers, figures=figures, progress=False)
+        wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
+        load_after = os.getloadavg()[0]
+    held = sum(c["holds"] for c in metrics["claims"])
+    stages = {k: round(v["cpu_s"], 1) for k, v in timings["stages_s"].items()}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "load": (load_before, load_after),
+        "claims": f"{held}/{len(metrics['claims'])}",
+        "stages_cpu_s": stages,
+    }
+
+
+def time_pairs(num: int = 2048, looped: int = 64) -> dict:
+    """Causal pairs (AR teacher, clean context) on the 2-d 4-mode mixture: batched vs per-sample loop."""
+    data = shared_mode_mixture(4, 2, num_modes=4)
+    grid = GridConfig(teacher_steps=16, shift=2.0)
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(num, 4, 2, generator=gen, dtype=torch.float64)
+    context, _ = data.sample(num, gen)
+    causal_pairs(data, noise[:8], context[:8], grid)  # warm-up
+    t = time.perf_counter()
+    batched = causal_pairs(data, noise, context, grid)
+    batched_s = (time.perf_counter() - t) / num * 1000
+    t = time.perf_counter()
+    one = [causal_pairs(data, noise[b : b + 1], context[b : b + 1], grid).target for b in range(looped)]
+    loop_s = (time.perf_counter() - t) / looped * 1000
+    assert torch.allclose(torch.cat(one), batched.target[:looped], atol=1e-12)
+    return {"batched_s_per_1000": batched_s, "loop_s_per_1000": loop_s, "ratio": loop_s / batched_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=[p.value for p in Preset], default="quick")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--json", default=None, help="Also write the results here.")
+    parser.add_argument("--out", default=None, help="Keep the last run's outputs (metrics, summary, figures) here.")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(machine())
+    pairs = time_pairs()
+    print(
+        f"causal pairs: batched {pairs['batched_s_per_1000']:.3f} s / 1000, per-sample loop "
+        f"{pairs['loop_s_per_1000']:.2f} s / 1000 ({pairs['ratio']:.0f}x)"
+    )
+    runs = []
+    for r in range(args.repeats):
+        keep = args.out if r == args.repeats - 1 else None
+        res = time_pipeline(Preset(args.preset), args.workers, not args.no_figures, keep)
+        runs.append(res)
+        print(
+            f"{args.preset} run {r}: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, "
+            f"load {res['load'][0]:.1f}→{res['load'][1]:.1f}, claims {res['claims']}, stage CPU {res['stages_cpu_s']}"
+        )
+    wall = statistics.median(r["wall_s"] for r in runs)
+    cpu = statistics.median(r["cpu_s"] for r in runs)
+    print(
+        f"{args.preset}: median wall {wall:.1f} s, median CPU {cpu:.1f} s over {len(runs)} run(s), {args.workers} workers"
+    )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(
+                {"machine": machine(), "pairs": pairs, "runs": runs, "median_wall_s": wall, "median_cpu_s": cpu},
+                fh,
+                indent=2,
+            )
+
+
+if __name__ == "__main__":
+    main()
