@@ -58,7 +58,7 @@ def _config(steps: int = 300, datasets=None):
 @pytest.fixture(scope="module")
 def result():
     before = torch.get_num_threads()
-    torch.set_num_threads(1)  # module-scoped: runs before the per-test fixture of conftest.py
+    torch.set_num_threads(1)  # module-scoped: runs before the per-test fixture of tests/conftest.py
     try:
         return run(_config(), seed=0, progress=False)
     finally:
