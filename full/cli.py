@@ -171,3 +171,141 @@ def convert(src: Path, out_dir: Path, key: str, head_dim: int) -> None:
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {path} (load with CausalWanTransformer3DModel.from_pretrained)")
+
+
+# ------------------------------------------------------------------------------------------------ training
+# `prepare` and `train` (issue 7). Thin layers over full.prepare, full.config and full.pipeline.
+
+
+def _fail_clearly(fn):
+    """Turn the library's input errors into a one-line CLI error (exit code 1, no traceback)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from full.checkpoint import CheckpointError
+        from full.config import ConfigError
+        from full.data import DataError
+        from full.train import StageStateError, TrainingDiverged
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, DataError, CheckpointError, StageStateError, TrainingDiverged, FileNotFoundError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@full.command("prepare")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder of the prepared set.")
+@click.option("--videos", type=click.Path(exists=True, file_okay=False), help="Folder of NAME.mp4 + NAME.txt pairs.")
+@click.option("--latents", type=click.Path(exists=True, file_okay=False), help="Folder of NAME.safetensors + NAME.txt.")
+@click.option("--prompts", type=click.Path(exists=True, dir_okay=False), help="Text file, one prompt per line (DMD).")
+@click.option("--synthetic", type=int, help="Write N synthetic moving-shape latent videos (no models needed).")
+@click.option(
+    "--synthetic-videos", type=int, help="Write N synthetic moving-shape MP4s + captions (input for --videos)."
+)
+@click.option(
+    "--wan",
+    type=click.Path(exists=True, file_okay=False),
+    help="Wan pipeline folder (vae/, text_encoder/, tokenizer/).",
+)
+@click.option("--vae", type=click.Path(exists=True, file_okay=False), help="AutoencoderKLWan folder (else WAN/vae).")
+@click.option("--text-encoder", type=click.Path(exists=True, file_okay=False), help="UMT5 encoder folder.")
+@click.option("--tokenizer", type=click.Path(exists=True, file_okay=False), help="Tokenizer folder.")
+@click.option(
+    "--frames", default=81, show_default=True, help="Video frames (1 + 4k), or latent frames with --synthetic."
+)
+@click.option("--height", default=480, show_default=True, help="Pixels, or latent height with --synthetic.")
+@click.option("--width", default=832, show_default=True, help="Pixels, or latent width with --synthetic.")
+@click.option("--channels", default=4, show_default=True, help="Latent channels (--synthetic).")
+@click.option("--text-length", default=512, show_default=True, help="Text tokens per prompt.")
+@click.option("--text-dim", default=32, show_default=True, help="Text embedding width (--synthetic).")
+@click.option("--negative-prompt", default=None, help="Negative prompt for CFG (default: Wan's).")
+@click.option("--shard-size", default=64, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: CUDA when available.")
+@_fail_clearly
+def prepare_command(
+    out, videos, latents, prompts, synthetic, synthetic_videos, wan, vae, text_encoder, tokenizer, frames, height,
+    width, channels, text_length, text_dim, negative_prompt, shard_size, seed, device,
+) -> None:  # fmt: skip
+    """Encode (video, caption) pairs, pre-encoded latents or prompts into a sharded safetensors set.
+
+    \b
+    cf-ref full prepare --videos clips/ --wan Wan2.1-T2V-1.3B-Diffusers --out data/latents
+    cf-ref full prepare --prompts prompts.txt --wan Wan2.1-T2V-1.3B-Diffusers --out data/prompts
+    cf-ref full prepare --synthetic 64 --frames 4 --height 8 --width 8 --text-length 16 --out data/shapes
+    """
+    from full import prepare as prep
+    from full.data import SyntheticSpec, write_synthetic_latents
+
+    sources = [x is not None for x in (videos, latents, prompts, synthetic, synthetic_videos)]
+    if sum(sources) != 1:
+        raise click.UsageError("give exactly one of --videos, --latents, --prompts, --synthetic, --synthetic-videos")
+    if synthetic is not None:
+        spec = SyntheticSpec(synthetic, frames, channels, height, width, text_length, text_dim, seed)
+        click.echo(write_synthetic_latents(out, spec, shard_size))
+        return
+    if synthetic_videos is not None:
+        click.echo(prep.write_synthetic_videos(out, synthetic_videos, frames, height, width, seed))
+        return
+    import torch
+
+    negative = prep.WAN_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    text = prep.load_text_encoder(wan, text_encoder, tokenizer, max_length=text_length, device=device)
+    if videos is not None:
+        vae_model = prep.load_vae(wan, vae, device=device)
+        click.echo(prep.prepare_videos(videos, out, vae_model, text, frames, height, width, shard_size, negative))
+    elif latents is not None:
+        click.echo(prep.prepare_latents(latents, out, text, shard_size, negative))
+    else:
+        click.echo(prep.prepare_prompts(prompts, out, text, shard_size, negative))
+
+
+@full.command("train", context_settings={"ignore_unknown_options": False})
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML or TOML file.")
+@click.option("--preset", type=click.Choice(["tiny"]), help="tiny: random tiny models + synthetic data, CPU, offline.")
+@click.option("--recipe", type=click.Choice(["causal-forcing", "causal-forcing-pp", "self-forcing", "causvid"]))
+@click.option("--stage", type=click.Choice(["ar-diffusion", "ode-pairs", "ode", "cd", "dmd"]), help="Run one stage.")
+@click.option(
+    "--forcing", type=click.Choice(["teacher", "diffusion"]), help="ar-diffusion context (ablation: diffusion)."
+)
+@click.option(
+    "--teacher", type=click.Choice(["ar", "bidirectional"]), help="ode-pairs teacher (baseline: bidirectional)."
+)
+@click.option("--out", help="Output folder (overrides the config's `out`).")
+@click.option(
+    "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. dmd.guidance_scale=3.0."
+)
+@click.option("--resume", is_flag=True, help="Skip finished stages and continue an interrupted one exactly.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: CUDA when available.")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+@_fail_clearly
+def train_command(config_path, preset, recipe, stage, forcing, teacher, out, sets, resume, device, overrides) -> None:
+    """Train one stage or a whole recipe; the same command on 1 process or under torchrun.
+
+    \b
+    cf-ref full train --preset tiny                                    # every stage, tiny, CPU, offline
+    cf-ref full train --config run.yaml --stage ar-diffusion
+    torchrun --nproc_per_node 8 -m cf_ref.cli full train --config run.yaml dmd.guidance_scale=3.0
+    cf-ref full train --config run.yaml --resume
+    """
+    from full.config import Stage, build_config
+    from full.distributed import init_distributed, shutdown
+    from full.pipeline import run_training
+
+    extra = list(sets) + list(overrides)
+    extra += [f"ar_diffusion.forcing={forcing}"] if forcing else []
+    extra += [f"ode_pairs.teacher={teacher}"] if teacher else []
+    extra += [f"out={out}"] if out else []
+    config = build_config(config_path, extra, preset=preset, recipe=recipe)
+    ctx = init_distributed(device)
+    try:
+        results = run_training(config, Stage(stage) if stage else None, resume=resume, ctx=ctx)
+    finally:
+        shutdown(ctx)
+    if ctx.is_main:
+        for s, path in results.items():
+            click.echo(f"{s.value}: {path}")

@@ -305,11 +305,11 @@ def _conditional_expectation_figure(
     teacher = BidirectionalTeacher(data)
     vis = block_causal_visibility(data.num_frames)
     outputs, means = [], []
+
+    def teacher_map(u: Tensor) -> Tensor:
+        return teacher.flow_map(u, config.grid.grid(), config.grid.method).end
+
     for i in range(data.num_frames):
-
-        def teacher_map(u: Tensor) -> Tensor:
-            return teacher.flow_map(u, config.grid.grid(), config.grid.method).end
-
         mean, _, x0 = conditional_moments(teacher_map, noise, vis[i], config.figure_resamples, generator=generator)
         outputs.append(x0[0, :, i])
         means.append(mean[0, i])
@@ -333,6 +333,55 @@ def _closed_form(data: SequenceData, grid: GridConfig) -> dict:
         },
     }
     return out
+
+
+def _student(
+    data: SequenceData,
+    route: Route,
+    num_steps: int,
+    train_pairs: PairSet,
+    eval_pairs: PairSet,
+    ce_pairs: PairSet,
+    stats: list[ConditionalStatistics],
+    noise: Tensor,
+    reference: Tensor,
+    config: ExperimentConfig,
+    seed: int,
+) -> tuple[TrainedStudent, dict, Tensor]:
+    """Train one few-step student on ``train_pairs``, measure it: ``(student, metrics entry S, samples [n, F, d])``.
+
+    Samples come from ``noise`` in the route's regime (:data:`SAMPLING_REGIME`); a bidirectional student is also
+    rolled out with clean context (``clean_context_rollout``, a regime it was not trained in).
+    """
+    key = student_key(route, num_steps, config.grid)
+    gen = _generator(seed, data.name, "rollout", key)
+    pairs = train_pairs.select(config.grid.student_sigmas(num_steps))
+    student = train_ode_student(
+        config.student.network(data.num_frames, data.dim, STUDENT_MODE[route]),
+        pairs.states,
+        pairs.sigmas,
+        pairs.target,
+        pairs.context,
+        config.student.optim,
+        config.student.batch_size,
+        seed=derive_seed(seed, data.name, "student", key),
+        state_granularity=config.student.state_granularity,
+    )
+    tail = student.history[-max(1, len(student.history) // 20) :]
+    entry = {
+        "route": route.value,
+        "num_steps": num_steps,
+        "sigmas": student.sigmas.tolist(),
+        "context_regime": SAMPLING_REGIME[route].value,
+        "final_loss": sum(tail) / len(tail),
+    }
+    entry.update(_regression_errors(student, eval_pairs, ce_pairs, stats, _resamples(route, config)))
+    samples = sample(student, noise, SAMPLING_REGIME[route], gen).double()
+    entry.update(sample_quality(samples, reference, data, config.samples))
+    if route is Route.BIDIRECTIONAL:
+        clean = sample(student, noise, ContextRegime.CLEAN, _generator(seed, data.name, "rollout-clean", key))
+        entry["clean_context_rollout"] = sample_quality(clean.double(), reference, data, config.samples)
+    return student, entry, samples
 
 
 def run_dataset(
@@ -377,38 +426,20 @@ def run_dataset(
     for route in Route:
         for k in config.grid.student_steps:
             key = student_key(route, k, config.grid)
-            pairs = train_pairs[route].select(config.grid.student_sigmas(k))
-            net_config = config.student.network(data.num_frames, data.dim, STUDENT_MODE[route])
-            student = train_ode_student(
-                net_config,
-                pairs.states,
-                pairs.sigmas,
-                pairs.target,
-                pairs.context,
-                config.student.optim,
-                config.student.batch_size,
-                seed=derive_seed(seed, name, "student", key),
-                state_granularity=config.student.state_granularity,
+            trained[key], students[key], samples = _student(
+                data,
+                route,
+                k,
+                train_pairs[route],
+                eval_pairs[route],
+                ce_pairs[route],
+                stats[route],
+                noise,
+                reference,
+                config,
+                seed,
             )
-            trained[key] = student
-            entry = {
-                "route": route.value,
-                "num_steps": k,
-                "sigmas": student.sigmas.tolist(),
-                "context_regime": SAMPLING_REGIME[route].value,
-                "final_loss": float(torch.tensor(student.history[-max(1, len(student.history) // 20) :]).mean()),
-            }
-            entry.update(
-                _regression_errors(student, eval_pairs[route], ce_pairs[route], stats[route], _resamples(route, config))
-            )
-            samples = sample(student, noise, SAMPLING_REGIME[route], gen("rollout", key)).double()
-            entry.update(sample_quality(samples, reference, data, config.samples))
             plots[f"student/{key}"] = samples[: config.plot_samples]
-            if route is Route.BIDIRECTIONAL:
-                clean = sample(student, noise, ContextRegime.CLEAN, gen("rollout-clean", key)).double()
-                entry["clean_context_rollout"] = sample_quality(clean, reference, data, config.samples)
-                plots[f"student_clean/{key}"] = clean[: config.plot_samples]
-            students[key] = entry
             stages.done(f"student {key}")
     result["students"] = students
 
@@ -419,7 +450,6 @@ def run_dataset(
     result["data"]["energy_distance_noise"] = energy_noise_floor(
         data, reference[: config.samples.energy], config.noise_draws, gen("noise-floor")
     )
-    plots["data"] = fresh[: config.plot_samples]
     for key, x in teacher_samples.items():
         plots[f"teacher/{key}"] = x[: config.plot_samples]
     stages.done("teachers and data")

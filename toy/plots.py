@@ -32,10 +32,9 @@ from cf_ref.io import atomic_path, load_tensors  # noqa: E402
 
 FORMATS = ("png", "pdf")
 PANEL_INCHES = 1.9
-HIST_BINS = 60
+HIST_BINS = 40
 TITLE_INCHES = 0.6
 COLORS = {
-    "data": "0.45",
     "teacher/bidirectional": "tab:purple",
     "teacher/ar": "tab:green",
     "bidirectional": "tab:red",

@@ -35,3 +35,12 @@ def latents():
 def text():
     g = torch.Generator().manual_seed(2)
     return torch.randn(2, 5, TINY.text_dim, generator=g)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tiny-model tests on one CPU thread (on a shared machine, multi-threaded tiny ops mostly spin)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -55,19 +55,14 @@ def _config(steps: int = 300, datasets=None):
     )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are small: OpenMP threads only add synchronisation (and stall on a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def result():
-    torch.set_num_threads(1)
-    return run(_config(), seed=0, progress=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # module-scoped: runs before the per-test fixture of tests/conftest.py
+    try:
+        return run(_config(), seed=0, progress=False)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_schema(result):

@@ -4,7 +4,6 @@
 import json
 
 import pytest
-import torch
 
 from toy.compare import mean_std, redraw, run_compare, run_pipeline
 from toy.experiment import DatasetKind, DatasetSpec
@@ -31,14 +30,6 @@ TINY = PipelineConfig(
     dmd=DMDConfig(critic_ratio=2, eval_every=2),
     eval=EvalConfig(num_samples=64, curve_samples=32, velocity_samples=64),
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_recipe_table():

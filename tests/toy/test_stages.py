@@ -42,15 +42,6 @@ def _decreased(history: list[float], factor: float = 0.8) -> bool:
     return sum(history[-k:]) / k < factor * sum(history[:k]) / k
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The networks here are tiny: intra-op threads only add overhead (and oversubscribe shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def mixture() -> SequenceData:
     return shared_mode_mixture(num_frames=3, dim=1, num_modes=2)

@@ -1,0 +1,178 @@
+"""Time per training step and peak memory of every full-track stage (issue 7's benchmark).
+
+Runs the real stages (``full.pipeline.run_training``, one process) on random-weight models and the synthetic
+moving-shapes set rendered at the chosen latent size, then reads each stage's ``metrics.jsonl``:
+
+* ar-diffusion / ode / cd: median ``step_time_s`` over the timed steps (the first ``--warmup`` are dropped);
+* dmd: median of the steps that update the generator *and* the critic (every 5th) and of the critic-only steps;
+* ode-pairs: seconds per video (48-step guided PF-ODE by default at the real size);
+* peak memory: ``torch.cuda.max_memory_allocated`` on CUDA (per stage), the process's peak RSS on the CPU.
+
+    python benchmarks/full_train_speed.py                                  # tiny models, CPU (seconds)
+    python benchmarks/full_train_speed.py --size wan-1.3b --device cuda     # the published size, one GPU
+
+``wan-1.3b``: Wan2.1-T2V-1.3B's DiT configuration with random weights (speed does not depend on their
+values), batch 1, 21 latent frames of 60×104 (480×832 video), 512 text tokens of width 4096, bf16 with
+gradient checkpointing; the DMD real score is a second 1.3B model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from full.config import Stage, build_config
+from full.data import SyntheticSpec, write_synthetic_latents
+from full.distributed import init_distributed
+from full.logs import read_metrics
+from full.pipeline import run_training
+
+WAN_1_3B = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=12,
+    attention_head_dim=128,
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=8960,
+    num_layers=30,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return f"CPU {cpu} ({torch.get_num_threads()} threads), GPU {gpu}, torch {torch.__version__}"
+
+
+def settings(args, out: Path, data: Path | None, model: Path | None) -> list[str]:
+    s = args.steps + args.warmup
+    common = [
+        f"out={out}",
+        "logging.progress=false",
+        "logging.sample_count=0",
+        f"ar_diffusion.loop.steps={s}",
+        f"ode.loop.steps={s}",
+        f"cd.loop.steps={s}",
+        f"dmd.loop.steps={5 * s}",
+        f"ode_pairs.max_pairs={args.pairs}",
+        "ode_pairs.batch_size=1",
+        "dmd.ema_start=0",
+    ]
+    for section in ("ar_diffusion", "ode", "cd", "dmd"):
+        common += [f"{section}.loop.batch_size=1", f"{section}.loop.checkpoint_every={10 * s}"]
+    if args.size == "tiny":
+        return [
+            *common,
+            "model.tiny_base.steps=0",
+            "model.tiny_base.videos=8",
+            "ode_pairs.num_steps=8",
+            "cd.num_steps=8",
+        ]
+    return [
+        *common,
+        f"model.path={model}",
+        f"data.latents={data}",
+        "parallel.precision=bf16",
+        "parallel.gradient_checkpointing=true",
+    ]
+
+
+def real_size_assets(root: Path, pairs: int) -> tuple[Path, Path]:
+    """A random-weight Wan2.1-T2V-1.3B transformer folder and a synthetic set at 21×16×60×104."""
+    from full.model import CausalWanTransformer3DModel
+
+    model = root / "wan-1.3b-random"
+    if not (model / "config.json").is_file():
+        CausalWanTransformer3DModel(**WAN_1_3B).to(torch.bfloat16).save_pretrained(model)
+    data = root / "data"
+    if not (data / "index.json").is_file():
+        spec = SyntheticSpec(
+            count=max(pairs, 4), frames=21, channels=16, height=60, width=104, text_length=512, text_dim=4096
+        )
+        write_synthetic_latents(data, spec)
+    return model, data
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+def median_after(values: list[float], warmup: int) -> float:
+    timed = values[warmup:] or values
+    return statistics.median(timed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=["tiny", "wan-1.3b"], default="tiny")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per stage (DMD: 5× as many)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=2, help="ODE pairs generated (timed per video)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--work", type=Path, default=None, help="folder for the run (default: a temporary one)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = args.work or Path(tempfile.mkdtemp(prefix="cf-bench-"))
+    model = data = None
+    if args.size == "wan-1.3b":
+        model, data = real_size_assets(work, args.pairs)
+    ctx = init_distributed(args.device)
+    out = work / "run"
+    results: dict[str, dict[str, float]] = {}
+    for recipe, stages in [
+        ("causal-forcing", (Stage.AR_DIFFUSION, Stage.ODE_PAIRS, Stage.ODE, Stage.DMD)),
+        ("causal-forcing-pp", (Stage.CD,)),
+    ]:
+        cfg = build_config(
+            preset="tiny" if args.size == "tiny" else None, recipe=recipe, overrides=settings(args, out, data, model)
+        )
+        for stage in stages:
+            if ctx.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            run_training(cfg, stage=stage, ctx=ctx)
+            wall = time.perf_counter() - t0
+            row: dict[str, float] = {}
+            if stage is Stage.ODE_PAIRS:
+                row["s_per_video"] = wall / args.pairs
+            else:
+                metrics = read_metrics(out / stage.value / "metrics.jsonl")
+                if stage is Stage.DMD:
+                    gen = [m["step_time_s"] for m in metrics if "generator_loss" in m]
+                    critic = [m["step_time_s"] for m in metrics if "generator_loss" not in m]
+                    row["s_per_generator_and_critic_step"] = median_after(gen, 1)
+                    row["s_per_critic_step"] = median_after(critic, args.warmup)
+                else:
+                    row["s_per_step"] = median_after([m["step_time_s"] for m in metrics], args.warmup)
+            row["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if ctx.device.type == "cuda" else peak_rss_gb()
+            results[stage.value] = row
+            print(stage.value, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
+    report = {"machine": machine(), "size": args.size, "device": args.device, "results": results}
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

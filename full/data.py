@@ -1,0 +1,383 @@
+r"""Data of the full track: the synthetic moving-shapes set, sharded safetensors sets, prompts, data order.
+
+**Synthetic videos.** A video shows one shape (square or disk) of one colour moving in a straight line
+with constant speed on a torus; the caption names shape, colour and direction, the start position is
+random. So frame ``f`` is frame 0 translated by ``f·velocity`` — a known causal structure a model can learn.
+Rendered as latents ``[F, C, H, W]`` (colour = a fixed C-vector) for the tiny preset, and as RGB frames
+``[T, H, W, 3]`` uint8 for the ``prepare`` path. Captions embed deterministically into ``[L, D]`` text
+tokens (one fixed random vector per word, zero padding — the layout of Wan's padded UMT5 embeddings).
+
+**Sets on disk.** A folder with ``index.json`` and shards ``shard-00000.safetensors``…; each shard holds
+per-field tensors ``[n, *shape]``. Kinds: ``latents`` (``latents [F,C,H,W]``, ``text [L,D]``),
+``prompts`` (``text``), ``ode-pairs`` (``states [K,F,C,H,W]``, ``target [F,C,H,W]``, ``text``, and
+``clean`` for pairs made under clean context). ``negative.safetensors`` holds the negative prompt's
+embedding for classifier-free guidance. Shard ``g`` holds source items ``[g·S, (g+1)·S)``, written
+atomically, so an interrupted writer resumes by skipping the shards that exist.
+
+**Order.** :class:`DataOrder` maps ``(step, micro-batch, rank)`` to sample indices as a pure function of
+the seed: global stream position ``p`` reads ``perm_e[p mod N]`` with ``e = p // N`` and ``perm_e`` a
+seeded permutation, so resuming at step t reads exactly what the uninterrupted run read.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from torch import Tensor
+
+from cf_ref.io import save_tensors, write_json
+from full.seeding import generator
+
+FORMAT = "cf-ref-set/1"
+INDEX = "index.json"
+NEGATIVE = "negative.safetensors"
+
+
+class SetKind(enum.Enum):
+    LATENTS = "latents"
+    PROMPTS = "prompts"
+    ODE_PAIRS = "ode-pairs"
+
+
+REQUIRED_FIELDS = {
+    SetKind.LATENTS: ("latents", "text"),
+    SetKind.PROMPTS: ("text",),
+    SetKind.ODE_PAIRS: ("states", "target", "text"),
+}
+
+
+class DataError(ValueError):
+    """A data set that is missing, corrupt, or does not fit the configuration."""
+
+
+# --------------------------------------------------------------------------------------------- synthetic videos
+
+SHAPES = ("square", "disk")
+COLOURS = ("red", "green", "blue", "yellow")
+RGB = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 80, 230), "yellow": (230, 210, 40)}
+DIRECTIONS = {"right": (0.0, 1.0), "left": (0.0, -1.0), "down": (1.0, 0.0), "up": (-1.0, 0.0)}
+
+
+@dataclass(frozen=True)
+class ShapeVideo:
+    """One synthetic video: a shape moving by ``speed`` (in units of the frame size) per frame."""
+
+    shape: str
+    colour: str
+    direction: str
+    start: tuple[float, float]  # (y, x) in [0, 1)
+    speed: float
+    size: float  # half-width (square) or radius (disk), in units of the frame size
+
+    @property
+    def caption(self) -> str:
+        return f"a {self.colour} {self.shape} moving {self.direction}"
+
+
+def sample_shape_videos(count: int, seed: int, speed: float = 0.125, size: float = 0.2) -> list[ShapeVideo]:
+    """``count`` random videos (shape, colour, direction, start position), reproducible from ``seed``."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    g = generator("cpu", "synthetic-videos", seed)
+    pick = torch.randint(0, 1 << 30, (count, 3), generator=g)
+    start = torch.rand(count, 2, generator=g, dtype=torch.float64)
+    dirs = list(DIRECTIONS)
+    return [
+        ShapeVideo(
+            shape=SHAPES[int(p[0]) % len(SHAPES)],
+            colour=COLOURS[int(p[1]) % len(COLOURS)],
+            direction=dirs[int(p[2]) % len(dirs)],
+            start=(float(s[0]), float(s[1])),
+            speed=speed,
+            size=size,
+        )
+        for p, s in zip(pick, start)
+    ]
+
+
+def shape_masks(video: ShapeVideo, frames: int, height: int, width: int, softness: float = 0.5) -> Tensor:
+    """Soft occupancy ``[F, H, W]`` in [0, 1] of the moving shape (torus wrap-around, edges ``softness`` px wide)."""
+    dy, dx = DIRECTIONS[video.direction]
+    f = torch.arange(frames, dtype=torch.float64)[:, None, None]
+    cy = (video.start[0] + f * dy * video.speed) % 1.0
+    cx = (video.start[1] + f * dx * video.speed) % 1.0
+    ys = ((torch.arange(height, dtype=torch.float64) + 0.5) / height)[None, :, None]
+    xs = ((torch.arange(width, dtype=torch.float64) + 0.5) / width)[None, None, :]
+    ddy = ((ys - cy + 0.5) % 1.0 - 0.5) * height  # signed torus distance, in pixels
+    ddx = ((xs - cx + 0.5) % 1.0 - 0.5) * width
+    r = video.size * min(height, width)
+    if video.shape == "square":
+        dist = torch.maximum(ddy.abs(), ddx.abs()) - r
+    else:
+        dist = torch.sqrt(ddy**2 + ddx**2) - r
+    return torch.sigmoid(-dist / softness).float()
+
+
+def colour_code(colour: str, channels: int) -> Tensor:
+    """A fixed ±1.5-ish latent colour vector ``[C]`` per colour name."""
+    g = torch.Generator().manual_seed(zlib.crc32(colour.encode()))
+    return 1.5 * torch.sign(torch.randn(channels, generator=g)) + 0.25 * torch.randn(channels, generator=g)
+
+
+def render_latents(video: ShapeVideo, frames: int, channels: int, height: int, width: int) -> Tensor:
+    """Latent video ``[F, C, H, W]``: occupancy × colour code (zero background)."""
+    mask = shape_masks(video, frames, height, width)
+    return mask[:, None] * colour_code(video.colour, channels)[None, :, None, None]
+
+
+def render_rgb(video: ShapeVideo, frames: int, height: int, width: int) -> np.ndarray:
+    """RGB video ``[T, H, W, 3]`` uint8 on a grey background."""
+    mask = shape_masks(video, frames, height, width).numpy()[..., None]
+    fg = np.asarray(RGB[video.colour], dtype=np.float32)
+    bg = np.full(3, 110.0, dtype=np.float32)
+    return np.clip(mask * fg + (1 - mask) * bg, 0, 255).round().astype(np.uint8)
+
+
+def embed_caption(caption: str, length: int, dim: int) -> Tensor:
+    """Deterministic token embeddings ``[L, D]``: word i ↦ a fixed N(0, 1) vector, zero padding after the words."""
+    out = torch.zeros(length, dim)
+    for i, word in enumerate(caption.lower().split()[:length]):
+        g = torch.Generator().manual_seed(zlib.crc32(word.encode()))
+        out[i] = torch.randn(dim, generator=g)
+    return out
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Shape of a synthetic latent set."""
+
+    count: int = 64
+    frames: int = 4
+    channels: int = 4
+    height: int = 8
+    width: int = 8
+    text_length: int = 8
+    text_dim: int = 32
+    seed: int = 0
+
+
+def write_synthetic_latents(out: str | Path, spec: SyntheticSpec, shard_size: int = 64) -> Path:
+    """Write the synthetic moving-shapes set as a ``latents`` set (with the empty caption as negative)."""
+    videos = sample_shape_videos(spec.count, spec.seed)
+    writer = ShardWriter(
+        out, SetKind.LATENTS, shard_size, meta={"source": "synthetic moving shapes", "seed": spec.seed}
+    )
+    for g, chunk in writer.pending_groups(spec.count):
+        latents = torch.stack(
+            [render_latents(videos[i], spec.frames, spec.channels, spec.height, spec.width) for i in chunk]
+        )
+        text = torch.stack([embed_caption(videos[i].caption, spec.text_length, spec.text_dim) for i in chunk])
+        writer.write_group(g, {"latents": latents, "text": text}, [videos[i].caption for i in chunk])
+    writer.write_negative(embed_caption("", spec.text_length, spec.text_dim))
+    return writer.finish(spec.count)
+
+
+# --------------------------------------------------------------------------------------------- sharded sets
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts from a text file, one per line (blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"prompt file {path} does not exist")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise DataError(f"prompt file {path} holds no prompts (expected one prompt per line)")
+    return prompts
+
+
+class ShardWriter:
+    """Writes a set shard by shard (see module doc); resumable, one group of ``shard_size`` items per shard.
+
+    Use: ``for g, items in writer.pending_groups(n, rank, world): ... writer.write_group(g, fields, captions)``,
+    then (one process) ``writer.write_negative(...)`` and ``writer.finish(n)``.
+    """
+
+    def __init__(self, out: str | Path, kind: SetKind, shard_size: int, meta: dict[str, Any] | None = None):
+        if shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        self.out, self.kind, self.shard_size, self.meta = Path(out), kind, shard_size, dict(meta or {})
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def shard_path(self, group: int) -> Path:
+        return self.out / f"shard-{group:05d}.safetensors"
+
+    def pending_groups(self, count: int, rank: int = 0, world: int = 1) -> list[tuple[int, list[int]]]:
+        """Groups ``(g, item indices)`` of this process (``g % world == rank``) whose shard is not written yet."""
+        groups = math.ceil(count / self.shard_size)
+        out = []
+        for g in range(rank, groups, world):
+            if not self.shard_path(g).exists():
+                out.append((g, list(range(g * self.shard_size, min(count, (g + 1) * self.shard_size)))))
+        return out
+
+    def write_group(self, group: int, fields: dict[str, Tensor], captions: Sequence[str]) -> None:
+        """Atomically write shard ``group``: fields ``[n, *shape]`` (same n), one caption per item."""
+        missing = [f for f in REQUIRED_FIELDS[self.kind] if f not in fields]
+        if missing:
+            raise DataError(f"a {self.kind.value} shard needs fields {missing}")
+        sizes = {k: v.shape[0] for k, v in fields.items()}
+        if len(set(sizes.values())) != 1 or len(captions) != next(iter(sizes.values())):
+            raise DataError(f"fields and captions must hold the same number of items, got {sizes}, {len(captions)}")
+        save_tensors(self.shard_path(group), fields, metadata={"captions": json.dumps(list(captions))})
+
+    def write_negative(self, text: Tensor) -> None:
+        """The negative prompt's embedding ``[L, D]`` (used by classifier-free guidance)."""
+        save_tensors(self.out / NEGATIVE, {"text": text})
+
+    def finish(self, count: int) -> Path:
+        """Check every shard is present and write ``index.json``; returns the set's folder."""
+        groups = math.ceil(count / self.shard_size)
+        shards, fields, captions = [], None, []
+        for g in range(groups):
+            path = self.shard_path(g)
+            if not path.exists():
+                raise DataError(f"shard {path} is missing; run the writer again to complete the set")
+            with safe_open(str(path), framework="pt") as fh:
+                names = list(fh.keys())
+                n = fh.get_slice(names[0]).get_shape()[0]
+                if fields is None:
+                    fields = {
+                        k: {"shape": fh.get_slice(k).get_shape()[1:], "dtype": fh.get_slice(k).get_dtype()}
+                        for k in names
+                    }
+                captions.extend(json.loads((fh.metadata() or {}).get("captions", "[]")))
+            shards.append({"file": path.name, "count": n})
+        total = sum(s["count"] for s in shards)
+        if total != count:
+            raise DataError(f"shards in {self.out} hold {total} items, expected {count}")
+        index = {
+            "format": FORMAT,
+            "kind": self.kind.value,
+            "count": total,
+            "fields": fields,
+            "shards": shards,
+            "negative": NEGATIVE if (self.out / NEGATIVE).exists() else None,
+            "captions": captions,
+            "meta": self.meta,
+        }
+        write_json(self.out / INDEX, index)
+        return self.out
+
+
+class TensorSet:
+    """Read access to a set written by :class:`ShardWriter`: ``len``, ``fetch(indices)``, ``negative``, ``meta``."""
+
+    def __init__(self, path: str | Path, kind: SetKind | None = None):
+        self.path = Path(path)
+        index_path = self.path / INDEX
+        if not index_path.is_file():
+            raise DataError(f"{self.path} is not a prepared set (no {INDEX}); create one with `cf-ref full prepare`")
+        try:
+            index = json.loads(index_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{index_path} is not valid JSON: {exc}") from None
+        if index.get("format") != FORMAT:
+            raise DataError(f"{index_path}: unknown format {index.get('format')!r}, expected {FORMAT!r}")
+        self.kind = SetKind(index["kind"])
+        if kind is not None and self.kind is not kind:
+            raise DataError(f"{self.path} is a {self.kind.value} set, expected a {kind.value} set")
+        missing = [f for f in REQUIRED_FIELDS[self.kind] if f not in index["fields"]]
+        if missing:
+            raise DataError(f"{self.path}: a {self.kind.value} set needs fields {missing}")
+        self.index = index
+        self.fields: dict[str, tuple[int, ...]] = {k: tuple(v["shape"]) for k, v in index["fields"].items()}
+        self.meta: dict[str, Any] = index.get("meta", {})
+        self.captions: list[str] = index.get("captions", [])
+        self._starts = np.cumsum([0] + [s["count"] for s in index["shards"]])
+        self._handles: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return int(self.index["count"])
+
+    def _handle(self, shard: int) -> Any:
+        if shard not in self._handles:
+            path = self.path / self.index["shards"][shard]["file"]
+            if not path.is_file():
+                raise DataError(f"shard {path} listed in {self.path / INDEX} is missing")
+            try:
+                self._handles[shard] = safe_open(str(path), framework="pt")
+            except Exception as exc:  # safetensors raises several types for a corrupt header
+                raise DataError(f"cannot read shard {path}: {exc}") from exc
+        return self._handles[shard]
+
+    def fetch(self, indices: Sequence[int], fields: Sequence[str] | None = None) -> dict[str, Tensor]:
+        """Items ``indices`` stacked per field: ``{name: [len(indices), *shape]}`` (reads only those rows)."""
+        names = list(fields) if fields is not None else list(self.fields)
+        unknown = [f for f in names if f not in self.fields]
+        if unknown:
+            raise DataError(f"{self.path} has no field(s) {unknown}; it has {list(self.fields)}")
+        rows: dict[str, list[Tensor]] = {f: [] for f in names}
+        for i in indices:
+            if not 0 <= i < len(self):
+                raise IndexError(f"item {i} out of range for a set of {len(self)}")
+            shard = int(np.searchsorted(self._starts, i, side="right") - 1)
+            local = int(i - self._starts[shard])
+            fh = self._handle(shard)
+            for f in names:
+                rows[f].append(fh.get_slice(f)[local : local + 1])
+        return {f: torch.cat(v) for f, v in rows.items()}
+
+    @property
+    def negative(self) -> Tensor:
+        """The negative prompt's embedding ``[L, D]``."""
+        if not self.index.get("negative"):
+            raise DataError(f"{self.path} has no negative-prompt embedding ({NEGATIVE}); re-run `cf-ref full prepare`")
+        with safe_open(str(self.path / self.index["negative"]), framework="pt") as fh:
+            return fh.get_tensor("text")
+
+    def check_latent_shape(self, expected: tuple[int, ...], field: str = "latents") -> None:
+        """Clear error when the set's per-item latent shape ``[F, C, H, W]`` differs from the configuration."""
+        got = self.fields[field][-4:]
+        if tuple(got) != tuple(expected):
+            raise DataError(
+                f"{self.path}: {field} have shape [F, C, H, W] = {list(got)}, but the configuration expects "
+                f"{list(expected)} (video.latent_frames/height/width and the model's channels)"
+            )
+
+
+# --------------------------------------------------------------------------------------------- order
+
+
+@lru_cache(maxsize=8)
+def _epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
+    g = generator("cpu", "data-order", seed, epoch)
+    return torch.randperm(num_samples, generator=g).numpy()
+
+
+@dataclass(frozen=True)
+class DataOrder:
+    """Deterministic, resumable data order (see module doc). ``batch_size`` is per process and micro-batch."""
+
+    num_samples: int
+    batch_size: int
+    seed: int
+    rank: int = 0
+    world_size: int = 1
+    grad_accum: int = 1
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise DataError("the data set is empty")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} outside world of size {self.world_size}")
+
+    def batch(self, step: int, micro: int = 0) -> list[int]:
+        """Sample indices of micro-batch ``micro`` of optimizer step ``step`` on this process."""
+        start = ((step * self.grad_accum + micro) * self.world_size + self.rank) * self.batch_size
+        out = []
+        for p in range(start, start + self.batch_size):
+            epoch, offset = divmod(p, self.num_samples)
+            out.append(int(_epoch_permutation(self.num_samples, self.seed, epoch)[offset]))
+        return out

@@ -1,0 +1,117 @@
+"""full.data: the synthetic set's known structure, sharded sets, resumable order, prompts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from full.data import (
+    DataError,
+    DataOrder,
+    SetKind,
+    ShardWriter,
+    SyntheticSpec,
+    TensorSet,
+    embed_caption,
+    read_prompts,
+    render_latents,
+    render_rgb,
+    sample_shape_videos,
+    shape_masks,
+    write_synthetic_latents,
+)
+
+
+def test_synthetic_video_is_a_translation_on_the_torus():
+    video = sample_shape_videos(4, seed=3)[1]
+    masks = shape_masks(video, frames=5, height=16, width=16)
+    dy, dx = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}[video.direction]
+    shift = round(video.speed * 16)  # speed 1/8 of the frame = 2 px per frame on 16 px
+    for f in range(1, 5):
+        expected = torch.roll(masks[0], shifts=(dy * shift * f, dx * shift * f), dims=(0, 1))
+        torch.testing.assert_close(masks[f], expected, atol=1e-5, rtol=0)
+    latents = render_latents(video, 5, 3, 16, 16)
+    assert latents.shape == (5, 3, 16, 16)
+    rgb = render_rgb(video, 5, 16, 16)
+    assert rgb.shape == (5, 16, 16, 3) and rgb.dtype.name == "uint8"
+
+
+def test_captions_name_the_structure_and_embed_deterministically():
+    videos = sample_shape_videos(32, seed=0)
+    assert videos == sample_shape_videos(32, seed=0)
+    assert {v.shape for v in videos} == {"square", "disk"}
+    assert all(v.caption == f"a {v.colour} {v.shape} moving {v.direction}" for v in videos)
+    e = embed_caption("a red disk moving up", 8, 16)
+    assert e.shape == (8, 16) and torch.equal(e, embed_caption("a red disk moving up", 8, 16))
+    assert e[5:].abs().sum() == 0 and e[:5].abs().sum() > 0  # 5 words, zero padding
+    assert torch.equal(e[1], embed_caption("red", 8, 16)[0])  # one vector per word
+
+
+def test_shard_set_round_trip_and_resume(tmp_path):
+    writer = ShardWriter(tmp_path / "s", SetKind.LATENTS, shard_size=3, meta={"note": 1})
+    latents, text = torch.randn(7, 2, 4, 2, 2), torch.randn(7, 5, 6)
+    pending = writer.pending_groups(7)
+    assert [g for g, _ in pending] == [0, 1, 2] and pending[2][1] == [6]
+    for g, items in pending[:2]:  # an interrupted writer...
+        writer.write_group(g, {"latents": latents[items], "text": text[items]}, [f"c{i}" for i in items])
+    assert [g for g, _ in writer.pending_groups(7)] == [2]  # ...resumes where it stopped
+    with pytest.raises(DataError, match="missing"):
+        writer.finish(7)
+    g, items = writer.pending_groups(7)[0]
+    writer.write_group(g, {"latents": latents[items], "text": text[items]}, [f"c{i}" for i in items])
+    writer.write_negative(torch.zeros(5, 6))
+    data = TensorSet(writer.finish(7), SetKind.LATENTS)
+    assert len(data) == 7 and data.fields == {"latents": (2, 4, 2, 2), "text": (5, 6)}
+    batch = data.fetch([6, 0, 4])
+    assert torch.equal(batch["latents"], latents[[6, 0, 4]]) and torch.equal(batch["text"], text[[6, 0, 4]])
+    assert data.captions == [f"c{i}" for i in range(7)] and data.meta == {"note": 1}
+    assert torch.equal(data.negative, torch.zeros(5, 6))
+    data.check_latent_shape((2, 4, 2, 2))
+    with pytest.raises(DataError, match=r"expects \[3, 4, 2, 2\]"):
+        data.check_latent_shape((3, 4, 2, 2))
+
+
+def test_set_errors_are_clear(tmp_path):
+    with pytest.raises(DataError, match="not a prepared set"):
+        TensorSet(tmp_path)
+    path = write_synthetic_latents(tmp_path / "syn", SyntheticSpec(count=4), shard_size=2)
+    with pytest.raises(DataError, match="is a latents set, expected a prompts set"):
+        TensorSet(path, SetKind.PROMPTS)
+    with pytest.raises(DataError, match="no field"):
+        TensorSet(path).fetch([0], ["states"])
+    (path / "shard-00001.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(DataError, match="cannot read shard"):
+        TensorSet(path).fetch([3])
+    (path / "shard-00001.safetensors").unlink()
+    with pytest.raises(DataError, match="is missing"):
+        TensorSet(path).fetch([3])
+    index = json.loads((path / "index.json").read_text())
+    (path / "index.json").write_text(json.dumps({**index, "format": "other"}))
+    with pytest.raises(DataError, match="unknown format"):
+        TensorSet(path)
+    writer = ShardWriter(tmp_path / "p", SetKind.ODE_PAIRS, 2)
+    with pytest.raises(DataError, match="needs fields"):
+        writer.write_group(0, {"text": torch.zeros(1, 2, 2)}, ["x"])
+
+
+def test_data_order_is_a_pure_function_of_seed_and_step():
+    order = DataOrder(num_samples=10, batch_size=2, seed=7, world_size=1, grad_accum=1)
+    epoch = [i for step in range(5) for i in order.batch(step)]
+    assert sorted(epoch) == list(range(10))  # every sample once per epoch
+    assert order.batch(3) == DataOrder(10, 2, 7).batch(3)  # no state: resuming at step 3 reads the same
+    assert order.batch(3) != DataOrder(10, 2, 8).batch(3) or order.batch(4) != DataOrder(10, 2, 8).batch(4)
+    ranks = [DataOrder(12, 2, 0, rank=r, world_size=3, grad_accum=2) for r in range(3)]
+    seen = [i for step in range(1) for micro in range(2) for o in ranks for i in o.batch(step, micro)]
+    assert sorted(seen) == list(range(12))  # ranks and micro-batches partition the stream
+
+
+def test_read_prompts(tmp_path):
+    (tmp_path / "p.txt").write_text("a cat\n\n  a dog  \n")
+    assert read_prompts(tmp_path / "p.txt") == ["a cat", "a dog"]
+    (tmp_path / "e.txt").write_text("\n\n")
+    with pytest.raises(DataError, match="holds no prompts"):
+        read_prompts(tmp_path / "e.txt")
+    with pytest.raises(DataError, match="does not exist"):
+        read_prompts(tmp_path / "none.txt")
