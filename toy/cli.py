@@ -84,3 +84,70 @@ def plots(run_dir: str, out_dir: str | None, dpi: int) -> None:
 
     paths = draw_all(run_dir, out_dir, dpi)
     click.echo(f"wrote {len(paths)} files to {paths[0].parent if paths else out_dir}")
+
+
+def _use_threads(threads: int) -> None:
+    """The toy networks are far too small for intra-op parallelism; one thread avoids oversubscribing shared cores."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+from toy.experiment import Preset  # noqa: E402  (the CLI choices, shared with `toy run`)
+from toy.recipes import RealScore, Recipe, pipeline_config  # noqa: E402
+
+_real_score_option = click.option(
+    "--real-score",
+    type=click.Choice([r.value for r in RealScore]),
+    default=RealScore.LEARNED.value,
+    show_default=True,
+    help="DMD real score: the learned bidirectional base model, or the exact teacher (a check of DMD itself).",
+)
+
+
+@toy.command("pipeline")
+@click.option(
+    "--recipe",
+    type=click.Choice([r.value for r in Recipe]),
+    required=True,
+    help="Which recipe's stage chain to run.",
+)
+@click.option("--preset", type=click.Choice([p.value for p in Preset]), default=Preset.QUICK.value, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="runs/toy-pipeline", show_default=True)
+@_real_score_option
+@click.option("--threads", default=1, show_default=True, help="torch intra-op threads.")
+def pipeline(recipe: str, preset: str, seed: int, out: str, real_score: str, threads: int) -> None:
+    """Run one recipe's three-stage pipeline with learned networks: base model, AR teacher (if the recipe uses
+    one), few-step student initialisation, asymmetric DMD. Writes OUT/pipeline.json and figures."""
+    from toy.compare import run_pipeline
+
+    _use_threads(threads)
+    p = Preset(preset)
+    result = run_pipeline(pipeline_config(p, RealScore(real_score)), Recipe(recipe), seed, out, p)
+    init, final = result["stages"]["init"]["samples"], result["stages"]["dmd"]["samples"]
+    click.echo(
+        f"{recipe} seed {seed}: energy distance {init['energy_distance']:.4g} after init -> "
+        f"{final['energy_distance']:.4g} after DMD; results in {out}"
+    )
+
+
+@toy.command("compare")
+@click.option("--seeds", default=3, show_default=True, help="Number of seeds (0, 1, …).")
+@click.option("--preset", type=click.Choice([p.value for p in Preset]), default=Preset.QUICK.value, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="runs/toy-compare", show_default=True)
+@_real_score_option
+@click.option("--threads", default=1, show_default=True, help="torch intra-op threads.")
+def compare(seeds: int, preset: str, out: str, real_score: str, threads: int) -> None:
+    """Run every recipe with equal budgets on several seeds; writes OUT/compare.json, OUT/compare.md
+    (mean ± std over seeds) and figures."""
+    from pathlib import Path
+
+    from toy.compare import run_compare
+
+    if seeds < 1:
+        raise click.BadParameter("need at least one seed", param_hint="--seeds")
+    _use_threads(threads)
+    p = Preset(preset)
+    run_compare(pipeline_config(p, RealScore(real_score)), list(range(seeds)), Path(out), p)
+    click.echo((Path(out) / "compare.md").read_text())

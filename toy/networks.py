@@ -8,6 +8,14 @@ row of a frame visibility from :mod:`cf_ref.masks` — the same definition the D
 * ``TEACHER_FORCING``: tokens are ``[clean ; noisy]`` (2F), clean tokens at σ = 0, and only the noisy
   half produces outputs (rows ``F:`` of the teacher-forcing visibility).
 
+A ``BLOCK_CAUSAL`` network also accepts clean ``context``: *teacher-forced evaluation* of the same
+weights. Query i then reads the rows ``F:`` of the teacher-forcing visibility over ``[clean ; noisy]``, and
+the clean and the noisy slot of each frame are folded into that frame's one input slot (query i never sees
+both: clean frames of earlier blocks, noisy frames of its own block). This is how one causal DiT is trained
+on all frames at once with clean history; it equals running the network block by block on a cache of
+clean context frames (:class:`FrameNetBlockwise`), so one block-causal network can be AR teacher,
+few-step student and DMD generator.
+
 For query frame i the network reads the masked token features
 :math:`u_i = \mathrm{vec}\big(\mathrm{vis}[i,j]\cdot[x_j, \phi(\sigma_j)]\big)_j` and applies its own MLP
 (weights indexed by i; all frames run in one grouped matmul). Invisible tokens enter as zeros, so
@@ -18,14 +26,14 @@ causality holds by construction, exactly like a masked attention layer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from cf_ref.masks import AttentionMode, frame_visibility
+from cf_ref.masks import AttentionMode, frame_visibility, teacher_forcing_visibility
 from cf_ref.schedule import Prediction, convert_prediction, sigma_per_frame
 
 
@@ -56,8 +64,9 @@ class GroupedLinear(nn.Module):
         self.weight = nn.Parameter(torch.empty(groups, in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(groups, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.einsum("bgi,gio->bgo", x, self.weight) + self.bias
+    def forward(self, x: Tensor, groups: slice = slice(None)) -> Tensor:
+        """``x: [B, G', I]`` for the groups ``groups`` (default all) -> ``[B, G', O]``."""
+        return torch.einsum("bgi,gio->bgo", x, self.weight[groups]) + self.bias[groups]
 
 
 def sigma_features(sigma: Tensor, frequencies: int) -> Tensor:
@@ -77,6 +86,9 @@ class MaskedFrameMLP(nn.Module):
         vis = frame_visibility(config.mode, f, config.block_size)
         rows = vis[f:] if config.mode is AttentionMode.TEACHER_FORCING else vis  # queries = noisy frames
         self.register_buffer("visibility", rows.clone(), persistent=False)  # [F, L]
+        if config.mode is AttentionMode.BLOCK_CAUSAL:  # teacher-forced evaluation: [F, 2F] over [clean ; noisy]
+            forced = teacher_forcing_visibility(f, config.block_size)[f:]
+            self.register_buffer("forced_visibility", forced.clone(), persistent=False)
         token = config.dim + 1 + 2 * config.sigma_frequencies
         width = [rows.shape[1] * token] + [config.hidden] * config.depth + [config.dim]
         self.layers = nn.ModuleList(GroupedLinear(f, a, b) for a, b in zip(width[:-1], width[1:]))
@@ -85,38 +97,53 @@ class MaskedFrameMLP(nn.Module):
     def teacher_forcing(self) -> bool:
         return self.config.mode is AttentionMode.TEACHER_FORCING
 
-    def forward(self, x: Tensor, sigma: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor, context: Tensor | None = None, frames: slice = slice(None)) -> Tensor:
         """Raw output (in ``config.prediction``) for noisy frames ``x: [B, F, d]`` at levels ``sigma: [B, F]``.
 
-        ``context: [B, F, d]`` clean frames is required in teacher-forcing mode and refused otherwise.
+        ``context: [B, F, d]`` clean frames is required in teacher-forcing mode, optional in block-causal mode
+        (teacher-forced evaluation, see module doc) and refused in bidirectional mode. ``frames`` selects the
+        query frames to compute (default all): the output is ``[B, F', d]`` for those frames only, which
+        is what a block-by-block rollout needs.
         """
         c = self.config
         if x.ndim != 3 or x.shape[1:] != (c.num_frames, c.dim):
             raise ValueError(f"x must be [B, {c.num_frames}, {c.dim}], got {tuple(x.shape)}")
         sigma = sigma_per_frame(sigma, x)
-        if self.teacher_forcing:
-            if context is None or context.shape != x.shape:
-                got = None if context is None else tuple(context.shape)
-                raise ValueError(f"teacher-forcing mode needs clean context of shape {tuple(x.shape)}, got {got}")
+        if self.teacher_forcing and (context is None or context.shape != x.shape):
+            got = None if context is None else tuple(context.shape)
+            raise ValueError(f"teacher-forcing mode needs clean context of shape {tuple(x.shape)}, got {got}")
+        if context is None:
+            tokens, levels, vis = x, sigma, self.visibility
+        else:
+            if c.mode is AttentionMode.BIDIRECTIONAL:
+                raise ValueError(f"{c.mode.value} mode takes no clean context")
+            if context.shape != x.shape:
+                raise ValueError(f"clean context must have the shape of x {tuple(x.shape)}, got {tuple(context.shape)}")
             tokens = torch.cat([context, x], dim=1)
             levels = torch.cat([torch.zeros_like(sigma), sigma], dim=1)
-        else:
-            if context is not None:
-                raise ValueError(f"{c.mode.value} mode takes no clean context")
-            tokens, levels = x, sigma
+            vis = self.visibility if self.teacher_forcing else self.forced_visibility
         feats = torch.cat([tokens, sigma_features(levels, c.sigma_frequencies)], dim=-1)  # [B, L, token]
-        masked = feats[:, None] * self.visibility[None, :, :, None].to(feats.dtype)  # [B, F, L, token]
+        vis = vis[frames]  # query rows [F', L]
+        masked = feats[:, None] * vis[None, :, :, None].to(feats.dtype)  # [B, F', L, token]
+        if context is not None and not self.teacher_forcing:  # fold the [clean ; noisy] slots of each frame
+            masked = rearrange(masked, "b f (two l) t -> b f two l t", two=2).sum(dim=2)  # [B, F', F, token]
         h = rearrange(masked, "b f l t -> b f (l t)")
         for layer in self.layers[:-1]:
-            h = torch.nn.functional.silu(layer(h))
-        return self.layers[-1](h)
+            h = torch.nn.functional.silu(layer(h, frames))
+        return self.layers[-1](h, frames)
 
     def predict(
-        self, x: Tensor, sigma: Tensor, context: Tensor | None = None, target: Prediction = Prediction.VELOCITY
+        self,
+        x: Tensor,
+        sigma: Tensor,
+        context: Tensor | None = None,
+        target: Prediction = Prediction.VELOCITY,
+        frames: slice = slice(None),
     ) -> Tensor:
-        """Output converted to ``target`` through :func:`cf_ref.schedule.convert_prediction`."""
+        """Output (for the query ``frames``) converted to ``target`` through :func:`cf_ref.schedule.convert_prediction`."""
         sigma = sigma_per_frame(sigma, x)
-        return convert_prediction(x, self(x, sigma, context), sigma, self.config.prediction, target)
+        out = self(x, sigma, context, frames)
+        return convert_prediction(x[:, frames], out, sigma[:, frames], self.config.prediction, target)
 
     def velocity_field(self, context: Tensor | None = None):
         """``(x [B, F, d], sigma) -> v``: a :data:`cf_ref.solvers.VelocityField` with ``context`` closed over."""
@@ -125,6 +152,20 @@ class MaskedFrameMLP(nn.Module):
             return self.predict(x, sigma, context)
 
         return field
+
+
+def with_mode(net: MaskedFrameMLP, mode: AttentionMode) -> MaskedFrameMLP:
+    """A new network with a copy of ``net``'s weights under another attention mode.
+
+    Bidirectional and block-causal networks share their weight shapes (the toy analogue of building the
+    causal DiT from the bidirectional checkpoint); a teacher-forcing network has twice the input slots, so
+    converting to or from it raises.
+    """
+    if (mode is AttentionMode.TEACHER_FORCING) != net.teacher_forcing:
+        raise ValueError(f"cannot convert a {net.config.mode.value} network to {mode.value}: the input layouts differ")
+    out = MaskedFrameMLP(replace(net.config, mode=mode))
+    out.load_state_dict(net.state_dict())
+    return out.to(next(net.parameters()).device)
 
 
 class FrameNetBlockwise:
@@ -154,10 +195,10 @@ class FrameNetBlockwise:
             noisy = torch.zeros_like(cache["x"])
             levels = torch.ones_like(cache["sigma"])
             noisy[:, span], levels[:, span] = x, sigma
-            return self.net.predict(noisy, levels, context=cache["x"])[:, span]
+            return self.net.predict(noisy, levels, context=cache["x"], frames=span)
         tokens, levels = cache["x"].clone(), cache["sigma"].clone()
         tokens[:, span], levels[:, span] = x, sigma
-        return self.net.predict(tokens, levels)[:, span]
+        return self.net.predict(tokens, levels, frames=span)
 
     def commit(self, x: Tensor, sigma: Tensor, block: int, cache: dict[str, Tensor]) -> dict[str, Tensor]:
         if self.net.teacher_forcing and bool((sigma != 0).any()):
