@@ -24,44 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
 
+from cf_ref.machine import machine_info, machine_summary
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import interpolate, x0_from_velocity
-from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
+from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel, cast_keeping_fp32
 from full.sampler import SampleConfig, WanComponents, generate
 from full.video import video_frames
 
-WAN_1_3B = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=12,
-    attention_head_dim=128,
-    in_channels=16,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    ffn_dim=8960,
-    num_layers=30,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    eps=1e-6,
-)
 WAN_TEXT = (512, 4096)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    return f"CPU {cpu} ({torch.get_num_threads()} threads), GPU {gpu}, torch {torch.__version__}"
 
 
 def build(preset: str, device: torch.device, dtype: torch.dtype):
@@ -76,7 +51,7 @@ def build(preset: str, device: torch.device, dtype: torch.dtype):
         size = (TINY.height, TINY.width)
     else:
         with torch.device(device):
-            transformer = CausalWanTransformer3DModel(**WAN_1_3B)
+            transformer = CausalWanTransformer3DModel(**WAN21_T2V_1_3B)
             vae = AutoencoderKLWan()  # Wan2.1 VAE configuration
         text = torch.randn(1, *WAN_TEXT)
         size = (480, 832)
@@ -116,7 +91,7 @@ def run(args: argparse.Namespace) -> dict:
         components.transformer.set_attention_backend(args.attention_backend)
     if args.compile:
         components.transformer.compile_repeated_blocks(fullgraph=True)
-    results = {"machine": machine(), "preset": preset, "dtype": str(dtype), "height": height, "width": width}
+    results = {"machine": machine_info(), "preset": preset, "dtype": str(dtype), "height": height, "width": width}
     results["frames"] = {"latent": args.frames, "video": video_frames(args.frames)}
     results["steps"], results["compile"], results["runs"] = args.steps, args.compile, []
     for block in args.blocks:
@@ -167,7 +142,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(machine())
+    print(machine_summary())
     results = run(args)
     if args.json:
         from cf_ref.io import write_json

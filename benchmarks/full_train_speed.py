@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import tempfile
@@ -29,37 +28,12 @@ from pathlib import Path
 
 import torch
 
+from cf_ref.machine import machine_info
 from full.config import Stage, build_config
 from full.data import SyntheticSpec, write_synthetic_latents
 from full.distributed import init_distributed
 from full.logs import read_metrics
 from full.pipeline import run_training
-
-WAN_1_3B = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=12,
-    attention_head_dim=128,
-    in_channels=16,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    ffn_dim=8960,
-    num_layers=30,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    eps=1e-6,
-)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
-    return f"CPU {cpu} ({torch.get_num_threads()} threads), GPU {gpu}, torch {torch.__version__}"
 
 
 def settings(args, out: Path, data: Path | None, model: Path | None) -> list[str]:
@@ -97,11 +71,11 @@ def settings(args, out: Path, data: Path | None, model: Path | None) -> list[str
 
 def real_size_assets(root: Path, pairs: int) -> tuple[Path, Path]:
     """A random-weight Wan2.1-T2V-1.3B transformer folder and a synthetic set at 21×16×60×104."""
-    from full.model import CausalWanTransformer3DModel
+    from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel
 
     model = root / "wan-1.3b-random"
     if not (model / "config.json").is_file():
-        CausalWanTransformer3DModel(**WAN_1_3B).to(torch.bfloat16).save_pretrained(model)
+        CausalWanTransformer3DModel(**WAN21_T2V_1_3B).to(torch.bfloat16).save_pretrained(model)
     data = root / "data"
     if not (data / "index.json").is_file():
         spec = SyntheticSpec(
@@ -168,7 +142,7 @@ def main() -> None:
             row["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if ctx.device.type == "cuda" else peak_rss_gb()
             results[stage.value] = row
             print(stage.value, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
-    report = {"machine": machine(), "size": args.size, "device": args.device, "results": results}
+    report = {"machine": machine_info(), "size": args.size, "device": args.device, "results": results}
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

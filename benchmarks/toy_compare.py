@@ -10,14 +10,13 @@ on 2 CPU cores. CPU seconds are the steadier figure when the cores are shared wi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from cf_ref.machine import machine_summary
 from toy.compare import run_compare
 from toy.experiment import Preset
 from toy.pipeline import recipe_stage_keys
@@ -33,8 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.platform()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} intra-op thread(s), load average {os.getloadavg()}")  # fmt: skip
+    print(f"machine: {machine_summary()}")
     preset = Preset(args.preset)
     wall, cpu = time.perf_counter(), time.process_time()
     result = run_compare(pipeline_config(preset), list(range(args.seeds)), Path(args.out), preset)

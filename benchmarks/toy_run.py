@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import tempfile
@@ -27,19 +26,10 @@ import time
 
 import torch
 
+from cf_ref.machine import machine_info, machine_summary
 from toy.data import shared_mode_mixture
 from toy.experiment import Preset, preset_config, run_to_directory
 from toy.pairs import GridConfig, causal_pairs
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s) per process, torch {torch.__version__}"
 
 
 def _cpu_seconds() -> float:
@@ -97,7 +87,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="Keep the last run's outputs (metrics, summary, figures) here.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(machine())
+    print(machine_summary())
     pairs = time_pairs()
     print(
         f"causal pairs: batched {pairs['batched_s_per_1000']:.3f} s / 1000, per-sample loop "
@@ -120,7 +110,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
-                {"machine": machine(), "pairs": pairs, "runs": runs, "median_wall_s": wall, "median_cpu_s": cpu},
+                {"machine": machine_info(), "pairs": pairs, "runs": runs, "median_wall_s": wall, "median_cpu_s": cpu},
                 fh,
                 indent=2,
             )

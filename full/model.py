@@ -77,6 +77,24 @@ from full.attention import (
 )
 from full.cache import LayerKV, TextContext, WanKVCache
 
+#: Wan2.1-T2V-1.3B's transformer configuration (diffusers' ``config.json`` of the released model): 30 blocks,
+#: width 1536 = 12 heads × 128, FFN 8960, UMT5 text width 4096. ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)``
+#: builds the real-size model with random weights (benchmarks, memory checks).
+WAN21_T2V_1_3B: dict[str, Any] = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=12,
+    attention_head_dim=128,
+    in_channels=16,
+    out_channels=16,
+    text_dim=4096,
+    freq_dim=256,
+    ffn_dim=8960,
+    num_layers=30,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    eps=1e-6,
+)
+
 
 class CausalWanTransformer3DModel(WanTransformer3DModel):
     """``WanTransformer3DModel`` + causal attention processors (see the module doc for the API)."""

@@ -15,10 +15,18 @@ settings.register_profile(
 settings.load_profile("cf-ref")
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Run each test on one intra-op thread, restoring the setting afterwards."""
+@pytest.fixture(scope="session", autouse=True)
+def single_thread_session():
+    """One intra-op thread from the start of the session, so module-scoped fixtures (which run before any
+    function-scoped one) are single-threaded too."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def single_thread(single_thread_session):
+    """Back to one thread after each test (a CLI test may have asked for more with ``--threads``)."""
+    yield
+    torch.set_num_threads(1)

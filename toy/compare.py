@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from torch import Tensor  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from cf_ref.io import atomic_path, load_tensors, save_tensors, write_json, write_text  # noqa: E402
+from cf_ref.machine import machine_info  # noqa: E402
 from toy.experiment import Preset  # noqa: E402
 from toy.pipeline import SeedRun, jsonable, recipe_stage_keys  # noqa: E402
 from toy.recipes import RECIPES, PipelineConfig, Recipe  # noqa: E402
@@ -230,14 +230,6 @@ def _save_figure(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def run_compare(
     config: PipelineConfig,
     seeds: Sequence[int],
@@ -268,7 +260,7 @@ def run_compare(
         "preset": None if preset is None else preset.value,
         "dataset": first.data.name,
         "seeds": list(seeds),
-        "machine": machine(),
+        "machine": machine_info(),
         "config": jsonable(config),
         "recipes": {
             r.value: {
@@ -336,7 +328,7 @@ def run_pipeline(config: PipelineConfig, recipe: Recipe, seed: int, out: Path, p
         "preset": None if preset is None else preset.value,
         "seed": seed,
         "dataset": run.data.name,
-        "machine": machine(),
+        "machine": machine_info(),
         "config": jsonable(config),
         "stages": stages,
     }

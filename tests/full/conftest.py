@@ -8,16 +8,6 @@ import torch
 from full.tiny import TINY, tiny_transformer
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models gain nothing from intra-op threads, and on a loaded machine OpenMP barriers make them
-    many times slower; run each test single-threaded and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -35,12 +25,3 @@ def latents():
 def text():
     g = torch.Generator().manual_seed(2)
     return torch.randn(2, 5, TINY.text_dim, generator=g)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Run a module's tiny-model tests on one CPU thread (on a shared machine, multi-threaded tiny ops mostly spin)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)

@@ -20,8 +20,6 @@ from full.prepare import (
 )
 from full.tiny import TINY, tiny_text_encoder, tiny_tokenizer, tiny_vae
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def wan_folder(tmp_path_factory):

@@ -20,7 +20,6 @@ from full.recipes import final_weights
 from full.stages import common, dmd
 from full.stages.ode_pairs import teacher_map
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 CTX = DistContext()
 STEPS = 40
 QUICK = [

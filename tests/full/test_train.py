@@ -14,7 +14,6 @@ from full.logs import read_metrics
 from full.pipeline import run_training
 from full.train import StagePlan, StageStateError, Trainee, TrainingDiverged, Update, run_stage
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 CTX = DistContext()
 QUIET = LoggingConfig(progress=False)
 

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from click.testing import CliRunner
 
@@ -20,7 +19,6 @@ from full.data import SetKind, TensorSet
 from full.tiny import tiny_vae
 from full.video import read_mp4
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
     "logging.progress=false",

@@ -7,7 +7,6 @@ Sizes are cut so the module runs in seconds; the assertions are the qualitative 
 import json
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from cf_ref.cli import main
@@ -57,12 +56,7 @@ def _config(steps: int = 300, datasets=None):
 
 @pytest.fixture(scope="module")
 def result():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # module-scoped: runs before the per-test fixture of tests/conftest.py
-    try:
-        return run(_config(), seed=0, progress=False)
-    finally:
-        torch.set_num_threads(before)
+    return run(_config(), seed=0, progress=False)
 
 
 def test_schema(result):
