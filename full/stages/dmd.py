@@ -1,7 +1,8 @@
 r"""Stage ``dmd``: asymmetric distribution matching distillation with self-forcing rollout.
 
 Three models: the few-step causal **generator** G (from the ODE / CD stage), the bidirectional **real score**
-(the teacher: a separate, possibly larger model folder, ``dmd.real_score_path``; guidance scale 3) and the
+(the teacher: a separate, possibly larger model folder, ``dmd.real_score_path``; CFG w = 4, which is the
+authors' ``guidance_scale: 3.0`` applied as :math:`x_0^c + 3(x_0^c - x_0^u)`) and the
 bidirectional **critic** (fake score, initialised from the base model). Step t updates the critic; every
 ``critic_updates_per_generator``-th step (t ≡ 0) first updates the generator (published ratio 5).
 
@@ -75,6 +76,11 @@ def score_sigmas(config: RunConfig, batch: int, frames: int, rnd: common.StepRan
         batch, frames, Granularity.SAMPLE, shift=config.model.shift, generator=rnd.cpu, device=device
     )
     return s.clamp(cfg.t_min / NUM_TRAIN_TIMESTEPS, cfg.t_max / NUM_TRAIN_TIMESTEPS)
+
+
+def real_score_field(real, config: RunConfig, text: Tensor, negative: Tensor):
+    """The real score: the bidirectional teacher with CFG :math:`v_u + w(v_c - v_u)`, ``w = dmd.guidance_scale``."""
+    return common.guided_field(real, text, negative, config.dmd.guidance_scale, BIDIRECTIONAL, config.model.block_size)
 
 
 def generator_samples(
@@ -153,7 +159,7 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
         sigma = score_sigmas(config, x.shape[0], x.shape[1], rnd, x.device)
         eps = rnd.normal(x.shape, x.device)
         text, negative = batch["text"], feed.negative(x.shape[0])
-        real_field = common.guided_field(real, text, negative, cfg.guidance_scale, BIDIRECTIONAL, b)
+        real_field = real_score_field(real, config, text, negative)
         fake_field = common.velocity_field(critic, text, BIDIRECTIONAL, b)
         return dmd_generator_loss(x, real_field, fake_field, sigma, eps)
 
