@@ -232,7 +232,9 @@ class OdeConfig:
         None  # weights to start from; None = the AR teacher of the run if the recipe trains one, else the base model
     )
     pairs: str | None = None  # ODE-pair set; None = the run's ode-pairs output
-    index_granularity: Granularity = Granularity.SAMPLE  # one trajectory state per video (published causal ODE)
+    # one trajectory state per video (Causal Forcing's causal ODE); the self-forcing / causvid recipes set 'block'
+    # (Self Forcing's ode_regression draws one state per block)
+    index_granularity: Granularity = Granularity.SAMPLE
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000))  # README: "no less than 1K steps"
     optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(betas=(0.9, 0.999)))
 
@@ -245,7 +247,7 @@ class CdConfig:
         None  # weights to start from; None = the run's AR teacher (student, EMA target and teacher alike)
     )
     num_steps: int = 48  # N of the discretised PF-ODE
-    guidance_scale: float = 3.0
+    guidance_scale: float = 3.0  # standard CFG on the teacher's velocity, as model/naive_consistency.py
     ema_decay: float = 0.99  # of the target network (and the exported EMA generator)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=3000))  # README: "no less than 3K steps"
     optim: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -257,7 +259,9 @@ class DmdConfig:
 
     init: str | None = None  # weights to start from; None = the run's ODE or CD output (generator)
     real_score_path: str | None = None  # bidirectional teacher folder (published: Wan2.1-T2V-14B); None = model.path
-    guidance_scale: float = 3.0  # on the real score
+    # CFG w on the real score, v_u + w(v_c - v_u) as everywhere in cf-ref. The authors' guidance_scale 3.0 is applied
+    # as x0_c + 3(x0_c - x0_u) (model/dmd.py of Self-/Causal-Forcing), i.e. w = 1 + 3 = 4.
+    guidance_scale: float = 4.0
     critic_updates_per_generator: int = 5  # dfake_gen_update_ratio
     rollout: GeneratorRollout = GeneratorRollout.SELF
     same_exit_across_blocks: bool = True  # one random exit step shared by all blocks

@@ -6,9 +6,11 @@ recipe              stages                                         fixed options
 causal-forcing      ar-diffusion → ode-pairs → ode → dmd           pairs from the AR teacher (clean context);
                                                                    DMD with self-forcing rollout
 causal-forcing-pp   ar-diffusion → cd → dmd                        CD along the AR teacher's PF-ODE; self rollout
-self-forcing        ode-pairs → ode → dmd                          pairs from the bidirectional model; self rollout
-causvid             ode-pairs → ode → dmd                          bidirectional pairs; DMD generator conditioned
-                                                                   on clean data context (no self rollout)
+self-forcing        ode-pairs → ode → dmd                          pairs from the bidirectional model, one ODE state
+                                                                   per block; self rollout
+causvid             ode-pairs → ode → dmd                          bidirectional pairs, one ODE state per block;
+                                                                   DMD generator conditioned on clean data
+                                                                   context (no self rollout)
 =================== ============================================== ==========================================
 
 Stage outputs live in ``<out>/<stage>/``; a training stage's final weights are
@@ -46,12 +48,12 @@ RECIPES: dict[Recipe, RecipeSpec] = {
     ),
     Recipe.SELF_FORCING: RecipeSpec(
         (Stage.ODE_PAIRS, Stage.ODE, Stage.DMD),
-        {"ode_pairs": {"teacher": "bidirectional"}, "dmd": {"rollout": "self"}},
+        {"ode_pairs": {"teacher": "bidirectional"}, "ode": {"index_granularity": "block"}, "dmd": {"rollout": "self"}},
         "bidirectional ODE pairs → ODE regression → DMD with self rollout",
     ),
     Recipe.CAUSVID: RecipeSpec(
         (Stage.ODE_PAIRS, Stage.ODE, Stage.DMD),
-        {"ode_pairs": {"teacher": "bidirectional"}, "dmd": {"rollout": "data"}},
+        {"ode_pairs": {"teacher": "bidirectional"}, "ode": {"index_granularity": "block"}, "dmd": {"rollout": "data"}},
         "bidirectional ODE pairs → ODE regression → DMD on clean data context (no self rollout)",
     ),
 }

@@ -1,7 +1,8 @@
 r"""Stage ``dmd``: asymmetric distribution matching distillation with self-forcing rollout.
 
 Three models: the few-step causal **generator** G (from the ODE / CD stage), the bidirectional **real score**
-(the teacher: a separate, possibly larger model folder, ``dmd.real_score_path``; guidance scale 3) and the
+(the teacher: a separate, possibly larger model folder, ``dmd.real_score_path``; CFG w = 4, which is the
+authors' ``guidance_scale: 3.0`` applied as :math:`x_0^c + 3(x_0^c - x_0^u)`) and the
 bidirectional **critic** (fake score, initialised from the base model). Step t updates the critic; every
 ``critic_updates_per_generator``-th step (t ≡ 0) first updates the generator (published ratio 5).
 
@@ -9,9 +10,10 @@ bidirectional **critic** (fake score, initialised from the base model). Step t u
 with its KV cache (:func:`cf_ref.rollout.few_step_rollout`); every block stops at a random exit step of the
 few-step list (one draw shared by all blocks, identical on every process) and only that denoising call
 carries gradient (stochastic gradient truncation); finished blocks are committed to the cache at
-``context_noise``. ``rollout=data`` (CausVid): G denoises every block at once in the teacher-forcing layout
-with the ground-truth clean frames of earlier blocks as context — the same rollout with the whole video as
-one block.
+``context_noise``. ``rollout=data`` (CausVid, as ``model/causvid.py`` of the authors' code and the toy track):
+each block of a data video is noised to a level of the few-step list drawn per block,
+:math:`x = (1-\sigma_k)x_0 + \sigma_k\varepsilon`, and G predicts :math:`\hat x_0 = x - \sigma_k v_\theta` in one
+teacher-forcing pass with the ground-truth clean frames of earlier blocks as context (no rollout from noise).
 
 *Losses* (:mod:`cf_ref.distill.dmd`), with :math:`\sigma = \mathrm{clamp}(\mathrm{shift}(u), t_{min}/1000,
 t_{max}/1000)`, ``u ~ U[0,1]`` one per video: generator
@@ -28,16 +30,15 @@ exit step is 0.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from cf_ref.distill.dmd import critic_loss, dmd_generator_loss
+from cf_ref.distill.ode import sample_state_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import few_step_rollout, sample_exit_steps
-from cf_ref.schedule import NUM_TRAIN_TIMESTEPS, Granularity, sample_training_sigmas
+from cf_ref.schedule import NUM_TRAIN_TIMESTEPS, Granularity, interpolate, sample_training_sigmas, x0_from_velocity
 from full.config import GeneratorRollout, RunConfig, Stage
 from full.data import DataError, SetKind, TensorSet
 from full.distributed import DistContext
@@ -49,25 +50,6 @@ STAGE = Stage.DMD
 BIDIRECTIONAL = AttentionMode.BIDIRECTIONAL
 
 
-@dataclass(frozen=True)
-class TeacherForcedVideo:
-    """A :class:`cf_ref.rollout.BlockwiseModel` treating the whole video as one block under teacher forcing
-    with fixed clean context — the CausVid-style generator (each block sees clean data, no own history)."""
-
-    model: Any
-    text: Tensor
-    clean: Tensor
-    block_size: int
-
-    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: Any) -> Tensor:
-        return self.model.velocity(
-            x, sigma, self.text, mode=AttentionMode.TEACHER_FORCING, block_size=self.block_size, clean=self.clean
-        )
-
-    def commit(self, x: Tensor, sigma: Tensor, block: int, cache: Any) -> Any:
-        return cache
-
-
 def score_sigmas(config: RunConfig, batch: int, frames: int, rnd: common.StepRandom, device) -> Tensor:
     """DMD / critic levels ``[B, F]``: one uniform draw per video, shifted, clamped to ``[t_min, t_max]/1000``."""
     cfg = config.dmd
@@ -77,25 +59,34 @@ def score_sigmas(config: RunConfig, batch: int, frames: int, rnd: common.StepRan
     return s.clamp(cfg.t_min / NUM_TRAIN_TIMESTEPS, cfg.t_max / NUM_TRAIN_TIMESTEPS)
 
 
+def real_score_field(real, config: RunConfig, text: Tensor, negative: Tensor):
+    """The real score: the bidirectional teacher with CFG :math:`v_u + w(v_c - v_u)`, ``w = dmd.guidance_scale``."""
+    return common.guided_field(real, text, negative, config.dmd.guidance_scale, BIDIRECTIONAL, config.model.block_size)
+
+
 def generator_samples(
     runner, config: RunConfig, batch: dict[str, Tensor], rnd: common.StepRandom, shape: tuple[int, ...]
 ) -> Tensor:
     """Generator samples ``[B, F, C, H, W]`` for ``batch['text']`` (and ``batch['latents']`` with rollout=data);
-    gradient flows through each block's exit step when grad is enabled (see module doc)."""
+    gradient flows through each block's exit step (rollout=data: the one call) when grad is enabled. Draws, in
+    order: the noise ``[B, *shape]`` (``rnd.device``), then the exit steps (``rnd.shared``) or, with rollout=data,
+    the per-block indices into the few-step list (``rnd.cpu``)."""
     cfg, b = config.dmd, config.model.block_size
     text = batch["text"]
     noise = rnd.normal((text.shape[0], *shape), text.device)
     sigmas = common.student_sigmas(config).to(text.device)
+    if cfg.rollout is GeneratorRollout.DATA:
+        x0 = batch["latents"]
+        index = sample_state_indices(x0.shape[0], x0.shape[1], len(sigmas), b, generator=rnd.cpu)
+        sigma = sigmas[index.to(sigmas.device)]
+        x = interpolate(x0, noise, sigma)
+        v = runner(lambda m: m.velocity(x, sigma, text, mode=AttentionMode.TEACHER_FORCING, block_size=b, clean=x0))
+        return x0_from_velocity(x, v, sigma)
     exits = sample_exit_steps(shape[0] // b, len(sigmas), cfg.same_exit_across_blocks, generator=rnd.shared)
 
     def run(m) -> Tensor:
-        if cfg.rollout is GeneratorRollout.SELF:
-            bw = common.kv_blockwise(m, text, b)
-            out = few_step_rollout(bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, generator=rnd.device)
-        else:
-            video = TeacherForcedVideo(m, text, batch["latents"], b)
-            out = few_step_rollout(video, noise, noise.shape[1], sigmas, None, exits[:1], generator=rnd.device)
-        return out.x0
+        bw = common.kv_blockwise(m, text, b)
+        return few_step_rollout(bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, generator=rnd.device).x0
 
     return runner(run)
 
@@ -153,7 +144,7 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
         sigma = score_sigmas(config, x.shape[0], x.shape[1], rnd, x.device)
         eps = rnd.normal(x.shape, x.device)
         text, negative = batch["text"], feed.negative(x.shape[0])
-        real_field = common.guided_field(real, text, negative, cfg.guidance_scale, BIDIRECTIONAL, b)
+        real_field = real_score_field(real, config, text, negative)
         fake_field = common.velocity_field(critic, text, BIDIRECTIONAL, b)
         return dmd_generator_loss(x, real_field, fake_field, sigma, eps)
 

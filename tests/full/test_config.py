@@ -34,7 +34,7 @@ def test_defaults_are_the_published_setting():
     assert (c.ode_pairs.num_steps, c.ode_pairs.guidance_scale) == (48, 6.0)
     assert (c.cd.num_steps, c.cd.guidance_scale, c.cd.ema_decay) == (48, 3.0, 0.99)
     d = c.dmd
-    assert (d.guidance_scale, d.critic_updates_per_generator, d.t_min, d.t_max) == (3.0, 5, 20.0, 980.0)
+    assert (d.guidance_scale, d.critic_updates_per_generator, d.t_min, d.t_max) == (4.0, 5, 20.0, 980.0)
     assert (d.optim.lr, d.critic_optim.lr, d.optim.betas, d.ema_decay, d.ema_start) == (
         2e-6,
         4e-7,
