@@ -238,13 +238,19 @@ def sample_block_indices(
 
     Used to pick, per block, a trajectory state (ODE distillation) or a grid step (consistency distillation).
     """
+    if num_choices < 1:
+        raise ValueError(
+            f"num_choices must be >= 1 (the number of states or grid steps to pick from), got {num_choices}"
+        )
     blk = block_ids(num_frames, block_size)
     per_block = torch.randint(0, num_choices, (batch_size, int(blk[-1]) + 1), generator=generator)
     return per_block[:, blk]
 
 
 def expand_per_block(values: Tensor, block_size: int) -> Tensor:
-    """Repeat per-block values ``[B, F/b]`` to per-frame values ``[B, F]``."""
+    """Repeat per-block values ``[B, F/b]`` to per-frame values ``[B, F]``: ``out[:, i] = values[:, i // b]``."""
+    if values.ndim != 2 or block_size < 1:
+        raise ValueError(f"need per-block values [B, F/b] and block_size >= 1, got {tuple(values.shape)}, {block_size}")
     return torch.repeat_interleave(values, block_size, dim=1)
 
 
