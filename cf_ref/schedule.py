@@ -135,6 +135,8 @@ def convert_prediction(
 
     Goes through the velocity: ``source → v → target``. x, output: ``[B, F, *S]``.
     """
+    if not isinstance(source, Prediction) or not isinstance(target, Prediction):
+        raise ValueError(f"source and target must be Prediction members, got {source!r}, {target!r}")
     if source is target:
         return output
     if source is Prediction.VELOCITY:
@@ -274,6 +276,8 @@ def sample_training_sigmas(
     """
     if not 0 <= t_min < t_max <= NUM_TRAIN_TIMESTEPS:
         raise ValueError(f"need 0 <= t_min < t_max <= {NUM_TRAIN_TIMESTEPS}, got {t_min}, {t_max}")
+    if not isinstance(granularity, Granularity):
+        raise ValueError(f"granularity must be a Granularity member, got {granularity!r}")
     if granularity is Granularity.SAMPLE:
         n = 1
     elif granularity is Granularity.FRAME:
@@ -297,6 +301,8 @@ def loss_weight(sigma: Tensor, weighting: LossWeighting = LossWeighting.UNIFORM)
     :math:`w(t) = \frac{e^{-2((t-500)/1000)^2} - e^{-1/2}}{Z}` with ``t = 1000σ``, normalised so that
     its mean over a uniform t ∈ [0, 1000] is 1 (:math:`Z = \int_0^1 e^{-2(u-1/2)^2}du - e^{-1/2}`).
     """
+    if not isinstance(weighting, LossWeighting):
+        raise ValueError(f"weighting must be a LossWeighting member, got {weighting!r}")
     if weighting is LossWeighting.UNIFORM:
         return torch.ones_like(sigma)
     u = sigma  # t / 1000

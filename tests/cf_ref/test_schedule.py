@@ -167,3 +167,13 @@ def test_frame_granularity_draws_are_independent_across_frames():
     corr = torch.corrcoef(s.double().T)[0, 1]
     assert abs(float(corr)) < 0.03
     np.testing.assert_allclose(np.quantile(s[:, 1].double().numpy(), [0.25, 0.75]), [0.25, 0.75], atol=0.02)
+
+
+def test_choices_must_be_enum_members_not_strings():
+    x = torch.zeros(1, 2, 1)
+    with pytest.raises(ValueError, match="LossWeighting"):
+        sch.loss_weight(torch.rand(3), "uniform")  # was silently the bell weight
+    with pytest.raises(ValueError, match="Prediction"):
+        sch.convert_prediction(x, x, 0.5, "x0", sch.Prediction.VELOCITY)  # was silently read as ε
+    with pytest.raises(ValueError, match="Granularity"):
+        sch.sample_training_sigmas(2, 2, "frame")  # was silently per block

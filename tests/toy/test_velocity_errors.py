@@ -1,5 +1,6 @@
 """Exact reference velocities of toy/velocity_errors.py against independent computations."""
 
+import pytest
 import torch
 
 from cf_ref.masks import AttentionMode
@@ -82,3 +83,9 @@ def test_errors_vanish_for_the_exact_velocity_and_not_for_the_wrong_one():
     assert ar_velocity_error(noisy, DATA, History.CLEAN, 64, rng().manual_seed(2)) > 0.05  # ignores clean history
     wrong = ExactNetwork(causal, lambda x, s, c: BidirectionalTeacher(DATA).velocity(x, s))
     assert ar_velocity_error(wrong, DATA, History.NOISY, 64, rng().manual_seed(3)) > 0.05  # sees the future
+
+
+def test_history_must_be_a_member():
+    net = MaskedFrameMLP(FrameNetConfig(3, 2, AttentionMode.BLOCK_CAUSAL, hidden=4, depth=1))
+    with pytest.raises(ValueError, match="History member"):
+        ar_velocity_error(net, DATA, "clean", 8, torch.Generator().manual_seed(0))
