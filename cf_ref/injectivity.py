@@ -44,6 +44,7 @@ def resample_gaussian_noise(
     Frames are independent, so the hidden frames' conditional law is N(0, I) whatever the visible ones.
     inputs: ``[B, F, *S]``; hidden: ``[F]`` bool. Returns ``[B, M, F, *S]``.
     """
+    _check_frame_set(inputs, hidden, "hidden")
     out = repeat(inputs, "b f ... -> b m f ...", m=num_resamples).clone()
     n_hidden = int(hidden.sum())
     if n_hidden:
@@ -62,6 +63,14 @@ def _check(inputs: Tensor, visibility: Tensor) -> None:
         )
 
 
+def _check_frame_set(inputs: Tensor, frames: Tensor, what: str) -> None:
+    if inputs.ndim < 2:
+        raise ValueError(f"inputs must be [B, F, *S], got shape {tuple(inputs.shape)}")
+    f = inputs.shape[1]
+    if frames.dtype != torch.bool or frames.shape != (f,):
+        raise ValueError(f"{what} must be a bool [F] = [{f}] frame set, got {frames.dtype} {tuple(frames.shape)}")
+
+
 def conditional_moments(
     teacher_map: TeacherMap,
     inputs: Tensor,
@@ -76,6 +85,7 @@ def conditional_moments(
     mean, var: ``[B, F, *S]`` (unbiased over the M resamples) and samples: ``[B, M, F, *S]`` the teacher
     outputs of every copy.
     """
+    _check_frame_set(inputs, visible, "visible")
     if num_resamples < 2:
         raise ValueError(f"num_resamples must be >= 2 to estimate a variance, got {num_resamples}")
     copies = resample(inputs, ~visible, num_resamples, generator)

@@ -155,7 +155,10 @@ def few_step_rollout(
 def sample_exit_steps(
     num_blocks: int, num_steps: int, same_across_blocks: bool = True, generator: torch.Generator | None = None
 ) -> list[int]:
-    """Random exit steps for the self-forcing rollout: one shared draw (the published default) or one per block."""
+    """Random exit steps for the self-forcing rollout, uniform on [0, num_steps): one shared draw (the published
+    default) or one per block. Returns ``num_blocks`` ints."""
+    if num_blocks < 1 or num_steps < 1:
+        raise ValueError(f"need num_blocks >= 1 and num_steps >= 1, got {num_blocks}, {num_steps}")
     n = 1 if same_across_blocks else num_blocks
     draws = torch.randint(0, num_steps, (n,), generator=generator).tolist()
     return draws * num_blocks if same_across_blocks else draws

@@ -135,6 +135,8 @@ def convert_prediction(
 
     Goes through the velocity: ``source → v → target``. x, output: ``[B, F, *S]``.
     """
+    if not isinstance(source, Prediction) or not isinstance(target, Prediction):
+        raise ValueError(f"source and target must be Prediction members, got {source!r}, {target!r}")
     if source is target:
         return output
     if source is Prediction.VELOCITY:
@@ -238,13 +240,19 @@ def sample_block_indices(
 
     Used to pick, per block, a trajectory state (ODE distillation) or a grid step (consistency distillation).
     """
+    if num_choices < 1:
+        raise ValueError(
+            f"num_choices must be >= 1 (the number of states or grid steps to pick from), got {num_choices}"
+        )
     blk = block_ids(num_frames, block_size)
     per_block = torch.randint(0, num_choices, (batch_size, int(blk[-1]) + 1), generator=generator)
     return per_block[:, blk]
 
 
 def expand_per_block(values: Tensor, block_size: int) -> Tensor:
-    """Repeat per-block values ``[B, F/b]`` to per-frame values ``[B, F]``."""
+    """Repeat per-block values ``[B, F/b]`` to per-frame values ``[B, F]``: ``out[:, i] = values[:, i // b]``."""
+    if values.ndim != 2 or block_size < 1:
+        raise ValueError(f"need per-block values [B, F/b] and block_size >= 1, got {tuple(values.shape)}, {block_size}")
     return torch.repeat_interleave(values, block_size, dim=1)
 
 
@@ -268,6 +276,8 @@ def sample_training_sigmas(
     """
     if not 0 <= t_min < t_max <= NUM_TRAIN_TIMESTEPS:
         raise ValueError(f"need 0 <= t_min < t_max <= {NUM_TRAIN_TIMESTEPS}, got {t_min}, {t_max}")
+    if not isinstance(granularity, Granularity):
+        raise ValueError(f"granularity must be a Granularity member, got {granularity!r}")
     if granularity is Granularity.SAMPLE:
         n = 1
     elif granularity is Granularity.FRAME:
@@ -291,6 +301,8 @@ def loss_weight(sigma: Tensor, weighting: LossWeighting = LossWeighting.UNIFORM)
     :math:`w(t) = \frac{e^{-2((t-500)/1000)^2} - e^{-1/2}}{Z}` with ``t = 1000σ``, normalised so that
     its mean over a uniform t ∈ [0, 1000] is 1 (:math:`Z = \int_0^1 e^{-2(u-1/2)^2}du - e^{-1/2}`).
     """
+    if not isinstance(weighting, LossWeighting):
+        raise ValueError(f"weighting must be a LossWeighting member, got {weighting!r}")
     if weighting is LossWeighting.UNIFORM:
         return torch.ones_like(sigma)
     u = sigma  # t / 1000

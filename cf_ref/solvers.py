@@ -121,7 +121,9 @@ def integrate(
 
 
 def classifier_free_guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
-    r"""CFG combination :math:`\hat v = v_\varnothing + w\,(v_c - v_\varnothing)`; w = 1 gives ``cond``."""
+    r"""CFG combination :math:`\hat v = v_\varnothing + w\,(v_c - v_\varnothing)`; w = 1 gives ``cond``.
+
+    cond, uncond: velocities of one shape (``[B, F, *S]``); returns that shape."""
     return uncond + scale * (cond - uncond)
 
 

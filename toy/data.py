@@ -114,6 +114,8 @@ def ar1_gaussian(
     :math:`\mathrm{std}^2\,R_\rho \otimes B` with :math:`(R_\rho)_{fg} = \rho^{|f-g|}`."""
     if not 0.0 <= rho < 1.0:
         raise ValueError(f"rho must lie in [0, 1), got {rho}")
+    if std <= 0:
+        raise ValueError(f"std must be > 0 (a positive-definite covariance), got {std}")
     cov = std**2 * torch.kron(_ar1_correlation(num_frames, rho), _dim_mixing(dim))
     mean = drift * torch.arange(num_frames, dtype=torch.float64)[:, None].expand(num_frames, dim).reshape(-1)
     name = f"gaussian_ar1_d{dim}" if rho > 0 else f"gaussian_independent_d{dim}"
@@ -144,6 +146,10 @@ def shared_mode_mixture(
     """
     if num_modes < 2:
         raise ValueError(f"a mixture needs num_modes >= 2, got {num_modes}")
+    if within_std <= 0 or not -1.0 < rho < 1.0:
+        raise ValueError(
+            f"need within_std > 0 and -1 < rho < 1 (positive-definite covariance), got {within_std}, {rho}"
+        )
     f = torch.arange(num_frames, dtype=torch.float64)
     means = torch.zeros(num_modes, num_frames, dim, dtype=torch.float64)
     for k in range(num_modes):

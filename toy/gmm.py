@@ -116,7 +116,7 @@ def velocity(mix: Mixture, x: Tensor, sigma: float | Tensor) -> Tensor:
 
 
 def log_prob(mix: Mixture, x: Tensor) -> Tensor:
-    """Log density of clean points ``x: [B, M, D]`` → ``[B, M]``."""
+    r""":math:`\log\sum_k \pi_k\,\mathcal N(x; \mu_k, \Sigma_k)` of clean points ``x: [B, M, D]`` → ``[B, M]``."""
     log_w, means = _batched(mix)
     chol = torch.linalg.cholesky(mix.covs.to(x))
     r = x[:, :, None, :] - means[:, None]  # [B, M, K, D]
@@ -177,7 +177,8 @@ def moments(mix: Mixture) -> tuple[Tensor, Tensor]:
 
 
 def sample(mix: Mixture, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Draw ``n`` points from an unbatched mixture: ``(x [n, D], component [n])``."""
+    r"""Draw ``n`` points from an unbatched mixture: :math:`k \sim \pi`, :math:`x = \mu_k + L_k z` with
+    :math:`L_k L_k^\top = \Sigma_k`, :math:`z \sim \mathcal N(0, I)`. Returns ``(x [n, D], component [n])``."""
     if mix.batched:
         raise ValueError("sample() needs an unbatched mixture")
     comp = torch.multinomial(mix.log_weights.exp(), n, replacement=True, generator=generator)

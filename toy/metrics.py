@@ -29,9 +29,18 @@ def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).double()
 
 
+def _same_layout(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    a, b = _flat(x), _flat(y)
+    if x.shape[1:] != y.shape[1:]:
+        raise ValueError(
+            f"samples must share the sequence shape [N, d], got {tuple(x.shape[1:])} and {tuple(y.shape[1:])}"
+        )
+    return a, b
+
+
 def energy_distance(x: Tensor, y: Tensor) -> float:
     """Energy distance between samples ``x: [n, N, d]`` and ``y: [m, N, d]`` (Euclidean on the flattened sequence)."""
-    a, b = _flat(x), _flat(y)
+    a, b = _same_layout(x, y)
     n, m = len(a), len(b)
     if n < 2 or m < 2:
         raise ValueError("energy distance needs at least 2 samples on each side")
@@ -44,8 +53,9 @@ def energy_distance(x: Tensor, y: Tensor) -> float:
 def sliced_wasserstein2(
     x: Tensor, y: Tensor, num_projections: int = 128, generator: torch.Generator | None = None
 ) -> float:
-    """Sliced W2 between equal-size samples ``[n, N, d]``: sqrt of the mean over directions of 1-D W2²."""
-    a, b = _flat(x), _flat(y)
+    r"""Sliced W2 between equal-size samples ``[n, N, d]``: :math:`\big(\mathbb E_\theta W_2^2(\theta^\top X, \theta^\top Y)\big)^{1/2}`
+    over ``num_projections`` uniform unit directions θ, each 1-D W2² the mean squared gap of the sorted projections."""
+    a, b = _same_layout(x, y)
     if len(a) != len(b):
         raise ValueError(f"sliced W2 here needs equal sample sizes, got {len(a)} and {len(b)}")
     dirs = torch.randn(a.shape[1], num_projections, generator=generator, dtype=torch.float64)
@@ -63,8 +73,10 @@ def per_frame_variance(x: Tensor) -> Tensor:
 
 
 def mahalanobis_sq(x: Tensor, data: SequenceData) -> Tensor:
-    r"""Squared Mahalanobis distance of each sample to each component: ``[n, N, d] -> [n, K]``."""
+    r""":math:`(x - \mu_k)^\top \Sigma_k^{-1} (x - \mu_k)` of each sample to each component: ``[n, N, d] -> [n, K]``."""
     flat = _flat(x)
+    if x.shape[1:] != (data.num_frames, data.dim):
+        raise ValueError(f"samples must be [n, {data.num_frames}, {data.dim}] for {data.name}, got {tuple(x.shape)}")
     mix = data.mixture
     chol = torch.linalg.cholesky(mix.covs)
     r = flat[:, None, :] - mix.means[None]  # [n, K, D]
@@ -84,7 +96,8 @@ def off_manifold_fraction(x: Tensor, data: SequenceData, level: float = OFF_MANI
 
 
 def mode_shares(x: Tensor, data: SequenceData) -> Tensor:
-    """Share of samples assigned to each component (by maximum responsibility): ``[K]``."""
+    r"""Share of samples assigned to each component by maximum responsibility,
+    :math:`\arg\max_k \log\pi_k - \tfrac12(d_k^2 + \log\det\Sigma_k)`: ``[n, N, d] -> [K]``."""
     d2 = mahalanobis_sq(x, data)
     logdet = 2 * torch.log(torch.diagonal(torch.linalg.cholesky(data.mixture.covs), dim1=-2, dim2=-1)).sum(-1)
     score = data.mixture.log_weights[None] - 0.5 * (d2 + logdet[None])

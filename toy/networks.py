@@ -56,7 +56,7 @@ class FrameNetConfig:
 
 
 class GroupedLinear(nn.Module):
-    """G independent linear maps applied in one batched matmul: ``[B, G, I] -> [B, G, O]``."""
+    """G independent linear maps :math:`y_g = x_g W_g + b_g` in one batched matmul: ``[B, G, I] -> [B, G, O]``."""
 
     def __init__(self, groups: int, in_features: int, out_features: int):
         super().__init__()
@@ -180,6 +180,7 @@ class FrameNetBlockwise:
         self.net = net
 
     def new_cache(self, batch_size: int, device: Any = None, dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
+        """An empty cache: frames ``x: [B, F, d]`` and levels ``sigma: [B, F]``, all zeros (nothing committed)."""
         c = self.net.config
         return {
             "x": torch.zeros(batch_size, c.num_frames, c.dim, device=device, dtype=dtype),

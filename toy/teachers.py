@@ -60,7 +60,8 @@ class BidirectionalTeacher:
         return ex0.reshape(x.shape), eeps.reshape(x.shape)
 
     def velocity(self, x: Tensor, sigma: float | Tensor) -> Tensor:
-        """Exact velocity; x: ``[..., N, d]``; sigma shared, or per frame ``[..., N]``. Returns ``[..., N, d]``."""
+        r"""Exact velocity :math:`\mathbb E[\varepsilon - x_0 \mid x_\sigma]`; x: ``[..., N, d]``; sigma shared, or per
+        frame ``[..., N]`` (each frame noised at its own level). Returns ``[..., N, d]``."""
         ex0, eeps = self._posterior(x, sigma)
         return eeps - ex0
 

@@ -87,6 +87,8 @@ def ar_velocity_error(net: MaskedFrameMLP, data: SequenceData, history: History,
     :func:`ar_velocity`; ``NOISY``: every frame, history included, at its own level (the diffusion-forcing
     training condition) against :func:`block_causal_velocity`.
     """
+    if not isinstance(history, History):
+        raise ValueError(f"history must be a History member, got {history!r}")
     b = net.config.block_size
     x0 = data.sample(n, rng)[0]
     eps = torch.randn(x0.shape, generator=rng, dtype=x0.dtype)

@@ -20,3 +20,18 @@ def test_ema_update_formula_and_frozen_copy():
     torch.testing.assert_close(tgt.weight, src.weight)
     with pytest.raises(ValueError):
         ema_update(tgt, src, 1.5)
+
+
+def test_ema_copies_float_buffers_and_rejects_mismatched_modules():
+    src = nn.BatchNorm1d(3)
+    tgt = ema_copy(src)
+    src.running_mean.fill_(2.0)
+    src.num_batches_tracked.fill_(5)
+    with torch.no_grad():
+        src.weight.fill_(3.0)  # target weight starts at 1: 0.5·1 + 0.5·3 = 2
+    ema_update(tgt, src, 0.5)
+    torch.testing.assert_close(tgt.weight, torch.full((3,), 2.0))
+    torch.testing.assert_close(tgt.running_mean, torch.full((3,), 2.0))  # float buffers are copied, not averaged
+    assert int(tgt.num_batches_tracked) == 0  # integer buffers are left alone
+    with pytest.raises(KeyError, match="lacks"):
+        ema_update(nn.Linear(3, 2), nn.Linear(3, 2, bias=False), 0.9)

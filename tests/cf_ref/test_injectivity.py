@@ -3,7 +3,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cf_ref.injectivity import conditional_expectation, non_injectivity_index, resample_gaussian_noise
+from cf_ref.injectivity import (
+    conditional_expectation,
+    conditional_moments,
+    non_injectivity_index,
+    resample_gaussian_noise,
+)
 from cf_ref.masks import block_causal_visibility
 from toy import closed_form
 from toy.data import ar1_gaussian, independent_gaussian, shared_mode_mixture
@@ -111,3 +116,35 @@ def test_bad_visibility_is_rejected():
         non_injectivity_index(lambda u: u, torch.zeros(4, 3, 1), torch.ones(2, 2, dtype=torch.bool), 4)
     with pytest.raises(ValueError, match="num_resamples"):
         non_injectivity_index(lambda u: u, torch.zeros(4, 3, 1), torch.ones(3, 3, dtype=torch.bool), 1)
+
+
+def test_resampled_hidden_frames_are_standard_normal_and_fresh_per_copy():
+    x = torch.full((4, 3, 2), 7.0, dtype=torch.float64)
+    out = resample_gaussian_noise(x, torch.tensor([True, False, True]), 5000, _gen(1))
+    hidden = out[:, :, [0, 2]]
+    assert abs(float(hidden.mean())) < 0.02 and float(hidden.var()) == pytest.approx(1.0, abs=0.03)
+    corr = torch.corrcoef(torch.stack([hidden[:, :2500].flatten(), hidden[:, 2500:].flatten()]))[0, 1]
+    assert abs(float(corr)) < 0.03  # different copies are independent draws
+    assert bool((out[:, :, 1] == 7.0).all())
+
+
+def test_conditional_moments_of_a_linear_map_match_closed_form():
+    # x0 = W u with u ~ N(0, I), frame 1 hidden: E[x0 | u_0] = W[:, 0] u_0, Var = W[:, 1]².
+    w = torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
+    u = torch.randn(8, 2, 1, generator=_gen(2), dtype=torch.float64)
+    mean, var, samples = conditional_moments(
+        lambda c: torch.einsum("ij,bmjd->bmid", w, c), u, torch.tensor([True, False]), 4000, generator=_gen(3)
+    )
+    assert samples.shape == (8, 4000, 2, 1)
+    torch.testing.assert_close(mean, w[:, :1] * u[:, :1], atol=0.1, rtol=0)
+    torch.testing.assert_close(var[..., 0], w[:, 1].pow(2).expand(8, 2), atol=0, rtol=0.1)
+
+
+def test_frame_sets_must_be_bool_masks_over_the_frames():
+    u = torch.zeros(4, 3, 1)
+    with pytest.raises(ValueError, match=r"visible must be a bool \[F\] = \[3\]"):
+        conditional_moments(lambda c: c, u, torch.tensor([1, 1, 0]), 4)
+    with pytest.raises(ValueError, match=r"visible must be a bool \[F\] = \[3\]"):
+        conditional_moments(lambda c: c, u, torch.tensor([True, False]), 4)
+    with pytest.raises(ValueError, match=r"hidden must be a bool"):
+        resample_gaussian_noise(u, torch.tensor([0, 1, 0]), 4)

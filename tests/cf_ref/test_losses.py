@@ -28,3 +28,16 @@ def test_loss_errors():
         weighted_mean(torch.zeros(2, 3), torch.zeros(3))
     with pytest.raises(FloatingPointError, match="not finite"):
         finite_or_raise(torch.tensor(float("nan")))
+
+
+def test_weighted_flow_matching_brute_force_and_float32_accumulation():
+    g = torch.Generator().manual_seed(1)
+    v, x0, eps = (torch.randn(3, 2, 4, generator=g) for _ in range(3))
+    w = torch.rand(3, 2, generator=g)
+    want = sum(float(w[b, f] * ((v[b, f] - (eps[b, f] - x0[b, f])) ** 2).mean()) for b in range(3) for f in range(2))
+    assert float(flow_matching_loss(v, x0, eps, w)) == pytest.approx(want / 6, rel=1e-6)
+    half = torch.full((1, 1, 4), 1.0 + 2**-7, dtype=torch.bfloat16)  # one bf16 ulp above 1
+    assert per_frame_mse(half, torch.ones(1, 1, 4, dtype=torch.bfloat16)).dtype == torch.float32
+    assert per_frame_mse(half, torch.ones(1, 1, 4, dtype=torch.bfloat16)).item() == 2**-14
+    per_frame = per_frame_mse(torch.zeros(2, 3, dtype=torch.float64), torch.full((2, 3), 2.0, dtype=torch.float64))
+    assert per_frame.dtype == torch.float32 and bool((per_frame == 4).all())  # [B, F]: S empty

@@ -72,3 +72,12 @@ def test_mask_errors_are_clear():
         token_mask(torch.ones(2, 2), 3)
     with pytest.raises(ValueError, match="window"):
         frame_visibility(AttentionMode.TEACHER_FORCING, 4, 1, window=2)
+
+
+def test_frame_and_token_counts_are_validated():
+    with pytest.raises(ValueError, match="num_frames must be >= 1"):
+        frame_visibility(AttentionMode.BIDIRECTIONAL, 0)
+    with pytest.raises(ValueError, match="tokens_per_frame must be >= 1"):
+        token_mask(torch.ones(2, 2, dtype=torch.bool), 0)
+    with pytest.raises(ValueError, match="2-D bool"):
+        token_mask(torch.ones(2, dtype=torch.bool), 1)

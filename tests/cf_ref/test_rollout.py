@@ -1,9 +1,14 @@
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from cf_ref.rollout import ar_ode_sample, few_step_rollout, sample_exit_steps
-from cf_ref.schedule import few_step_sigmas, sigma_grid
+from cf_ref.schedule import few_step_sigmas, sigma_grid, velocity_from_x0
+from cf_ref.solvers import Method
+from toy import closed_form
+from toy.data import ar1_gaussian
 
 
 class Recorder(nn.Module):
@@ -68,8 +73,6 @@ def test_ar_ode_sample_matches_a_closed_form_linear_flow():
     m = Recorder()
     noise = torch.randn(2, 1, 3, dtype=torch.float64)
     out = ar_ode_sample(m, noise, 1, sigma_grid(64).to(torch.float64), [], keep_at=[1.0, 0.5])
-    from cf_ref.solvers import Method
-
     out_rk = ar_ode_sample(Recorder().double(), noise, 1, sigma_grid(16), [], method=Method.RK4)
     torch.testing.assert_close(out_rk.x0, noise * torch.exp(torch.tensor(-0.5, dtype=torch.float64)), atol=1e-7, rtol=0)
     assert out.states.shape == (2, 2, 1, 3)
@@ -100,3 +103,79 @@ def test_half_precision_states_get_float32_levels():
 
     few_step_rollout(Probe(), torch.zeros(1, 2, 3, dtype=torch.bfloat16), 1, few_step_sigmas((1000, 750), 5.0), [])
     assert seen and all(d == torch.float32 for d in seen)
+
+
+class LinearContextModel:
+    """v = θ x + c_b, with c_b the mean of sample b's committed frames (0 before the first commit)."""
+
+    theta = 0.7
+
+    def velocity(self, x, sigma, block, cache):
+        ctx = torch.cat(cache, dim=1).flatten(1).mean(dim=1) if cache else x.new_zeros(x.shape[0])
+        return self.theta * x + ctx[:, None, None]
+
+    def commit(self, x, sigma, block, cache):
+        return [*cache, x]
+
+
+def test_ar_ode_sample_blocks_follow_the_closed_form_given_their_context():
+    # dx/dσ = θx + c from σ = 1: x(σ) = (ε + c/θ) e^{θ(σ-1)} - c/θ; block j's c is the mean of blocks < j.
+    m = LinearContextModel()
+    noise = torch.randn(3, 6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    keep = [1.0, 0.75, 0.5]
+    out = ar_ode_sample(m, noise, 2, sigma_grid(32), [], method=Method.RK4, keep_at=keep)
+    th, done = m.theta, []
+    for j in range(3):
+        c = torch.cat(done, dim=1).flatten(1).mean(dim=1)[:, None, None] if done else torch.zeros(3, 1, 1)
+        eps = noise[:, 2 * j : 2 * j + 2]
+        for k, s in enumerate(keep):
+            exact = (eps + c / th) * math.exp(th * (s - 1)) - c / th
+            torch.testing.assert_close(out.states[:, k, 2 * j : 2 * j + 2], exact, atol=1e-8, rtol=0)
+        end = (eps + c / th) * math.exp(-th) - c / th
+        torch.testing.assert_close(out.x0[:, 2 * j : 2 * j + 2], end, atol=1e-8, rtol=0)
+        done.append(end)
+
+
+class GaussianFlowMapStudent:
+    """x̂0 = μ + A_σ (x - (1-σ)μ) on the whole sequence: the conditional-expectation student of toy.closed_form."""
+
+    def __init__(self, data, sigmas):
+        self.data = data
+        self.mean = data.mixture.means[0]
+        self.a = {float(s): closed_form.causal_regression_matrix(data, float(s)) for s in sigmas}
+
+    def velocity(self, x, sigma, block, cache):
+        s = float(sigma.flatten()[0])
+        b = x.shape[1]
+        span = slice(block * b * self.data.dim, (block + 1) * b * self.data.dim)
+        a = self.a[s][span, span]  # frames of other blocks have zero weight when they are independent
+        flat = self.data.flatten(x)
+        x0 = self.mean[span] + (flat - (1 - s) * self.mean[span]) @ a.T
+        return velocity_from_x0(x, self.data.unflatten(x0), s)
+
+    def commit(self, x, sigma, block, cache):
+        return cache
+
+
+@pytest.mark.parametrize("rho,block_size", [(0.8, 3), (0.0, 1)])
+def test_few_step_rollout_moments_match_the_closed_form_sampler(rho, block_size):
+    """K = 3 steps with re-noising: sample moments against toy.closed_form.few_step_sampler_moments."""
+    data = ar1_gaussian(num_frames=3, dim=1, rho=rho, std=0.6, drift=0.8)
+    sigmas = few_step_sigmas((1000, 666, 333), shift=2.0)
+    g = torch.Generator().manual_seed(4)
+    noise = torch.randn(40_000, 3, 1, generator=g, dtype=torch.float64)
+    out = few_step_rollout(GaussianFlowMapStudent(data, sigmas), noise, block_size, sigmas, [], generator=g).x0
+    mean, cov = closed_form.few_step_sampler_moments(data, sigmas)
+    flat = data.flatten(out)
+    torch.testing.assert_close(flat.mean(0), data.flatten(mean), atol=0.02, rtol=0)
+    torch.testing.assert_close(torch.cov(flat.T), cov, atol=0.01, rtol=0.03)
+
+
+def test_exit_steps_are_uniform_and_validated():
+    g = torch.Generator().manual_seed(1)
+    draws = torch.tensor([sample_exit_steps(1, 4, True, g)[0] for _ in range(8000)])
+    torch.testing.assert_close(torch.bincount(draws, minlength=4) / 8000.0, torch.full((4,), 0.25), atol=0.02, rtol=0)
+    with pytest.raises(ValueError, match="num_steps >= 1"):
+        sample_exit_steps(3, 0)
+    with pytest.raises(ValueError, match="num_blocks >= 1"):
+        sample_exit_steps(0, 4, same_across_blocks=False)

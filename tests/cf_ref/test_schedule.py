@@ -126,3 +126,54 @@ def test_bell_weight_has_unit_mean_and_peaks_mid_schedule():
     assert float(w[0]) == pytest.approx(0.0, abs=1e-12) and float(w[1]) > 1.0
     assert math.isclose(float(w[0]), float(w[2]), abs_tol=1e-12)
     assert bool((sch.loss_weight(torch.rand(5)) == 1).all())
+
+
+def test_boundary_errors_name_what_was_expected():
+    x = torch.zeros(2, 3, 1)
+    with pytest.raises(ValueError, match=r"\[B, F, \*S\]"):
+        sch.sigma_per_frame(0.5, torch.zeros(4))
+    with pytest.raises(ValueError, match="per frame"):
+        sch.sigma_per_frame(torch.zeros(3), x)
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        sch.sigma_grid(0)
+    with pytest.raises(ValueError, match="num_steps must be >= 1"):
+        sch.uniform_few_step_timesteps(0)
+    with pytest.raises(ValueError, match=r"lie in \(0, 1000\]"):
+        sch.few_step_sigmas((1200, 500))
+    with pytest.raises(ValueError, match="non-empty"):
+        sch.few_step_sigmas(())
+    with pytest.raises(ValueError, match="t_min < t_max"):
+        sch.sample_training_sigmas(2, 3, t_min=500, t_max=400)
+    with pytest.raises(ValueError, match="num_choices"):
+        sch.sample_block_indices(2, 4, 0)
+    with pytest.raises(ValueError, match="per-block values"):
+        sch.expand_per_block(torch.zeros(2, 2), 0)
+    with pytest.raises(ValueError, match="shift must be > 0"):
+        sch.unshift_sigma(0.5, -1.0)
+
+
+def test_sample_block_indices_are_uniform_and_expand_per_block_repeats():
+    idx = sch.sample_block_indices(20_000, 4, 5, block_size=2, generator=torch.Generator().manual_seed(0))
+    assert bool((idx[:, 0] == idx[:, 1]).all()) and bool((idx[:, 2] == idx[:, 3]).all())
+    shares = torch.bincount(idx[:, 0], minlength=5).double() / 20_000
+    torch.testing.assert_close(shares, torch.full((5,), 0.2, dtype=torch.float64), atol=0.015, rtol=0)
+    assert float((idx[:, 0] == idx[:, 2]).double().mean()) == pytest.approx(0.2, abs=0.015)  # blocks independent
+    vals = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert sch.expand_per_block(vals, 3).tolist() == [[1, 1, 1, 2, 2, 2], [3, 3, 3, 4, 4, 4]]
+
+
+def test_frame_granularity_draws_are_independent_across_frames():
+    s = sch.sample_training_sigmas(20_000, 2, sch.Granularity.FRAME, generator=torch.Generator().manual_seed(1))
+    corr = torch.corrcoef(s.double().T)[0, 1]
+    assert abs(float(corr)) < 0.03
+    np.testing.assert_allclose(np.quantile(s[:, 1].double().numpy(), [0.25, 0.75]), [0.25, 0.75], atol=0.02)
+
+
+def test_choices_must_be_enum_members_not_strings():
+    x = torch.zeros(1, 2, 1)
+    with pytest.raises(ValueError, match="LossWeighting"):
+        sch.loss_weight(torch.rand(3), "uniform")  # was silently the bell weight
+    with pytest.raises(ValueError, match="Prediction"):
+        sch.convert_prediction(x, x, 0.5, "x0", sch.Prediction.VELOCITY)  # was silently read as ε
+    with pytest.raises(ValueError, match="Granularity"):
+        sch.sample_training_sigmas(2, 2, "frame")  # was silently per block

@@ -1,7 +1,8 @@
+import pytest
 import torch
 
 from toy import closed_form
-from toy.data import ar1_gaussian
+from toy.data import ar1_gaussian, shared_mode_mixture
 
 
 def test_symmetric_root_squares_to_covariance():
@@ -27,3 +28,21 @@ def test_variance_split_of_the_causal_conditional_expectation():
         closed_form.frame_variance(data),
     )
     assert float(closed_form.lost_variance(data)[-1]) == 0.0  # the last frame sees all the noise
+
+
+def test_closed_forms_refuse_mixtures_and_samplers_not_starting_from_noise():
+    with pytest.raises(ValueError, match="single Gaussian"):
+        closed_form.joint_flow_map(shared_mode_mixture(3, 1, 2), torch.zeros(2, 3, 1, dtype=torch.float64))
+    with pytest.raises(ValueError, match="sigmas\\[0\\] must be 1"):
+        closed_form.few_step_sampler_moments(ar1_gaussian(3, 1), torch.tensor([0.9, 0.5], dtype=torch.float64))
+
+
+def test_frame_variance_and_marginal_covariance_by_sampling():
+    data = ar1_gaussian(3, 2, rho=0.7, std=0.8)
+    g = torch.Generator().manual_seed(1)
+    x0, _ = data.sample(100_000, g)
+    torch.testing.assert_close(closed_form.frame_variance(data), x0.var(0).sum(-1), atol=0.02, rtol=0.02)
+    xs = 0.6 * x0 + 0.4 * torch.randn(x0.shape, generator=g, dtype=x0.dtype)
+    torch.testing.assert_close(
+        closed_form.marginal_covariance(data, 0.4), torch.cov(data.flatten(xs).T), atol=0.01, rtol=0
+    )

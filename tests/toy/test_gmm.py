@@ -1,9 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.stats import multivariate_normal
 
 from toy import gmm
 
@@ -121,3 +123,29 @@ def test_mixture_validation():
     mix = random_mixture(0, 2, 3)
     with pytest.raises(ValueError, match="x must be"):
         gmm.velocity(mix, torch.zeros(4, 3), 0.5)
+
+
+@given(seed=st.integers(0, 100), k=st.integers(1, 3), d=st.integers(1, 3))
+def test_log_prob_matches_scipy(seed, k, d):
+    mix = random_mixture(seed, k, d)
+    x = torch.randn(1, 6, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    w = mix.log_weights.exp().numpy()
+    dens = sum(
+        w[j] * multivariate_normal(mix.means[j].numpy(), mix.covs[j].numpy()).pdf(x[0].numpy()) for j in range(k)
+    )
+    np.testing.assert_allclose(gmm.log_prob(mix, x)[0].numpy(), np.log(dens).reshape(-1), rtol=1e-10)
+
+
+def test_gmm_boundary_errors():
+    mix = random_mixture(0, 2, 3)
+    batched = gmm.Mixture(mix.log_weights.expand(4, -1), mix.means.expand(4, -1, -1), mix.covs)
+    with pytest.raises(ValueError, match="unbatched"):
+        gmm.sample(batched, 3)
+    with pytest.raises(ValueError, match="unbatched"):
+        gmm.moments(batched)
+    with pytest.raises(ValueError, match=r"sigma must lie in \[0, 1\]"):
+        gmm.noised(mix, 1.5)
+    with pytest.raises(ValueError, match=r"values must be \[B, 1\]"):
+        gmm.condition(mix, torch.tensor([0]), torch.zeros(4, 2, dtype=torch.float64), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="log_weights"):
+        gmm.Mixture(torch.zeros(3), mix.means, mix.covs)

@@ -61,3 +61,33 @@ def test_per_frame_variance_and_summary_keys():
     assert {"energy_distance", "sample_variance", "variance_ratio", "off_manifold_fraction", "mode_coverage"} <= set(s)
     with pytest.raises(ValueError, match=r"\[n, N, d\]"):
         metrics.per_frame_variance(torch.zeros(3, 4))
+
+
+def test_sliced_w2_of_a_scaled_isotropic_gaussian_is_the_scale_gap():
+    # every 1-D projection of N(0, I) vs N(0, 4I) is N(0, 1) vs N(0, 4): W2 = |1 - 2| = 1 in every direction
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(20_000, 2, 2, generator=g, dtype=torch.float64)
+    y = 2 * torch.randn(20_000, 2, 2, generator=g, dtype=torch.float64)
+    assert metrics.sliced_wasserstein2(x, y, num_projections=32, generator=g) == pytest.approx(1.0, abs=0.03)
+
+
+def test_mahalanobis_matches_a_direct_solve():
+    data = shared_mode_mixture(3, 2, num_modes=3)
+    x = torch.randn(5, 3, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    d2 = metrics.mahalanobis_sq(x, data)
+    for k in range(3):
+        r = data.flatten(x) - data.mixture.means[k]
+        want = (r * torch.linalg.solve(data.mixture.covs[k], r.T).T).sum(-1)
+        torch.testing.assert_close(d2[:, k], want)
+
+
+def test_metric_boundary_errors():
+    data = shared_mode_mixture(3, 1, 2)
+    with pytest.raises(ValueError, match=r"share the sequence shape"):
+        metrics.energy_distance(torch.zeros(4, 3, 1), torch.zeros(4, 2, 1))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        metrics.energy_distance(torch.zeros(1, 3, 1), torch.zeros(4, 3, 1))
+    with pytest.raises(ValueError, match="equal sample sizes"):
+        metrics.sliced_wasserstein2(torch.zeros(4, 3, 1), torch.zeros(5, 3, 1))
+    with pytest.raises(ValueError, match=r"samples must be \[n, 3, 1\]"):
+        metrics.off_manifold_fraction(torch.zeros(4, 2, 1), data)

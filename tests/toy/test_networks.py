@@ -1,10 +1,12 @@
+import math
+
 import pytest
 import torch
 
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import Prediction
-from toy.networks import FrameNetBlockwise, FrameNetConfig, MaskedFrameMLP, sigma_features
+from toy.networks import FrameNetBlockwise, FrameNetConfig, GroupedLinear, MaskedFrameMLP, sigma_features
 
 
 def _net(mode, block=1, prediction=Prediction.VELOCITY, seed=0):
@@ -77,3 +79,29 @@ def test_prediction_conversion_and_sigma_features():
         net(torch.zeros(2, 5, 2), torch.zeros(2, 5))
     with pytest.raises(ValueError, match="does not divide"):
         FrameNetConfig(5, 1, block_size=2)
+
+
+def test_grouped_linear_is_one_linear_map_per_group_and_sigma_features_values():
+    torch.manual_seed(0)
+    layer = GroupedLinear(3, 4, 5)
+    x = torch.randn(2, 3, 4)
+    out = layer(x)
+    for gi in range(3):
+        torch.testing.assert_close(out[:, gi], torch.nn.functional.linear(x[:, gi], layer.weight[gi].T, layer.bias[gi]))
+    torch.testing.assert_close(layer(x[:, 1:], slice(1, 3)), out[:, 1:])
+    s = torch.tensor([0.0, 0.25, 1.0])
+    feats = sigma_features(s, 2)
+    for n, v in enumerate(s.tolist()):
+        want = [v, math.sin(math.pi * v), math.sin(2 * math.pi * v), math.cos(math.pi * v), math.cos(2 * math.pi * v)]
+        torch.testing.assert_close(feats[n], torch.tensor(want))
+
+
+def test_network_boundary_errors():
+    with pytest.raises(ValueError, match=">= 1"):
+        FrameNetConfig(4, 2, hidden=0)
+    adapter = FrameNetBlockwise(_net(AttentionMode.TEACHER_FORCING))
+    with pytest.raises(ValueError, match="commit at σ = 0"):
+        adapter.commit(torch.zeros(1, 1, 2), torch.full((1, 1), 0.1), 0, adapter.new_cache(1))
+    net = _net(AttentionMode.BLOCK_CAUSAL)
+    with pytest.raises(ValueError, match="per frame"):
+        net(torch.zeros(2, 6, 2), torch.zeros(3))

@@ -91,3 +91,27 @@ def test_teacher_per_frame_levels_and_validation():
         ARTeacher(data, block_size=2)
     with pytest.raises(ValueError, match="context"):
         ARTeacher(data).block_mixture(2, torch.zeros(5, 1, 1, dtype=torch.float64))
+
+
+@given(seed=st.integers(0, 100), sigma=st.floats(0.05, 0.95))
+def test_denoiser_is_the_gaussian_posterior_mean_and_velocity_is_x_minus_it_over_sigma(seed, sigma):
+    """E[x0 | x_σ] = μ + (1-σ)Σ C⁻¹(x - (1-σ)μ) for one Gaussian; v = (x_σ - E[x0|x_σ]) / σ (module doc)."""
+    data = random_gaussian_sequence(seed, 3, 1)
+    teacher = BidirectionalTeacher(data)
+    x = torch.randn(5, 3, 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    mu, cov = data.mixture.means[0], data.mixture.covs[0]
+    c = closed_form.marginal_covariance(data, sigma)
+    want = mu + (data.flatten(x) - (1 - sigma) * mu) @ torch.linalg.solve(c, (1 - sigma) * cov)
+    torch.testing.assert_close(teacher.denoise(x, sigma), data.unflatten(want), atol=1e-10, rtol=0)
+    torch.testing.assert_close(teacher.velocity(x, sigma), (x - teacher.denoise(x, sigma)) / sigma, atol=1e-9, rtol=0)
+
+
+def test_ar_teacher_boundary_errors():
+    data = ar1_gaussian(4, 1)
+    teacher = ARTeacher(data, block_size=2)
+    eps, ctx = torch.zeros(3, 4, 1, dtype=torch.float64), torch.zeros(2, 4, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="does not match context"):
+        teacher.flow_map(eps, ctx)
+    model = teacher.as_blockwise()
+    with pytest.raises(ValueError, match="commit at σ = 0"):
+        model.commit(torch.zeros(3, 2, 1), torch.full((3, 2), 0.1), 0, [])

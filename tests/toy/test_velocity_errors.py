@@ -1,5 +1,6 @@
 """Exact reference velocities of toy/velocity_errors.py against independent computations."""
 
+import pytest
 import torch
 
 from cf_ref.masks import AttentionMode
@@ -54,3 +55,37 @@ def test_velocity_errors_are_relative_and_finite():
     for history in History:
         err = ar_velocity_error(causal, DATA, history, 64, torch.Generator().manual_seed(0))
         assert 0 < err < float("inf")
+
+
+class ExactNetwork(MaskedFrameMLP):
+    """A network whose prediction is an exact velocity (evaluated in float64 on its float32 inputs)."""
+
+    def __init__(self, config, exact):
+        super().__init__(config)
+        self.exact = exact
+
+    def predict(self, x, sigma, context=None):
+        ctx = None if context is None else context.double()
+        return self.exact(x.double(), sigma.double(), ctx).float()
+
+
+def test_errors_vanish_for_the_exact_velocity_and_not_for_the_wrong_one():
+    """Each error compares against its own reference: 0 (float32 rounding) for it, clearly > 0 for another."""
+    rng = torch.Generator
+    bi = FrameNetConfig(3, 2, AttentionMode.BIDIRECTIONAL, hidden=4, depth=1)
+    causal = FrameNetConfig(3, 2, AttentionMode.BLOCK_CAUSAL, hidden=4, depth=1)
+    joint = ExactNetwork(bi, lambda x, s, c: BidirectionalTeacher(DATA).velocity(x, s))
+    assert bidirectional_velocity_error(joint, DATA, 64, rng().manual_seed(1)) < 1e-5
+    ar = ExactNetwork(causal, lambda x, s, c: ar_velocity(DATA, x, s, c))
+    assert ar_velocity_error(ar, DATA, History.CLEAN, 64, rng().manual_seed(2)) < 1e-5
+    noisy = ExactNetwork(causal, lambda x, s, c: block_causal_velocity(DATA, x, s))
+    assert ar_velocity_error(noisy, DATA, History.NOISY, 64, rng().manual_seed(3)) < 1e-5
+    assert ar_velocity_error(noisy, DATA, History.CLEAN, 64, rng().manual_seed(2)) > 0.05  # ignores clean history
+    wrong = ExactNetwork(causal, lambda x, s, c: BidirectionalTeacher(DATA).velocity(x, s))
+    assert ar_velocity_error(wrong, DATA, History.NOISY, 64, rng().manual_seed(3)) > 0.05  # sees the future
+
+
+def test_history_must_be_a_member():
+    net = MaskedFrameMLP(FrameNetConfig(3, 2, AttentionMode.BLOCK_CAUSAL, hidden=4, depth=1))
+    with pytest.raises(ValueError, match="History member"):
+        ar_velocity_error(net, DATA, "clean", 8, torch.Generator().manual_seed(0))
