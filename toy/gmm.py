@@ -141,6 +141,9 @@ def condition(mix: Mixture, observed: Tensor, values: Tensor, free: Tensor) -> M
     """
     if values.ndim != 2 or values.shape[1] != len(observed):
         raise ValueError(f"values must be [B, {len(observed)}], got {tuple(values.shape)}")
+    both = set(observed.tolist()) & set(free.tolist())
+    if both:
+        raise ValueError(f"observed and free coordinates must not overlap, both contain {sorted(both)}")
     if len(observed) == 0:
         m = marginal(mix, free)
         b = values.shape[0]

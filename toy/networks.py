@@ -188,6 +188,9 @@ class FrameNetBlockwise:
         }
 
     def _span(self, block: int, width: int) -> slice:
+        frames = self.net.config.num_frames
+        if width < 1 or block < 0 or (block + 1) * width > frames:
+            raise ValueError(f"block {block} of {width} frame(s) lies outside the network's {frames} frames")
         return slice(block * width, (block + 1) * width)
 
     def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: dict[str, Tensor]) -> Tensor:

@@ -55,6 +55,8 @@ def consistency_distillation_loss(
     """
     if index.shape != x0.shape[:2]:
         raise ValueError(f"index must be [B, F] = {tuple(x0.shape[:2])}, got {tuple(index.shape)}")
+    if grid.ndim != 1 or len(grid) < 2 or not bool((grid[1:] < grid[:-1]).all()):
+        raise ValueError(f"grid must be a strictly decreasing 1-D σ grid [N+1] (from 1 towards 0), got {grid.tolist()}")
     n_steps = len(grid) - 1
     if int(index.min()) < 0 or int(index.max()) >= n_steps:
         raise ValueError(f"grid indices must lie in [0, {n_steps}), got [{int(index.min())}, {int(index.max())}]")

@@ -147,5 +147,7 @@ def test_gmm_boundary_errors():
         gmm.noised(mix, 1.5)
     with pytest.raises(ValueError, match=r"values must be \[B, 1\]"):
         gmm.condition(mix, torch.tensor([0]), torch.zeros(4, 2, dtype=torch.float64), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"must not overlap, both contain \[1\]"):
+        gmm.condition(mix, torch.tensor([0, 1]), torch.zeros(4, 2, dtype=torch.float64), torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="log_weights"):
         gmm.Mixture(torch.zeros(3), mix.means, mix.covs)

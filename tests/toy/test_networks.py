@@ -102,6 +102,11 @@ def test_network_boundary_errors():
     adapter = FrameNetBlockwise(_net(AttentionMode.TEACHER_FORCING))
     with pytest.raises(ValueError, match="commit at σ = 0"):
         adapter.commit(torch.zeros(1, 1, 2), torch.full((1, 1), 0.1), 0, adapter.new_cache(1))
+    frames = adapter.net.config.num_frames
+    with pytest.raises(ValueError, match="outside the network's"):
+        adapter.velocity(torch.zeros(1, 1, 2), torch.zeros(1, 1), frames, adapter.new_cache(1))
+    with pytest.raises(ValueError, match="outside the network's"):
+        adapter.commit(torch.zeros(1, 1, 2), torch.zeros(1, 1), -1, adapter.new_cache(1))
     net = _net(AttentionMode.BLOCK_CAUSAL)
     with pytest.raises(ValueError, match="per frame"):
         net(torch.zeros(2, 6, 2), torch.zeros(3))

@@ -69,3 +69,7 @@ def test_cd_index_validation():
         consistency_distillation_loss(
             ExactConsistency(), ExactConsistency(), lambda x, s: x, x0, eps, sigma_grid(4), torch.full((64, 2), 4)
         )
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        consistency_distillation_loss(
+            ExactConsistency(), ExactConsistency(), lambda x, s: x, x0, eps, sigma_grid(4).flip(0), torch.zeros(64, 2)
+        )
