@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from diffusers import AutoencoderKLWan
 
-from full.model import CausalWanTransformer3DModel
+from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,10 @@ TINY = TinyConfig()
 
 
 def transformer_kwargs(cfg: TinyConfig = TINY) -> dict:
-    """Config of the tiny DiT (diffusers ``WanTransformer3DModel`` arguments)."""
+    """Config of the tiny DiT (diffusers ``WanTransformer3DModel`` arguments): Wan2.1-T2V-1.3B's architecture
+    (:data:`full.model.WAN21_T2V_1_3B`: patch size, norms, ε) with the sizes of ``cfg``."""
     return dict(
-        patch_size=(1, 2, 2),
+        WAN21_T2V_1_3B,
         num_attention_heads=cfg.num_heads,
         attention_head_dim=cfg.head_dim,
         in_channels=cfg.latent_channels,
@@ -56,9 +57,6 @@ def transformer_kwargs(cfg: TinyConfig = TINY) -> dict:
         freq_dim=cfg.freq_dim,
         ffn_dim=cfg.ffn_dim,
         num_layers=cfg.num_layers,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        eps=1e-6,
         rope_max_seq_len=cfg.rope_max_seq_len,
     )
 
