@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from cf_ref.io import write_json
 from cf_ref.machine import machine_info
 from full.config import Stage, build_config
 from full.data import SyntheticSpec, write_synthetic_latents
@@ -145,7 +146,7 @@ def main() -> None:
     report = {"machine": machine_info(), "size": args.size, "device": args.device, "results": results}
     print(json.dumps(report, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Reported:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -26,6 +25,7 @@ import time
 
 import torch
 
+from cf_ref.io import write_json
 from cf_ref.machine import machine_info, machine_summary
 from toy.data import shared_mode_mixture
 from toy.experiment import Preset, preset_config, run_to_directory
@@ -108,12 +108,10 @@ def main() -> None:
         f"{args.preset}: median wall {wall:.1f} s, median CPU {cpu:.1f} s over {len(runs)} run(s), {args.workers} workers"
     )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(
-                {"machine": machine_info(), "pairs": pairs, "runs": runs, "median_wall_s": wall, "median_cpu_s": cpu},
-                fh,
-                indent=2,
-            )
+        write_json(
+            args.json,
+            {"machine": machine_info(), "pairs": pairs, "runs": runs, "median_wall_s": wall, "median_cpu_s": cpu},
+        )
 
 
 if __name__ == "__main__":
