@@ -21,10 +21,11 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from cf_ref.io import atomic_path, load_tensors, save_tensors, write_json, write_text  # noqa: E402
+from cf_ref.io import load_tensors, save_tensors, write_json, write_text  # noqa: E402
 from cf_ref.machine import machine_info  # noqa: E402
 from toy.experiment import Preset  # noqa: E402
 from toy.pipeline import SeedRun, jsonable, recipe_stage_keys  # noqa: E402
+from toy.plots import save_figure  # noqa: E402
 from toy.recipes import RECIPES, PipelineConfig, Recipe  # noqa: E402
 from toy.stages import Forcing  # noqa: E402
 from toy.velocity_errors import History  # noqa: E402
@@ -199,7 +200,7 @@ def plot_samples(rows: dict[str, Tensor], path: Path, title: str, max_points: in
                 ax.set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    _save_figure(fig, path)
+    save_figure(fig, path.parent, path.stem, FIGURE_DPI, tight=False)
 
 
 def plot_dmd_curves(per_recipe_curves: dict[str, list[list[dict[str, Any]]]], path: Path) -> None:
@@ -220,14 +221,7 @@ def plot_dmd_curves(per_recipe_curves: dict[str, list[list[dict[str, Any]]]], pa
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Can DMD repair a bad initialisation? (mean over seeds, band = min–max)", fontsize=10)
     fig.tight_layout()
-    _save_figure(fig, path)
-
-
-def _save_figure(fig: plt.Figure, path: Path) -> None:
-    for suffix in (".png", ".pdf"):
-        with atomic_path(path.with_suffix(suffix)) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=FIGURE_DPI)
-    plt.close(fig)
+    save_figure(fig, path.parent, path.stem, FIGURE_DPI, tight=False)
 
 
 def run_compare(

@@ -42,12 +42,13 @@ COLORS = {
 }
 
 
-def _save(fig: plt.Figure, out_dir: Path, stem: str, dpi: int) -> list[Path]:
+def save_figure(fig: plt.Figure, out_dir: Path, stem: str, dpi: int, tight: bool = True) -> list[Path]:
+    """Write ``fig`` atomically as ``out_dir/stem.png`` and ``.pdf`` (cropped to its content if ``tight``), close it."""
     paths = []
     for fmt in FORMATS:
         path = out_dir / f"{stem}.{fmt}"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -126,7 +127,7 @@ def plot_samples(tensors: dict[str, Tensor], name: str, exp: dict, out_dir: Path
             if i == 0:
                 ax.set_ylabel(label, fontsize=7)
     fig.suptitle(f"{name}: samples per frame (grey: fresh data)", fontsize=9, y=1 - 0.1 / fig.get_figheight())
-    return _save(fig, out_dir, f"samples_{name}", dpi)
+    return save_figure(fig, out_dir, f"samples_{name}", dpi)
 
 
 def plot_trajectories(tensors: dict[str, Tensor], name: str, out_dir: Path, dpi: int) -> list[Path]:
@@ -155,7 +156,7 @@ def plot_trajectories(tensors: dict[str, Tensor], name: str, out_dir: Path, dpi:
     fig.suptitle(
         f"{name}: PF-ODE trajectories from the same noise (σ = 1 → 0)", fontsize=9, y=1 - 0.1 / fig.get_figheight()
     )
-    return _save(fig, out_dir, f"trajectories_{name}", dpi)
+    return save_figure(fig, out_dir, f"trajectories_{name}", dpi)
 
 
 def plot_conditional_expectation(tensors: dict[str, Tensor], name: str, out_dir: Path, dpi: int) -> list[Path]:
@@ -216,7 +217,7 @@ def plot_conditional_expectation(tensors: dict[str, Tensor], name: str, out_dir:
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.08))
     fig.suptitle(f"{name}: what the causal student of bidirectional pairs can learn (one fixed ε)", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_dir, f"conditional_expectation_{name}", dpi)
+    return save_figure(fig, out_dir, f"conditional_expectation_{name}", dpi)
 
 
 def plot_errors(metrics: dict, out_dir: Path, dpi: int) -> list[Path]:
@@ -265,7 +266,7 @@ def plot_errors(metrics: dict, out_dir: Path, dpi: int) -> list[Path]:
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7, frameon=False, bbox_to_anchor=(0.5, -0.06))
     fig.suptitle("Regression error of the few-step students on held-out pairs", fontsize=9)
     fig.tight_layout()
-    return _save(fig, out_dir, "errors", dpi)
+    return save_figure(fig, out_dir, "errors", dpi)
 
 
 def draw_dataset(tensors: dict[str, Tensor], name: str, exp: dict, out_dir: str | Path, dpi: int = 130) -> list[Path]:
