@@ -1,14 +1,37 @@
-"""``cf-ref`` command line: a thin click layer over the library (``cf-ref toy …``, ``cf-ref full …``)."""
+"""``cf-ref`` command line: a thin click layer over the library (``cf-ref toy …``, ``cf-ref full …``).
+
+The shared layer imports neither track: each track registers its click group under the ``cf_ref.commands``
+entry-point group (``pyproject.toml``), and :func:`main` adds whatever is installed. A track that fails to
+import is reported when its command is asked for, not when another one runs.
+"""
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import click
 
-from full.cli import full
-from toy.cli import toy
+COMMANDS_GROUP = "cf_ref.commands"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class TrackGroup(click.Group):
+    """The top-level group: subcommands are the installed tracks, loaded on first use."""
+
+    def _entries(self) -> dict:
+        return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._entries()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        command = super().get_command(ctx, name)
+        if command is not None:
+            return command
+        entry = self._entries().get(name)
+        return None if entry is None else entry.load()
+
+
+@click.group(cls=TrackGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cf-ref")
 def main() -> None:
     """Causal Forcing reference implementation.
@@ -18,9 +41,6 @@ def main() -> None:
     full  the causal Wan2.1 video DiT: conversion, sampling, three-stage training
     """
 
-
-main.add_command(toy)
-main.add_command(full)
 
 if __name__ == "__main__":
     main()

@@ -23,12 +23,19 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 NUM_TRAIN_TIMESTEPS = 1000
 """Wan's timestep scale: ``t = NUM_TRAIN_TIMESTEPS · σ``."""
+
+DEFAULT_SHIFT = 5.0
+"""Wan's shift in the published Causal Forcing / Self Forcing setting (``timestep_shift: 5.0`` in their configs)."""
+
+GRID_TOLERANCE = 1e-9
+"""Two σ's closer than this are the same grid point (the few-step list is computed exactly on the grid in float64)."""
 
 
 class Prediction(enum.Enum):
@@ -218,6 +225,74 @@ def uniform_few_step_timesteps(num_steps: int) -> tuple[float, ...]:
     return tuple(NUM_TRAIN_TIMESTEPS * (1 - k / num_steps) for k in range(num_steps))
 
 
+def grid_index(grid: Tensor, sigma: float | Tensor, advice: str = "choose a grid that contains it") -> int:
+    r"""The first index n of ``grid`` (``[N+1]``) with :math:`|\sigma_n - \sigma| \le` :data:`GRID_TOLERANCE`.
+
+    The one "is σ on the grid" lookup of the package; a ``ValueError`` naming the nearest point (and ``advice``)
+    if σ is not a grid point.
+    """
+    g = grid.detach().to(torch.float64).reshape(-1)
+    gap = (g - float(sigma)).abs()
+    hits = torch.nonzero(gap <= GRID_TOLERANCE).flatten()
+    if len(hits) == 0:
+        nearest = float(g[gap.argmin()])
+        raise ValueError(f"σ={float(sigma):.6g} is not on the {len(g) - 1}-step grid (nearest {nearest:.6g}); {advice}")
+    return int(hits[0])
+
+
+@dataclass(frozen=True)
+class FewStepSchedule:
+    r"""The few-step student's σ list and the teacher PF-ODE grid it lies on — one object for both tracks.
+
+    ``timesteps`` (unshifted, 0…1000, decreasing) become the student's list
+    :math:`\sigma_k = \mathrm{shift}(t_k/1000)` (:meth:`student_sigmas`, ``[K]``); the teacher integrates its
+    PF-ODE on :math:`\mathrm{shift}(1 - n/N)`, n = 0…N (:meth:`grid`, ``[N+1]``, ``N = ode_steps``). The
+    published setting: 1000/750/500/250, shift 5, N = 48, whose student σ's sit at grid indices 0, 12, 24, 36.
+    With uniform timesteps the list lies on the grid exactly when K divides N (:meth:`check_on_grid`).
+    """
+
+    timesteps: tuple[float, ...] = (1000.0, 750.0, 500.0, 250.0)
+    shift: float = DEFAULT_SHIFT
+    ode_steps: int = 48
+
+    def __post_init__(self) -> None:
+        if self.ode_steps < 1:
+            raise ValueError(f"ode_steps must be >= 1, got {self.ode_steps}")
+        few_step_sigmas(self.timesteps, self.shift)  # validates the list and the shift
+
+    @classmethod
+    def uniform(cls, num_steps: int, shift: float = DEFAULT_SHIFT, ode_steps: int = 48) -> FewStepSchedule:
+        """The K-step schedule with timesteps ``1000, 1000(1-1/K), …`` (:func:`uniform_few_step_timesteps`)."""
+        return cls(uniform_few_step_timesteps(num_steps), shift, ode_steps)
+
+    @property
+    def num_steps(self) -> int:
+        """K, the student's number of denoising steps."""
+        return len(self.timesteps)
+
+    def student_sigmas(self, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``[K]`` the student's σ list, decreasing (:func:`few_step_sigmas`)."""
+        return few_step_sigmas(self.timesteps, self.shift).to(dtype)
+
+    def grid(self, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``[N+1]`` the teacher's PF-ODE grid from 1 to 0 (:func:`sigma_grid`)."""
+        return sigma_grid(self.ode_steps, self.shift).to(dtype)
+
+    def index_of(self, sigma: float | Tensor) -> int:
+        r"""The grid index n with :math:`\sigma_n = \sigma` (:func:`grid_index`); a ``ValueError`` if σ is off the grid."""
+        return grid_index(
+            self.grid(), sigma, f"use an ode_steps that is a multiple of the student's {self.num_steps} steps"
+        )
+
+    def student_indices(self) -> list[int]:
+        """Grid indices of the student's σ's (``[0, 12, 24, 36]`` in the published setting); raises if one is off."""
+        return [self.index_of(s) for s in self.student_sigmas().tolist()]
+
+    def check_on_grid(self) -> None:
+        """Raise a ``ValueError`` unless every student σ is a grid point (ODE pairs keep the states there)."""
+        self.student_indices()
+
+
 def block_ids(num_frames: int, block_size: int) -> Tensor:
     """Block index of every frame: ``[F]`` long tensor ``[0,…,0,1,…,1,…]`` (``block_size`` each).
 
@@ -233,18 +308,30 @@ def block_ids(num_frames: int, block_size: int) -> Tensor:
     return torch.arange(num_frames) // block_size
 
 
-def sample_block_indices(
-    batch_size: int, num_frames: int, num_choices: int, block_size: int = 1, generator: torch.Generator | None = None
+def sample_indices(
+    batch_size: int,
+    num_frames: int,
+    num_choices: int,
+    granularity: Granularity = Granularity.BLOCK,
+    block_size: int = 1,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """One uniform draw in [0, num_choices) per block, repeated over the block's frames: ``[B, F]`` long.
+    """Uniform draws in [0, num_choices), one per sample, per block of ``block_size`` frames or per frame,
+    repeated over the frames that share it: ``[B, F]`` long.
 
-    Used to pick, per block, a trajectory state (ODE distillation) or a grid step (consistency distillation).
+    Used to pick a trajectory state (ODE distillation), a grid step (consistency distillation) or a few-step
+    level (CausVid's generator input). ``SAMPLE`` draws ``[B, 1]``, ``BLOCK`` ``[B, F/b]``, ``FRAME`` ``[B, F]``
+    values from ``generator`` (in that shape, so a draw per sample consumes the generator as a draw per block
+    with ``b = F`` does).
     """
     if num_choices < 1:
         raise ValueError(
             f"num_choices must be >= 1 (the number of states or grid steps to pick from), got {num_choices}"
         )
-    blk = block_ids(num_frames, block_size)
+    if not isinstance(granularity, Granularity):
+        raise ValueError(f"granularity must be a Granularity member, got {granularity!r}")
+    per = {Granularity.SAMPLE: num_frames, Granularity.BLOCK: block_size, Granularity.FRAME: 1}[granularity]
+    blk = block_ids(num_frames, per)
     per_block = torch.randint(0, num_choices, (batch_size, int(blk[-1]) + 1), generator=generator)
     return per_block[:, blk]
 
@@ -268,11 +355,13 @@ def sample_training_sigmas(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor:
-    r"""Training noise levels ``[B, F]``: :math:`\sigma = \mathrm{shift}(u)`, ``u ~ U[t_min, t_max]/1000``.
+    r"""Training noise levels ``[B, F]``: :math:`\sigma = \mathrm{clamp}(\mathrm{shift}(u),\ t_{min}/1000,\ t_{max}/1000)`,
+    ``u ~ U[0, 1)``.
 
-    One draw per sample, per frame or per block (``granularity``). ``t_min``/``t_max`` clamp the
-    range *before* the shift, and the shifted σ is clamped to ``[t_min, t_max]/1000`` afterwards as in
-    DMD (``[20, 980]``). Per-block draws require ``block_size`` to divide ``num_frames``.
+    One draw per sample, per frame or per block (``granularity``); per-block draws require ``block_size`` to
+    divide ``num_frames``. The clamp comes *after* the shift, as in the authors' DMD (``model/dmd.py`` of
+    thu-ml/Causal-Forcing draws ``t ~ U{0…999}``, shifts it, then clamps it to ``[20, 980]``); with the default
+    ``[0, 1000]`` it is the plain shifted uniform of flow-matching training.
     """
     if not 0 <= t_min < t_max <= NUM_TRAIN_TIMESTEPS:
         raise ValueError(f"need 0 <= t_min < t_max <= {NUM_TRAIN_TIMESTEPS}, got {t_min}, {t_max}")
@@ -285,7 +374,6 @@ def sample_training_sigmas(
     else:
         n = int(block_ids(num_frames, block_size)[-1]) + 1
     u = torch.rand(batch_size, n, generator=generator, dtype=torch.float64)
-    u = (t_min + (t_max - t_min) * u) / NUM_TRAIN_TIMESTEPS
     s = shift_sigma(u, shift).clamp(t_min / NUM_TRAIN_TIMESTEPS, t_max / NUM_TRAIN_TIMESTEPS)
     if granularity is Granularity.SAMPLE:
         s = s.expand(batch_size, num_frames)

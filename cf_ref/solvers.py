@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cf_ref.schedule import broadcast_sigma
+from cf_ref.schedule import broadcast_sigma, grid_index
 
 VelocityField = Callable[[Tensor, Tensor], Tensor]
 
@@ -71,19 +71,9 @@ def step(velocity: VelocityField, x: Tensor, sigma: Tensor, sigma_next: Tensor, 
     raise ValueError(f"unknown method {method!r}")
 
 
-def _keep_indices(grid: Tensor, keep_at: Sequence[float] | Tensor, tol: float) -> list[int]:
-    keep = torch.as_tensor(keep_at, dtype=torch.float64).reshape(-1)
-    g = grid.to(torch.float64)
-    out = []
-    for s in keep.tolist():
-        hits = torch.nonzero((g - s).abs() <= tol).flatten()
-        if len(hits) == 0:
-            raise ValueError(
-                f"keep_at σ={s:.6g} is not on the solver grid (nearest {g[(g - s).abs().argmin()]:.6g}); "
-                "choose a grid that contains it, e.g. sigma_grid(N, shift) with N a multiple of the step count"
-            )
-        out.append(int(hits[0]))
-    return out
+def _keep_indices(grid: Tensor, keep_at: Sequence[float] | Tensor) -> list[int]:
+    advice = "choose a grid that contains it, e.g. sigma_grid(N, shift) with N a multiple of the step count"
+    return [grid_index(grid, s, advice) for s in torch.as_tensor(keep_at, dtype=torch.float64).reshape(-1).tolist()]
 
 
 def integrate(
@@ -92,7 +82,6 @@ def integrate(
     grid: Tensor,
     method: Method = Method.EULER,
     keep_at: Sequence[float] | Tensor | None = None,
-    tol: float = 1e-9,
 ) -> Trajectory:
     r"""Integrate :math:`dx/d\sigma = v(x,\sigma)` along ``grid`` (``[N+1]``, monotone) from ``x_init``.
 
@@ -105,7 +94,7 @@ def integrate(
     diffs = grid[1:] - grid[:-1]
     if not (bool((diffs < 0).all()) or bool((diffs > 0).all())):
         raise ValueError("grid must be strictly monotone")
-    keep = _keep_indices(grid, keep_at, tol) if keep_at is not None else []
+    keep = _keep_indices(grid, keep_at) if keep_at is not None else []
     g = grid.to(device=x_init.device, dtype=x_init.dtype)
     kept: dict[int, Tensor] = {}
     x = x_init
@@ -127,12 +116,23 @@ def classifier_free_guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tens
     return uncond + scale * (cond - uncond)
 
 
-def guided(velocity_cond: VelocityField, velocity_uncond: VelocityField, scale: float) -> VelocityField:
-    """A velocity field applying :func:`classifier_free_guidance` to two fields (skips uncond at w = 1)."""
-    if scale == 1.0:
-        return velocity_cond
+def guided_velocity(paired: VelocityField, x: Tensor, sigma: Tensor, scale: float) -> Tensor:
+    r"""Classifier-free guidance in one batched call, :math:`v_\varnothing + w\,(v_c - v_\varnothing)`.
+
+    ``paired([x ; x], [σ ; σ])`` must evaluate the conditional model on the first half of the batch and the
+    unconditional one on the second (the caller stacks its conditioning — text and negative prompt — the same
+    way). x: ``[B, F, *S]``; sigma: 0-d (shared) or per sample / per frame (``[B]``, ``[B, F]``). Returns
+    ``[B, F, *S]``. Both tracks' guided teachers and the KV-cached guided sampler call this.
+    """
+    s = sigma if sigma.ndim == 0 else torch.cat([sigma, sigma])
+    cond, uncond = paired(torch.cat([x, x]), s).chunk(2)
+    return classifier_free_guidance(cond, uncond, scale)
+
+
+def guided(paired: VelocityField, scale: float) -> VelocityField:
+    r"""The velocity field :math:`(x, \sigma) \mapsto` :func:`guided_velocity` ``(paired, x, σ, scale)``."""
 
     def field(x: Tensor, sigma: Tensor) -> Tensor:
-        return classifier_free_guidance(velocity_cond(x, sigma), velocity_uncond(x, sigma), scale)
+        return guided_velocity(paired, x, sigma, scale)
 
     return field

@@ -37,7 +37,7 @@ from safetensors import safe_open
 from torch import Tensor
 
 from cf_ref.io import save_tensors, write_json
-from full.seeding import generator
+from cf_ref.seeding import generator
 
 FORMAT = "cf-ref-set/1"
 INDEX = "index.json"

@@ -64,7 +64,7 @@ from torch import Tensor
 
 from cf_ref.masks import AttentionMode, frame_visibility
 from cf_ref.schedule import sigma_per_frame, timestep_from_sigma
-from cf_ref.solvers import classifier_free_guidance
+from cf_ref.solvers import guided_velocity
 from full.attention import (
     CausalWanCrossAttnProcessor,
     CausalWanSelfAttnProcessor,
@@ -448,7 +448,7 @@ class CausalWanBlockwise:
 
 class GuidedBlockwise:
     r"""CFG over a 2B-batch :class:`CausalWanBlockwise` (first half cond, second half uncond):
-    :math:`\hat v = v_\varnothing + w(v_c - v_\varnothing)` via :func:`cf_ref.solvers.classifier_free_guidance`."""
+    :math:`\hat v = v_\varnothing + w(v_c - v_\varnothing)` via :func:`cf_ref.solvers.guided_velocity`."""
 
     def __init__(self, inner: CausalWanBlockwise, scale: float):
         self.inner, self.scale = inner, scale
@@ -457,8 +457,7 @@ class GuidedBlockwise:
         return self.inner.new_cache()
 
     def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
-        v_cond, v_uncond = self.inner.velocity(torch.cat([x, x]), torch.cat([sigma, sigma]), block, cache).chunk(2)
-        return classifier_free_guidance(v_cond, v_uncond, self.scale)
+        return guided_velocity(lambda xx, ss: self.inner.velocity(xx, ss, block, cache), x, sigma, self.scale)
 
     def commit(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> WanKVCache:
         return self.inner.commit(torch.cat([x, x]), torch.cat([sigma, sigma]), block, cache)

@@ -94,7 +94,7 @@ def run_training(
     if ctx.is_main:
         save_config(config, saved_path)
     barrier(ctx)
-    torch.manual_seed(config.seed + ctx.rank)  # library-internal randomness only; stages draw from full.seeding
+    torch.manual_seed(config.seed + ctx.rank)  # library-internal randomness only; stages draw from cf_ref.seeding
     results: dict[Stage, Path] = {}
     for s in chain:
         folder = stage_dir(config, s)

@@ -30,12 +30,17 @@ import torch
 from torch import Tensor
 
 from cf_ref.distill.cd import consistency_distillation_loss, sample_grid_indices
-from cf_ref.distill.dmd import critic_loss, dmd_generator_loss
-from cf_ref.distill.ode import sample_state_indices
+from cf_ref.distill.dmd import (
+    critic_loss,
+    data_context_samples,
+    dmd_generator_loss,
+    dmd_sigmas,
+    self_rollout_samples,
+)
 from cf_ref.ema import ema_copy, ema_update
 from cf_ref.losses import flow_matching_loss
-from cf_ref.rollout import ar_ode_sample, few_step_rollout, sample_exit_steps
-from cf_ref.schedule import Granularity, interpolate, sample_training_sigmas, x0_from_velocity
+from cf_ref.rollout import ar_ode_sample, sample_exit_steps
+from cf_ref.schedule import Granularity, interpolate, sample_indices, sample_training_sigmas
 from cf_ref.solvers import Method, VelocityField, integrate
 from toy.data import SequenceData
 from toy.networks import FrameNetBlockwise, MaskedFrameMLP
@@ -167,7 +172,7 @@ def train_cd_student(
     def loss(step: int) -> Tensor:
         x0 = sample_data(data, batch_size, rng)
         eps = noise_like(x0, rng)
-        index = sample_grid_indices(batch_size, data.num_frames, n_steps, student.config.block_size, generator=rng)
+        index = sample_grid_indices(batch_size, data.num_frames, n_steps, generator=rng)
         return consistency_distillation_loss(
             student.velocity_field(x0), target.velocity_field(x0), teacher.velocity_field(x0), x0, eps, grid, index
         )
@@ -219,12 +224,10 @@ def generator_samples(
         exits = sample_exit_steps(f // b, len(sigmas), same_exit_across_blocks, generator=rng)
         model = FrameNetBlockwise(net)
         cache = model.new_cache(batch_size)
-        return few_step_rollout(model, noise, b, sigmas, cache, exits, context_noise, generator=rng).x0
+        return self_rollout_samples(model, noise, b, sigmas, cache, exits, context_noise, generator=rng)
     x0 = sample_data(data, batch_size, rng)
-    index = sample_state_indices(batch_size, f, len(sigmas), b, generator=rng)
-    sigma = sigmas.to(x0.dtype)[index]
-    x = interpolate(x0, noise_like(x0, rng), sigma)
-    return x0_from_velocity(x, net.predict(x, sigma, context=x0), sigma)
+    index = sample_indices(batch_size, f, len(sigmas), Granularity.BLOCK, b, generator=rng)
+    return data_context_samples(net.velocity_field(x0), x0, noise_like(x0, rng), sigmas, index)
 
 
 @dataclass(frozen=True)
@@ -260,10 +263,8 @@ class DMDResult:
 
 
 def _dmd_levels(batch_size: int, num_frames: int, s: DMDSettings, rng: torch.Generator) -> Tensor:
-    """One level per sample, shifted and clamped as in the published DMD: ``[B, F]``."""
-    return sample_training_sigmas(
-        batch_size, num_frames, Granularity.SAMPLE, shift=s.shift, t_min=s.t_min, t_max=s.t_max, generator=rng
-    )
+    """One level per sample, shifted and clamped as in the published DMD: ``[B, F]`` (:func:`cf_ref.distill.dmd.dmd_sigmas`)."""
+    return dmd_sigmas(batch_size, num_frames, s.shift, s.t_min, s.t_max, generator=rng)
 
 
 def train_dmd(

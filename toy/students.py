@@ -28,10 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cf_ref.distill.ode import ode_regression_loss, sample_state_indices
+from cf_ref.distill.ode import ode_regression_loss
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import few_step_rollout
-from cf_ref.schedule import Granularity, Prediction
+from cf_ref.schedule import Granularity, Prediction, sample_indices
 from toy.networks import FrameNetBlockwise, FrameNetConfig, MaskedFrameMLP
 from toy.training import OptimConfig, train
 
@@ -139,11 +139,10 @@ def ode_loss_closure(
     num_pairs, num_states = states.shape[:2]
     batch = min(batch_size, num_pairs)
     sig = sigmas.to(states.dtype)
-    index_block = cfg.num_frames if state_granularity is Granularity.SAMPLE else cfg.block_size
 
     def loss_fn(step: int) -> Tensor:
         rows = torch.randint(0, num_pairs, (batch,), generator=generator)
-        index = sample_state_indices(batch, cfg.num_frames, num_states, index_block, generator)
+        index = sample_indices(batch, cfg.num_frames, num_states, state_granularity, cfg.block_size, generator)
         ctx = None if context is None else context[rows]
         return ode_regression_loss(net.velocity_field(ctx), states[rows], sig, target[rows], index)
 

@@ -13,7 +13,9 @@ n ∈ [0, N):
     \hat x_{n+1} = \mathrm{step}_{\text{teacher}}(x_n;\ \sigma_n \to \sigma_{n+1}), \quad
     \mathcal L = \lVert f_\theta(x_n, \sigma_n) - \mathrm{sg}\,f_{\theta^-}(\hat x_{n+1}, \sigma_{n+1})\rVert^2
 
-where :math:`\theta^-` is an EMA target network. With the teacher's exact flow, :math:`f^\star =` flow
+where :math:`\theta^-` is an EMA target network. The grid index n is drawn once per video
+(:func:`sample_grid_indices`), as the authors' ``model/naive_consistency.py`` draws one index per step for the
+whole batch of teacher-forced videos. With the teacher's exact flow, :math:`f^\star =` flow
 map makes the loss zero; in the causal variant the teacher is the AR teacher with clean (teacher
 forcing) context, so no stored pairs are needed.
 """
@@ -24,7 +26,7 @@ import torch
 from torch import Tensor
 
 from cf_ref.losses import x0_regression_loss
-from cf_ref.schedule import interpolate, sample_block_indices, x0_from_velocity
+from cf_ref.schedule import Granularity, interpolate, sample_indices, x0_from_velocity
 from cf_ref.solvers import Method, VelocityField, step
 
 
@@ -33,8 +35,11 @@ def consistency_function(model: VelocityField, x: Tensor, sigma: Tensor) -> Tens
     return x0_from_velocity(x, model(x, sigma), sigma)
 
 
-# one grid index n in [0, N) per block, repeated over its frames: [B, F] long
-sample_grid_indices = sample_block_indices
+def sample_grid_indices(
+    batch_size: int, num_frames: int, num_steps: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """One grid index n ∈ [0, N) per video, repeated over its frames: ``[B, F]`` long (see module doc)."""
+    return sample_indices(batch_size, num_frames, num_steps, Granularity.SAMPLE, generator=generator)
 
 
 def consistency_distillation_loss(

@@ -11,6 +11,14 @@ guidance) and the fake score (a critic trained on generator samples) give clean 
 so :math:`\nabla_x \mathcal L_G = g/|x|` pushes x from the fake towards the real distribution
 (an estimate of the reverse-KL gradient). The critic minimises the flow-matching loss on
 :math:`\mathrm{sg}(x)`.
+
+Both tracks also take from here the two remaining pieces of the DMD stage:
+
+* the levels σ of the scores and the critic (:func:`dmd_sigmas`): one per video,
+  :math:`\sigma = \mathrm{clamp}(\mathrm{shift}(u), t_{min}/1000, t_{max}/1000)`, ``u ~ U[0, 1)``, as the
+  authors' ``model/dmd.py`` (``t ~ U{0…999}``, shifted by 5, clamped to [20, 980]);
+* the generator's training samples: :func:`self_rollout_samples` (Self / Causal Forcing) or
+  :func:`data_context_samples` (CausVid), chosen by :class:`cf_ref.recipes.GeneratorInput`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ import torch
 from torch import Tensor
 
 from cf_ref.losses import flow_matching_loss
-from cf_ref.schedule import interpolate, x0_from_velocity
+from cf_ref.rollout import BlockwiseModel, few_step_rollout
+from cf_ref.schedule import Granularity, interpolate, sample_training_sigmas, x0_from_velocity
 from cf_ref.solvers import VelocityField
 
 
@@ -62,3 +71,59 @@ def critic_loss(
     x = x.detach()
     x_sigma = interpolate(x, eps, sigma)
     return flow_matching_loss(fake_score(x_sigma, sigma), x, eps, weight)
+
+
+def dmd_sigmas(
+    batch_size: int,
+    num_frames: int,
+    shift: float,
+    t_min: float = 20.0,
+    t_max: float = 980.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    r"""Levels of the DMD scores and the critic, ``[B, F]`` float32: one per video,
+    :math:`\sigma = \mathrm{clamp}(\mathrm{shift}(u),\ t_{min}/1000,\ t_{max}/1000)`, ``u ~ U[0, 1)``.
+
+    With the published shift 5 and [20, 980], 0.4 % of the draws sit at the floor σ = 0.02 and 9.3 % at the
+    ceiling 0.98 (:func:`cf_ref.schedule.sample_training_sigmas` with ``Granularity.SAMPLE``).
+    """
+    return sample_training_sigmas(
+        batch_size, num_frames, Granularity.SAMPLE, shift=shift, t_min=t_min, t_max=t_max, generator=generator,
+        device=device,
+    )  # fmt: skip
+
+
+def self_rollout_samples(
+    model: BlockwiseModel,
+    noise: Tensor,
+    block_size: int,
+    sigmas: Tensor,
+    cache: object,
+    exit_steps: list[int],
+    context_noise: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    r"""Self Forcing's generator samples ``[B, F, *S]``: the few-step AR rollout on the generator's own outputs.
+
+    Block j is denoised from ``noise[:, block j]`` down the few-step list ``sigmas [K]`` and stops at
+    ``exit_steps[j]`` (:func:`cf_ref.rollout.sample_exit_steps`); only that call carries gradient when grad
+    mode is on (stochastic gradient truncation), and the block is committed to ``cache`` without gradient at
+    ``context_noise`` (:func:`cf_ref.rollout.few_step_rollout`).
+    """
+    return few_step_rollout(model, noise, block_size, sigmas, cache, exit_steps, context_noise, generator).x0
+
+
+def data_context_samples(
+    teacher_forced: VelocityField, x0: Tensor, noise: Tensor, sigmas: Tensor, index: Tensor
+) -> Tensor:
+    r"""CausVid's generator samples ``[B, F, *S]``: one teacher-forced step from noised data, no rollout.
+
+    Each block of the data ``x0 [B, F, *S]`` is noised to the few-step level :math:`\sigma_k`,
+    ``k = index [B, F]`` (one draw per block, :func:`cf_ref.schedule.sample_indices`), and the generator
+    predicts :math:`\hat x_0 = x - \sigma_k v_\theta(x, \sigma_k \mid x_{0,<j})` with the clean data of
+    earlier blocks as context: ``teacher_forced(x, σ)`` is the generator evaluated teacher-forced on ``x0``.
+    """
+    sigma = sigmas.to(device=x0.device, dtype=x0.dtype)[index.to(x0.device)]
+    x = interpolate(x0, noise, sigma)
+    return x0_from_velocity(x, teacher_forced(x, sigma), sigma)

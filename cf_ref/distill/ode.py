@@ -2,8 +2,9 @@ r"""ODE distillation: regress a few-step student onto a teacher's PF-ODE end poi
 
 Pairs come from :func:`cf_ref.solvers.integrate` (or :func:`cf_ref.rollout.ar_ode_sample`) with
 ``keep_at`` = the few-step σ list: ``states: [B, K, F, *S]`` at ``sigmas: [K]`` and ``target: [B, F, *S]``
-the end point. Each training sample picks, per block, one of the K states; the student sees it and
-predicts the end point:
+the end point. Each training sample picks one of the K states per video or per block
+(:func:`cf_ref.schedule.sample_indices` with the recipe's ``state_granularity``,
+:data:`cf_ref.recipes.RECIPES`); the student sees it and predicts the end point:
 
 .. math::  \mathcal L = \mathbb E_{k}\, \lVert x_{\sigma_k} - \sigma_k v_\theta(x_{\sigma_k}, \sigma_k) - \Phi(\varepsilon) \rVert^2 .
 
@@ -17,11 +18,8 @@ import torch
 from torch import Tensor
 
 from cf_ref.losses import x0_regression_loss
-from cf_ref.schedule import sample_block_indices, x0_from_velocity
+from cf_ref.schedule import x0_from_velocity
 from cf_ref.solvers import VelocityField
-
-# one random trajectory index in [0, K) per block, repeated over its frames: [B, F] long
-sample_state_indices = sample_block_indices
 
 
 def gather_states(states: Tensor, sigmas: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:

@@ -61,7 +61,7 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
         x0, text = batch["latents"], batch["text"]
         rnd = common.step_random(config, ctx, STAGE.value, step, micro, "loss")
         eps = rnd.normal(x0.shape, x0.device)
-        index = sample_grid_indices(x0.shape[0], frames, cfg.num_steps, frames, generator=rnd.cpu)  # one n per video
+        index = sample_grid_indices(x0.shape[0], frames, cfg.num_steps, generator=rnd.cpu)
         teacher_field = common.guided_field(teacher, text, feed.negative(x0.shape[0]), cfg.guidance_scale, tf, b, x0)
         value = consistency_distillation_loss(
             common.velocity_field(student, text, tf, b, x0),

@@ -19,14 +19,14 @@ from torch import Tensor, nn
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, sigma_grid
-from cf_ref.solvers import VelocityField, classifier_free_guidance
+from cf_ref.seeding import derive_seed, generator
+from cf_ref.solvers import VelocityField, guided
 from full.checkpoint import load_weights
 from full.config import ModelPreset, Parallelism, Precision, RunConfig
 from full.data import DataError, DataOrder, SetKind, SyntheticSpec, TensorSet, write_synthetic_latents
 from full.distributed import DistContext, barrier, broadcast_object, place_frozen, wrap_trainable
 from full.logs import write_samples
 from full.model import CausalWanBlockwise, CausalWanTransformer3DModel, GuidedBlockwise, cast_keeping_fp32
-from full.seeding import derive_seed, generator
 
 # --------------------------------------------------------------------------------------------- models
 
@@ -140,15 +140,7 @@ def guided_field(
         return velocity_field(runner, text, mode, block_size, clean)
     both_text = torch.cat([text, negative])
     both_clean = None if clean is None else torch.cat([clean, clean])
-
-    def field(x: Tensor, sigma: Tensor) -> Tensor:
-        s = sigma if sigma.ndim == 0 else torch.cat([sigma, sigma])
-        xx = torch.cat([x, x])
-        v = runner(lambda m: m.velocity(xx, s, both_text, mode=mode, block_size=block_size, clean=both_clean))
-        cond, uncond = v.chunk(2)
-        return classifier_free_guidance(cond, uncond, scale)
-
-    return field
+    return guided(velocity_field(runner, both_text, mode, block_size, both_clean), scale)
 
 
 # --------------------------------------------------------------------------------------------- data and randomness
@@ -220,7 +212,7 @@ class StepRandom:
 
 
 def step_random(config: RunConfig, ctx: DistContext, stage: str, step: int, micro: int, purpose: str) -> StepRandom:
-    """The generators of micro-batch ``micro`` of ``step`` (see :mod:`full.seeding`)."""
+    """The generators of micro-batch ``micro`` of ``step`` (see :mod:`cf_ref.seeding`)."""
     parts = (config.seed, stage, step, micro, purpose)
     return StepRandom(
         cpu=generator("cpu", *parts, ctx.rank),

@@ -34,11 +34,16 @@ import copy
 import torch
 from torch import Tensor
 
-from cf_ref.distill.dmd import critic_loss, dmd_generator_loss
-from cf_ref.distill.ode import sample_state_indices
+from cf_ref.distill.dmd import (
+    critic_loss,
+    data_context_samples,
+    dmd_generator_loss,
+    dmd_sigmas,
+    self_rollout_samples,
+)
 from cf_ref.masks import AttentionMode
-from cf_ref.rollout import few_step_rollout, sample_exit_steps
-from cf_ref.schedule import NUM_TRAIN_TIMESTEPS, Granularity, interpolate, sample_training_sigmas, x0_from_velocity
+from cf_ref.rollout import sample_exit_steps
+from cf_ref.schedule import Granularity, sample_indices
 from full.config import GeneratorRollout, RunConfig, Stage
 from full.data import DataError, SetKind, TensorSet
 from full.distributed import DistContext
@@ -51,12 +56,9 @@ BIDIRECTIONAL = AttentionMode.BIDIRECTIONAL
 
 
 def score_sigmas(config: RunConfig, batch: int, frames: int, rnd: common.StepRandom, device) -> Tensor:
-    """DMD / critic levels ``[B, F]``: one uniform draw per video, shifted, clamped to ``[t_min, t_max]/1000``."""
+    """DMD / critic levels ``[B, F]`` (:func:`cf_ref.distill.dmd.dmd_sigmas`)."""
     cfg = config.dmd
-    s = sample_training_sigmas(
-        batch, frames, Granularity.SAMPLE, shift=config.model.shift, generator=rnd.cpu, device=device
-    )
-    return s.clamp(cfg.t_min / NUM_TRAIN_TIMESTEPS, cfg.t_max / NUM_TRAIN_TIMESTEPS)
+    return dmd_sigmas(batch, frames, config.model.shift, cfg.t_min, cfg.t_max, generator=rnd.cpu, device=device)
 
 
 def real_score_field(real, config: RunConfig, text: Tensor, negative: Tensor):
@@ -77,16 +79,14 @@ def generator_samples(
     sigmas = common.student_sigmas(config).to(text.device)
     if cfg.rollout is GeneratorRollout.DATA:
         x0 = batch["latents"]
-        index = sample_state_indices(x0.shape[0], x0.shape[1], len(sigmas), b, generator=rnd.cpu)
-        sigma = sigmas[index.to(sigmas.device)]
-        x = interpolate(x0, noise, sigma)
-        v = runner(lambda m: m.velocity(x, sigma, text, mode=AttentionMode.TEACHER_FORCING, block_size=b, clean=x0))
-        return x0_from_velocity(x, v, sigma)
+        index = sample_indices(x0.shape[0], x0.shape[1], len(sigmas), Granularity.BLOCK, b, generator=rnd.cpu)
+        teacher_forced = common.velocity_field(runner, text, AttentionMode.TEACHER_FORCING, b, x0)
+        return data_context_samples(teacher_forced, x0, noise, sigmas, index)
     exits = sample_exit_steps(shape[0] // b, len(sigmas), cfg.same_exit_across_blocks, generator=rnd.shared)
 
     def run(m) -> Tensor:
         bw = common.kv_blockwise(m, text, b)
-        return few_step_rollout(bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, generator=rnd.device).x0
+        return self_rollout_samples(bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, rnd.device)
 
     return runner(run)
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from cf_ref.distill.ode import ode_regression_loss, sample_state_indices
+from cf_ref.distill.ode import ode_regression_loss
 from cf_ref.masks import AttentionMode
-from cf_ref.schedule import Granularity, few_step_sigmas
+from cf_ref.schedule import few_step_sigmas, sample_indices
 from full.config import PairTeacher, RunConfig, Stage
 from full.data import DataError, SetKind, TensorSet
 from full.distributed import DistContext
@@ -64,15 +64,14 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
     feed = common.batches(pairs, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
     sigmas = torch.tensor(pairs.meta["sigmas"], dtype=torch.float32, device=ctx.device)
     mode = AttentionMode.TEACHER_FORCING if teacher is PairTeacher.AR else AttentionMode.BLOCK_CAUSAL
-    per = {Granularity.SAMPLE: config.video.latent_frames, Granularity.BLOCK: b, Granularity.FRAME: 1}[
-        cfg.index_granularity
-    ]
 
     def loss(step: int, micro: int):
         batch = feed.fetch(step, micro)
         states, target, text = batch["states"], batch["target"], batch["text"]
         rnd = common.step_random(config, ctx, STAGE.value, step, micro, "loss")
-        index = sample_state_indices(states.shape[0], states.shape[2], states.shape[1], per, generator=rnd.cpu)
+        index = sample_indices(
+            states.shape[0], states.shape[2], states.shape[1], cfg.index_granularity, b, generator=rnd.cpu
+        )
         student = common.velocity_field(runner, text, mode, b, batch.get("clean"))
         return ode_regression_loss(student, states, sigmas, target, index), {}
 

@@ -28,13 +28,13 @@ import torch
 
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import few_step_sigmas, sigma_grid
+from cf_ref.seeding import generator
 from cf_ref.solvers import Method, integrate
 from full.config import PairTeacher, Parallelism, Precision, RunConfig, Stage
 from full.data import SetKind, ShardWriter
 from full.distributed import DistContext, barrier, place_frozen
 from full.model import cast_keeping_fp32
 from full.recipes import stage_dir, stage_inputs
-from full.seeding import generator
 from full.stages import common
 
 STAGE = Stage.ODE_PAIRS

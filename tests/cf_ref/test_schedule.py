@@ -145,19 +145,40 @@ def test_boundary_errors_name_what_was_expected():
     with pytest.raises(ValueError, match="t_min < t_max"):
         sch.sample_training_sigmas(2, 3, t_min=500, t_max=400)
     with pytest.raises(ValueError, match="num_choices"):
-        sch.sample_block_indices(2, 4, 0)
+        sch.sample_indices(2, 4, 0)
+    with pytest.raises(ValueError, match="Granularity"):
+        sch.sample_indices(2, 4, 3, "block")
+    with pytest.raises(ValueError, match="does not divide"):
+        sch.sample_indices(2, 4, 3, sch.Granularity.BLOCK, block_size=3)
     with pytest.raises(ValueError, match="per-block values"):
         sch.expand_per_block(torch.zeros(2, 2), 0)
     with pytest.raises(ValueError, match="shift must be > 0"):
         sch.unshift_sigma(0.5, -1.0)
 
 
-def test_sample_block_indices_are_uniform_and_expand_per_block_repeats():
-    idx = sch.sample_block_indices(20_000, 4, 5, block_size=2, generator=torch.Generator().manual_seed(0))
-    assert bool((idx[:, 0] == idx[:, 1]).all()) and bool((idx[:, 2] == idx[:, 3]).all())
+@pytest.mark.parametrize(
+    "granularity,groups", [(sch.Granularity.SAMPLE, [[0, 1, 2, 3]]), (sch.Granularity.BLOCK, [[0, 1], [2, 3]]),
+                           (sch.Granularity.FRAME, [[0], [1], [2], [3]])]
+)  # fmt: skip
+def test_sample_indices_share_within_a_group_uniform_and_independent_across(granularity, groups):
+    idx = sch.sample_indices(20_000, 4, 5, granularity, block_size=2, generator=torch.Generator().manual_seed(0))
+    assert idx.shape == (20_000, 4) and idx.dtype == torch.long
+    for group in groups:
+        assert bool((idx[:, group] == idx[:, group[:1]]).all())
     shares = torch.bincount(idx[:, 0], minlength=5).double() / 20_000
     torch.testing.assert_close(shares, torch.full((5,), 0.2, dtype=torch.float64), atol=0.015, rtol=0)
-    assert float((idx[:, 0] == idx[:, 2]).double().mean()) == pytest.approx(0.2, abs=0.015)  # blocks independent
+    if len(groups) > 1:  # different groups agree only by chance (1/5)
+        assert float((idx[:, groups[0][0]] == idx[:, groups[1][0]]).double().mean()) == pytest.approx(0.2, abs=0.015)
+
+
+def test_sample_indices_per_sample_consume_the_generator_as_one_block_of_all_frames():
+    """A per-video draw is a per-block draw with b = F: same numbers from the same generator state."""
+    a = sch.sample_indices(7, 6, 9, sch.Granularity.SAMPLE, generator=torch.Generator().manual_seed(4))
+    b = sch.sample_indices(7, 6, 9, sch.Granularity.BLOCK, block_size=6, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+
+
+def test_expand_per_block_repeats():
     vals = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     assert sch.expand_per_block(vals, 3).tolist() == [[1, 1, 1, 2, 2, 2], [3, 3, 3, 4, 4, 4]]
 
@@ -177,3 +198,40 @@ def test_choices_must_be_enum_members_not_strings():
         sch.convert_prediction(x, x, 0.5, "x0", sch.Prediction.VELOCITY)  # was silently read as ε
     with pytest.raises(ValueError, match="Granularity"):
         sch.sample_training_sigmas(2, 2, "frame")  # was silently per block
+
+
+def test_published_few_step_schedule_sits_on_the_teacher_grid():
+    sched = sch.FewStepSchedule()
+    assert (sched.timesteps, sched.shift, sched.ode_steps) == ((1000.0, 750.0, 500.0, 250.0), 5.0, 48)
+    assert sched.student_indices() == [0, 12, 24, 36]
+    torch.testing.assert_close(sched.student_sigmas(), sched.grid()[[0, 12, 24, 36]], atol=1e-12, rtol=0)
+    # independent closed form: σ = 5u / (1 + 4u) at u = 1, 3/4, 1/2, 1/4
+    expected = [5 * u / (1 + 4 * u) for u in (1.0, 0.75, 0.5, 0.25)]
+    assert sched.student_sigmas().tolist() == pytest.approx(expected, abs=1e-15)
+    assert sched.num_steps == 4 and sched.grid().shape == (49,)
+
+
+@given(k=st.integers(1, 12), n=st.integers(1, 60), shift=st.floats(0.5, 8.0))
+def test_uniform_schedule_is_on_the_grid_iff_k_divides_n(k, n, shift):
+    sched = sch.FewStepSchedule.uniform(k, shift, n)
+    if n % k == 0:
+        assert sched.student_indices() == [i * n // k for i in range(k)]
+    else:
+        with pytest.raises(ValueError, match="not on the"):
+            sched.check_on_grid()
+
+
+def test_grid_index_finds_the_first_match_and_explains_a_miss():
+    grid = torch.tensor([1.0, 0.5, 0.5 + 1e-12, 0.0], dtype=torch.float64)
+    assert sch.grid_index(grid, 0.5) == 1 and sch.grid_index(grid, torch.tensor(0.0)) == 3
+    with pytest.raises(ValueError, match=r"σ=0\.3 is not on the 3-step grid \(nearest 0\.5\); add it"):
+        sch.grid_index(grid, 0.3, "add it")
+
+
+def test_few_step_schedule_rejects_bad_settings():
+    with pytest.raises(ValueError, match="ode_steps"):
+        sch.FewStepSchedule(ode_steps=0)
+    with pytest.raises(ValueError, match="shift"):
+        sch.FewStepSchedule(shift=0.0)
+    with pytest.raises(ValueError, match="decreasing"):
+        sch.FewStepSchedule(timesteps=(500.0, 750.0))

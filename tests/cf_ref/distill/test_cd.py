@@ -43,7 +43,7 @@ def test_exact_flow_map_is_self_consistent(method, tol):
     x0, eps, g = _batch()
     teacher = BidirectionalTeacher(DATA).velocity
     grid = sigma_grid(48, shift=3.0)
-    index = sample_grid_indices(64, 2, 48, block_size=2, generator=g)  # one σ per sample (joint teacher)
+    index = sample_grid_indices(64, 2, 48, generator=g)  # one σ per sample (joint teacher)
     student = ExactConsistency()
     loss = consistency_distillation_loss(student, ema_copy(student), teacher, x0, eps, grid, index, method)
     assert float(loss.detach()) < tol  # only the teacher's one-step discretisation error remains
@@ -53,7 +53,7 @@ def test_wrong_student_has_large_loss_and_only_the_student_gets_gradient():
     x0, eps, g = _batch(1)
     teacher = BidirectionalTeacher(DATA).velocity
     grid = sigma_grid(48, shift=3.0)
-    index = sample_grid_indices(64, 2, 48, block_size=2, generator=g)
+    index = sample_grid_indices(64, 2, 48, generator=g)
     student = ExactConsistency(offset=0.5)
     target = ema_copy(ExactConsistency(offset=0.0))
     loss = consistency_distillation_loss(student, target, teacher, x0, eps, grid, index, Method.HEUN)

@@ -1,8 +1,24 @@
 import pytest
 import torch
+from scipy.stats import kstest
 
-from cf_ref.distill.dmd import critic_loss, dmd_generator_loss, dmd_gradient, dmd_surrogate_loss
-from cf_ref.schedule import velocity_from_x0
+from cf_ref.distill.dmd import (
+    critic_loss,
+    data_context_samples,
+    dmd_generator_loss,
+    dmd_gradient,
+    dmd_sigmas,
+    dmd_surrogate_loss,
+    self_rollout_samples,
+)
+from cf_ref.schedule import (
+    Granularity,
+    few_step_sigmas,
+    interpolate,
+    sample_indices,
+    unshift_sigma,
+    velocity_from_x0,
+)
 
 
 def _gaussian_score(mean: float):
@@ -110,3 +126,83 @@ def test_critic_loss_brute_force_and_its_minimiser_is_the_exact_score():
 def test_dmd_shape_errors():
     with pytest.raises(ValueError, match="shapes differ"):
         dmd_gradient(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_dmd_sigmas_follow_the_clamped_shifted_uniform_law():
+    """σ = clamp(shift(u), 0.02, 0.98): atoms at the bounds of mass unshift(0.02) and 1 - unshift(0.98), and the
+    shifted-uniform CDF in between (the authors' DMD timestep rule)."""
+    n, shift = 40_000, 5.0
+    s = dmd_sigmas(n, 3, shift, 20.0, 980.0, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (n, 3) and s.dtype == torch.float32
+    s = s.double()
+    assert bool((s == s[:, :1]).all())  # one level per video
+    s = s[:, 0]
+    lo, hi = float(unshift_sigma(0.02, shift)), float(unshift_sigma(0.98, shift))
+    assert float((s <= 0.02 + 1e-7).double().mean()) == pytest.approx(lo, abs=0.002)  # 0.4 %
+    assert float((s >= 0.98 - 1e-7).double().mean()) == pytest.approx(1 - hi, abs=0.005)  # 9.3 %
+    inner = s[(s > 0.02 + 1e-7) & (s < 0.98 - 1e-7)].numpy()
+    cdf = lambda v: (unshift_sigma(torch.as_tensor(v), shift).numpy() - lo) / (hi - lo)  # noqa: E731
+    assert kstest(inner, cdf).pvalue > 1e-3
+
+
+def test_dmd_sigmas_keep_the_floor_of_the_full_track():
+    """Not the old toy rule (u in [0.02, 0.98] before the shift, floor 0.093): the floor is t_min / 1000."""
+    s = dmd_sigmas(20_000, 1, 5.0, 20.0, 980.0, generator=torch.Generator().manual_seed(1))
+    assert float(s.min()) == pytest.approx(0.02) and float((s < 0.09).double().mean()) > 0.01
+
+
+class _LinearBlocks:
+    """v = a·x, ignoring the cache: the rollout's arithmetic can then be replayed by hand."""
+
+    a = 0.6
+
+    def velocity(self, x, sigma, block, cache):
+        return self.a * x
+
+    def commit(self, x, sigma, block, cache):
+        cache.append((x.clone(), sigma.clone()))
+        return cache
+
+
+def test_self_rollout_samples_replay_by_hand():
+    """Each block runs steps 0..exit of x̂0 = x - σ_k a x, re-noised with fresh draws from the generator."""
+    noise = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sigmas = few_step_sigmas((1000, 750, 500, 250), 5.0)
+    exits = [3, 1]
+    cache = []
+    out = self_rollout_samples(
+        _LinearBlocks(), noise, 2, sigmas, cache, exits, 0.1, generator=torch.Generator().manual_seed(5)
+    )
+    g = torch.Generator().manual_seed(5)
+    for j, e in enumerate(exits):
+        x = noise[:, 2 * j : 2 * j + 2]
+        for k in range(e + 1):
+            x0 = x - float(sigmas[k]) * 0.6 * x
+            if k < e:
+                x = interpolate(x0, torch.randn(x0.shape, generator=g, dtype=x0.dtype), float(sigmas[k + 1]))
+        torch.testing.assert_close(out[:, 2 * j : 2 * j + 2], x0)
+        committed = interpolate(x0, torch.randn(x0.shape, generator=g, dtype=x0.dtype), 0.1)  # context noise
+        torch.testing.assert_close(cache[j][0], committed)
+        torch.testing.assert_close(cache[j][1], torch.full((2, 2), 0.1, dtype=torch.float64))
+
+
+def test_data_context_samples_brute_force():
+    """x = (1-σ_k)x0 + σ_k ε per block, x̂0 = x - σ_k v(x, σ_k | x0), checked element by element."""
+    g = torch.Generator().manual_seed(3)
+    x0, eps = torch.randn(2, 2, 4, 3, generator=g, dtype=torch.float64)
+    sigmas = torch.tensor([1.0, 0.9, 0.6], dtype=torch.float64)
+    index = sample_indices(2, 4, 3, Granularity.BLOCK, block_size=2, generator=g)
+    seen = []
+
+    def teacher_forced(x, sigma):  # depends on the clean context: mean of x0 over all frames, per sample
+        seen.append(sigma.clone())
+        return 0.5 * x + x0.mean(dim=(1, 2), keepdim=True)
+
+    out = data_context_samples(teacher_forced, x0, eps, sigmas, index)
+    for b in range(2):
+        for f in range(4):
+            s = float(sigmas[index[b, f]])
+            x = (1 - s) * x0[b, f] + s * eps[b, f]
+            v = 0.5 * x + x0[b].mean(dim=(0, 1))
+            torch.testing.assert_close(out[b, f], x - s * v)
+    assert len(seen) == 1 and torch.equal(seen[0], sigmas[index])  # one teacher-forced call, per-block levels

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cf_ref.distill.ode import gather_states, ode_regression_loss, sample_state_indices
-from cf_ref.schedule import few_step_sigmas, sigma_grid, velocity_from_x0
+from cf_ref.distill.ode import gather_states, ode_regression_loss
+from cf_ref.schedule import Granularity, few_step_sigmas, sample_indices, sigma_grid, velocity_from_x0
 from cf_ref.solvers import Method
 from tests.cf_ref.gaussian_oracle import flow_map_from, state_at
 from toy.data import ar1_gaussian
@@ -12,18 +12,12 @@ from toy.teachers import BidirectionalTeacher
 def test_gather_states_brute_force():
     states = torch.randn(3, 4, 5, 2)
     sigmas = torch.tensor([1.0, 0.8, 0.5, 0.2])
-    index = sample_state_indices(3, 5, 4, block_size=1, generator=torch.Generator().manual_seed(0))
+    index = sample_indices(3, 5, 4, Granularity.FRAME, generator=torch.Generator().manual_seed(0))
     x, s = gather_states(states, sigmas, index)
     for b in range(3):
         for f in range(5):
             torch.testing.assert_close(x[b, f], states[b, index[b, f], f])
             assert float(s[b, f]) == float(sigmas[index[b, f]])
-
-
-def test_state_indices_are_constant_per_block():
-    idx = sample_state_indices(16, 6, 4, block_size=3, generator=torch.Generator().manual_seed(1))
-    assert idx.shape == (16, 6) and int(idx.max()) < 4
-    assert bool((idx.reshape(16, 2, 3) == idx.reshape(16, 2, 3)[..., :1]).all())
 
 
 def test_ode_regression_loss_vanishes_for_the_flow_map_and_not_otherwise():
@@ -38,7 +32,7 @@ def test_ode_regression_loss_vanishes_for_the_flow_map_and_not_otherwise():
     def exact_student(x, sigma):  # sees every frame; σ is constant per sample here
         return velocity_from_x0(x, flow_map_from(data, x, sigma[:, 0]), sigma)
 
-    index = sample_state_indices(16, 3, 4, block_size=3, generator=torch.Generator().manual_seed(3))
+    index = sample_indices(16, 3, 4, Granularity.SAMPLE, generator=torch.Generator().manual_seed(3))
     assert float(ode_regression_loss(exact_student, traj.states, sig, traj.end, index)) < 1e-10
 
     def biased_student(x, sigma):
