@@ -6,6 +6,8 @@ A crash leaves either the old file or the new one, never a torn one. Weights go 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import json
 import os
 import tempfile
@@ -44,6 +46,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def to_plain(obj: Any) -> Any:
+    """Plain JSON/YAML-ready data: dataclasses → dicts (field order), enums → their values (dict keys too),
+    tuples → lists, tensors → (nested) lists; everything else as it is. The one serialiser of configs, records
+    and metrics in both tracks."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {(k.value if isinstance(k, enum.Enum) else k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    return obj
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -42,3 +42,29 @@ def test_atomic_file_keeps_extension_while_writing_and_gets_umask_permissions(tm
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "clip.mp4").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_to_plain_turns_configs_and_records_into_json_ready_data():
+    import dataclasses
+    import enum
+    import json
+
+    from cf_ref.io import to_plain
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    @dataclasses.dataclass
+    class Inner:
+        pair: tuple[int, int] = (1, 2)
+        colour: Colour = Colour.RED
+
+    @dataclasses.dataclass
+    class Outer:
+        inner: Inner = dataclasses.field(default_factory=Inner)
+        table: dict = dataclasses.field(default_factory=lambda: {Colour.RED: torch.tensor([[1.5, 2.0]])})
+
+    plain = to_plain(Outer())
+    assert plain == {"inner": {"pair": [1, 2], "colour": "red"}, "table": {"red": [[1.5, 2.0]]}}
+    assert json.loads(json.dumps(plain)) == plain
+    assert to_plain(Outer) is Outer  # a class is not an instance: left alone
