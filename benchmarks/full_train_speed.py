@@ -30,11 +30,12 @@ import torch
 
 from cf_ref.io import write_json
 from cf_ref.machine import machine_info
-from full.config import Stage, build_config
-from full.data import SyntheticSpec, write_synthetic_latents
+from full.config import build_config
 from full.distributed import init_distributed
 from full.logs import read_metrics
 from full.pipeline import run_training
+from full.recipes import Stage
+from full.synthetic import SyntheticSpec, write_synthetic_latents
 
 
 def settings(args, out: Path, data: Path | None, model: Path | None) -> list[str]:
@@ -58,8 +59,7 @@ def settings(args, out: Path, data: Path | None, model: Path | None) -> list[str
             *common,
             "model.tiny_base.steps=0",
             "model.tiny_base.videos=8",
-            "ode_pairs.num_steps=8",
-            "cd.num_steps=8",
+            "schedule.ode_steps=8",
         ]
     return [
         *common,

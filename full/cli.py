@@ -8,6 +8,16 @@ from pathlib import Path
 
 import click
 
+from cf_ref.recipes import Forcing, PairTeacher, Recipe
+from cf_ref.schedule import DEFAULT_SHIFT
+from full.config import PRESETS
+from full.recipes import Stage
+
+
+def _choice(enum_type) -> click.Choice:
+    """The values of ``enum_type`` as a click choice (the CLI's choices come from the library's enums)."""
+    return click.Choice([member.value for member in enum_type])
+
 
 @click.group()
 def full() -> None:
@@ -65,7 +75,7 @@ def _slug(text: str, limit: int = 40) -> str:
 @click.option("--width", type=int, help="pixels [832; tiny: 64]")
 @click.option("--window", type=click.IntRange(1), help="rolling KV cache length in blocks (default: whole history)")
 @click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
-@click.option("--shift", type=float, default=5.0, show_default=True, help="timestep shift of the σ list")
+@click.option("--shift", type=float, default=DEFAULT_SHIFT, show_default=True, help="timestep shift of the σ list")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the first prompt (+i for prompt i)")
 @click.option("--fps", type=int, default=16, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
@@ -74,8 +84,10 @@ def _slug(text: str, limit: int = 40) -> str:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 def sample(**opts) -> None:
     """Generate videos block by block with the KV cache and write one MP4 per prompt."""
-    from cf_ref.io import save_tensors, write_json
-    from full.sampler import SampleConfig, config_dict, generate, load_components
+    import dataclasses
+
+    from cf_ref.io import save_tensors, to_plain, write_json
+    from full.sampler import SampleConfig, generate, load_components
     from full.video import encode_image, load_image, to_uint8, video_frames, write_mp4
 
     prompts = _read_prompts(opts["prompt"], opts["prompts"])
@@ -121,11 +133,11 @@ def sample(**opts) -> None:
         manifest = {
             "model": str(opts["model_dir"]) if opts["model_dir"] else "preset:tiny",
             "checkpoint": str(opts["checkpoint"]) if opts["checkpoint"] else None,
-            "config": config_dict(config),
+            "config": to_plain(config),
             "samples": [],
         }
         for i, prompt in enumerate(prompts):
-            run = SampleConfig(**{**config_dict(config), "seed": config.seed + i})
+            run = dataclasses.replace(config, seed=config.seed + i)
             embeds = components.text.encode([prompt]).to(dtype)
             result = generate(components, embeds, run, image_latent=image_latent, progress=True)
             name = f"{i:03d}_{_slug(prompt)}"
@@ -174,7 +186,7 @@ def convert(src: Path, out_dir: Path, key: str, head_dim: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ training
-# `prepare` and `train` (issue 7). Thin layers over full.prepare, full.config and full.pipeline.
+# `prepare` and `train`: thin layers over full.prepare, full.config and full.pipeline.
 
 
 def _fail_clearly(fn):
@@ -238,7 +250,7 @@ def prepare_command(
     cf-ref full prepare --synthetic 64 --frames 4 --height 8 --width 8 --text-length 16 --out data/shapes
     """
     from full import prepare as prep
-    from full.data import SyntheticSpec, write_synthetic_latents
+    from full.synthetic import SyntheticSpec, write_synthetic_latents
 
     sources = [x is not None for x in (videos, latents, prompts, synthetic, synthetic_videos)]
     if sum(sources) != 1:
@@ -266,15 +278,13 @@ def prepare_command(
 
 @full.command("train", context_settings={"ignore_unknown_options": False})
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML or TOML file.")
-@click.option("--preset", type=click.Choice(["tiny"]), help="tiny: random tiny models + synthetic data, CPU, offline.")
-@click.option("--recipe", type=click.Choice(["causal-forcing", "causal-forcing-pp", "self-forcing", "causvid"]))
-@click.option("--stage", type=click.Choice(["ar-diffusion", "ode-pairs", "ode", "cd", "dmd"]), help="Run one stage.")
 @click.option(
-    "--forcing", type=click.Choice(["teacher", "diffusion"]), help="ar-diffusion context (ablation: diffusion)."
+    "--preset", type=click.Choice(list(PRESETS)), help="tiny: random tiny models + synthetic data, CPU, offline."
 )
-@click.option(
-    "--teacher", type=click.Choice(["ar", "bidirectional"]), help="ode-pairs teacher (baseline: bidirectional)."
-)
+@click.option("--recipe", type=_choice(Recipe), help="The stage chain and the options it fixes (full.recipes).")
+@click.option("--stage", type=_choice(Stage), help="Run one stage.")
+@click.option("--forcing", type=_choice(Forcing), help="ar-diffusion context (ablation: diffusion).")
+@click.option("--teacher", type=_choice(PairTeacher), help="ode-pairs teacher (baseline: bidirectional).")
 @click.option("--out", help="Output folder (overrides the config's `out`).")
 @click.option(
     "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. dmd.guidance_scale=3.0."
@@ -292,7 +302,7 @@ def train_command(config_path, preset, recipe, stage, forcing, teacher, out, set
     torchrun --nproc_per_node 8 -m cf_ref.cli full train --config run.yaml dmd.guidance_scale=3.0
     cf-ref full train --config run.yaml --resume
     """
-    from full.config import Stage, build_config
+    from full.config import build_config
     from full.distributed import init_distributed, shutdown
     from full.pipeline import run_training
 

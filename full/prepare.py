@@ -24,7 +24,8 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from full.data import DataError, SetKind, ShardWriter, read_prompts, render_rgb, sample_shape_videos
+from full.data import DataError, SetKind, ShardWriter, read_prompts
+from full.synthetic import render_rgb, sample_shape_videos
 from full.text import WAN_TEXT_LENGTH, TextEncoder
 from full.video import normalize_latents
 

@@ -1,134 +1,71 @@
-"""Recipes: which stages run, in which order, with which stage options, and which output feeds which stage.
+"""The full track's stages and the chain each recipe runs, read off the shared recipe table.
+
+The recipes, their initialisation, ODE-state granularity and DMD generator input are defined once, in
+:data:`cf_ref.recipes.RECIPES`; this module only says which full-track stages realise an initialisation
+(:data:`INIT_STAGES`) and which configuration layer a recipe contributes (:func:`recipe_settings`):
 
 =================== ============================================== ==========================================
-recipe              stages                                         fixed options
+recipe              stages                                         options the recipe fixes
 =================== ============================================== ==========================================
-causal-forcing      ar-diffusion → ode-pairs → ode → dmd           pairs from the AR teacher (clean context);
-                                                                   DMD with self-forcing rollout
+causal-forcing      ar-diffusion → ode-pairs → ode → dmd           pairs from the AR teacher (clean context),
+                                                                   one ODE state per video; self rollout
 causal-forcing-pp   ar-diffusion → cd → dmd                        CD along the AR teacher's PF-ODE; self rollout
-self-forcing        ode-pairs → ode → dmd                          pairs from the bidirectional model, one ODE state
-                                                                   per block; self rollout
+self-forcing        ode-pairs → ode → dmd                          pairs from the bidirectional model, one ODE
+                                                                   state per block; self rollout
 causvid             ode-pairs → ode → dmd                          bidirectional pairs, one ODE state per block;
-                                                                   DMD generator conditioned on clean data
-                                                                   context (no self rollout)
+                                                                   DMD generator on clean data context
+ar-diffusion-init   ar-diffusion → dmd                             the AR teacher is the DMD generator's start
+                                                                   (an ablation); self rollout
 =================== ============================================== ==========================================
 
-Stage outputs live in ``<out>/<stage>/``; a training stage's final weights are
-``<out>/<stage>/final/model.safetensors`` (its EMA, where kept, ``ema.safetensors`` beside it), the ODE
-pairs are the set ``<out>/ode-pairs/``. :func:`stage_inputs` resolves what a stage starts from: an explicit
-``<stage>.init`` / ``ode.pairs`` in the configuration, else the previous stage of the recipe, else the base model.
+Which output feeds which stage is :mod:`full.stage_inputs`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+import enum
 from typing import Any
 
-from full.config import ConfigError, Recipe, RunConfig, Stage
+from cf_ref.recipes import RECIPES, Init, Recipe
 
 
-@dataclass(frozen=True)
-class RecipeSpec:
-    stages: tuple[Stage, ...]
-    settings: dict[str, Any]  # configuration layer applied before preset / file / overrides
-    summary: str
+class Stage(enum.Enum):
+    """The stages of the full track, in pipeline order."""
+
+    AR_DIFFUSION = "ar-diffusion"  # AR teacher from the bidirectional model by teacher forcing
+    ODE_PAIRS = "ode-pairs"  # PF-ODE trajectories (AR teacher with clean context, or bidirectional baseline)
+    ODE = "ode"  # ODE regression of the few-step causal student on the pairs
+    CD = "cd"  # causal consistency distillation along the AR teacher's PF-ODE (Causal Forcing++)
+    DMD = "dmd"  # asymmetric DMD with self-forcing rollout (or CausVid's data context)
+
+    @property
+    def section(self) -> str:
+        """The stage's section of :class:`full.config.RunConfig` (``ode-pairs`` → ``ode_pairs``)."""
+        return self.value.replace("-", "_")
 
 
-RECIPES: dict[Recipe, RecipeSpec] = {
-    Recipe.CAUSAL_FORCING: RecipeSpec(
-        (Stage.AR_DIFFUSION, Stage.ODE_PAIRS, Stage.ODE, Stage.DMD),
-        {"ode_pairs": {"teacher": "ar"}, "dmd": {"rollout": "self"}},
-        "AR teacher by teacher forcing → causal ODE pairs → ODE regression → asymmetric DMD (self rollout)",
-    ),
-    Recipe.CAUSAL_FORCING_PP: RecipeSpec(
-        (Stage.AR_DIFFUSION, Stage.CD, Stage.DMD),
-        {"dmd": {"rollout": "self"}},
-        "AR teacher by teacher forcing → causal consistency distillation → asymmetric DMD (self rollout)",
-    ),
-    Recipe.SELF_FORCING: RecipeSpec(
-        (Stage.ODE_PAIRS, Stage.ODE, Stage.DMD),
-        {"ode_pairs": {"teacher": "bidirectional"}, "ode": {"index_granularity": "block"}, "dmd": {"rollout": "self"}},
-        "bidirectional ODE pairs → ODE regression → DMD with self rollout",
-    ),
-    Recipe.CAUSVID: RecipeSpec(
-        (Stage.ODE_PAIRS, Stage.ODE, Stage.DMD),
-        {"ode_pairs": {"teacher": "bidirectional"}, "ode": {"index_granularity": "block"}, "dmd": {"rollout": "data"}},
-        "bidirectional ODE pairs → ODE regression → DMD on clean data context (no self rollout)",
-    ),
+INIT_STAGES: dict[Init, tuple[Stage, ...]] = {
+    Init.CAUSAL_ODE: (Stage.AR_DIFFUSION, Stage.ODE_PAIRS, Stage.ODE),
+    Init.CAUSAL_CD: (Stage.AR_DIFFUSION, Stage.CD),
+    Init.BIDIRECTIONAL_ODE: (Stage.ODE_PAIRS, Stage.ODE),
+    Init.AR_DIFFUSION: (Stage.AR_DIFFUSION,),
 }
+"""The stages that initialise the few-step student, per initialisation; every recipe then runs ``dmd``."""
+
+
+def recipe_stages(recipe: Recipe) -> tuple[Stage, ...]:
+    """The stage chain of ``recipe``, in order (see the module table)."""
+    return (*INIT_STAGES[RECIPES[recipe].init], Stage.DMD)
 
 
 def recipe_settings(recipe: Recipe) -> dict[str, Any]:
-    """The configuration layer a recipe contributes (see :func:`full.config.build_config`)."""
-    return {"recipe": recipe.value, **RECIPES[recipe].settings}
-
-
-def stage_dir(config: RunConfig, stage: Stage) -> Path:
-    return Path(config.out) / stage.value
-
-
-def final_weights(config: RunConfig, stage: Stage) -> Path:
-    """Where a training stage leaves its final weights."""
-    return stage_dir(config, stage) / "final" / "model.safetensors"
-
-
-@dataclass(frozen=True)
-class StageInputs:
-    """What a stage starts from: ``init`` weights (None = the base model) and, for ``ode``, the pair set."""
-
-    init: Path | None
-    pairs: Path | None = None
-
-
-def _previous(config: RunConfig, stage: Stage, candidates: tuple[Stage, ...]) -> Stage | None:
-    chain = RECIPES[config.recipe].stages
-    before = chain[: chain.index(stage)] if stage in chain else chain
-    for s in reversed(before):
-        if s in candidates:
-            return s
-    return None
-
-
-def _must_exist(path: Path, stage: Stage, source: str) -> Path:
-    if not path.exists():
-        raise ConfigError(
-            f"stage {stage.value} starts from {source} at {path}, which does not exist; "
-            f"run that stage first or point {stage.value.replace('-', '_')}.init / ode.pairs at an existing file"
-        )
-    return path
-
-
-def stage_inputs(config: RunConfig, stage: Stage, check: bool = True) -> StageInputs:
-    """Resolve the inputs of ``stage`` (see module doc); with ``check`` a missing file is a clear error."""
-    section = getattr(config, stage.value.replace("-", "_"))
-    explicit = Path(section.init) if section.init else None
-    trained = (Stage.AR_DIFFUSION,)
-    if stage is Stage.AR_DIFFUSION:
-        init = explicit
-    elif stage is Stage.ODE_PAIRS:
-        from full.config import PairTeacher
-
-        prev = _previous(config, stage, trained) if config.ode_pairs.teacher is PairTeacher.AR else None
-        if config.ode_pairs.teacher is PairTeacher.AR and explicit is None and prev is None:
-            raise ConfigError(
-                "ode_pairs.teacher=ar needs an AR teacher: this recipe has no ar-diffusion stage, "
-                "so set ode_pairs.init to the AR teacher's weights"
-            )
-        init = explicit or (final_weights(config, prev) if prev else None)
-    elif stage in (Stage.ODE, Stage.CD):
-        prev = _previous(config, stage, trained)
-        init = explicit or (final_weights(config, prev) if prev else None)
-        if stage is Stage.CD and init is None:
-            raise ConfigError("cd distils along an AR teacher's PF-ODE: set cd.init or use a recipe with ar-diffusion")
-    else:  # DMD
-        prev = _previous(config, stage, (Stage.ODE, Stage.CD))
-        init = explicit or (final_weights(config, prev) if prev else None)
-    pairs = None
-    if stage is Stage.ODE:
-        pairs = Path(config.ode.pairs) if config.ode.pairs else stage_dir(config, Stage.ODE_PAIRS)
-        if check:
-            _must_exist(pairs / "index.json", stage, "the ODE-pair set")
-    if check and init is not None:
-        _must_exist(init, stage, "the weights")
-    return StageInputs(init=init, pairs=pairs)
+    """The configuration layer ``recipe`` contributes (applied before preset, file and overrides, see
+    :func:`full.config.build_config`): whose PF-ODE makes the pairs, how the ODE state index is drawn, what the
+    DMD generator conditions on — each from the recipe's :class:`cf_ref.recipes.RecipeSpec`."""
+    spec = RECIPES[recipe]
+    layer: dict[str, Any] = {"recipe": recipe.value, "dmd": {"generator_input": spec.generator_input.value}}
+    if spec.pair_teacher is not None:
+        layer["ode_pairs"] = {"teacher": spec.pair_teacher.value}
+    if Stage.ODE in INIT_STAGES[spec.init]:
+        layer["ode"] = {"index_granularity": spec.state_granularity.value}
+    return layer

@@ -2,7 +2,7 @@ r"""Few-step causal video generation, block by block with the KV cache, and stre
 
 For every block of ``b`` latent frames (b = 1 frame-wise, 3 chunk-wise):
 :func:`cf_ref.rollout.few_step_rollout` denoises it on the few-step σ list
-(:func:`cf_ref.schedule.few_step_sigmas`, e.g. t = 1000/750/500/250 warped by the shift 5), re-noising
+(:meth:`cf_ref.schedule.FewStepSchedule.uniform`, e.g. t = 1000/750/500/250 warped by the shift 5), re-noising
 with fresh noise between steps, then commits it to the KV cache with one more pass at σ = 0 (or at the
 ``context_noise`` level); the block is decoded to pixels right away by the streaming VAE decoder. The
 rollout is called once per block (the cache is rebased in between), which is what lets the first block
@@ -18,19 +18,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from cf_ref.rollout import few_step_rollout
-from cf_ref.schedule import few_step_sigmas, uniform_few_step_timesteps
+from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
 from full.model import CausalWanTransformer3DModel
 from full.text import TextEncoder, load_text_encoder
 from full.video import StreamingDecoder, load_vae, video_frames
-
-WAN_SHIFT = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class SampleConfig:
     num_frames: int = 21  # latent frames (81 video frames)
     height: int = 480  # pixels
     width: int = 832
-    shift: float = WAN_SHIFT
+    shift: float = DEFAULT_SHIFT
     context_noise: float = 0.0  # σ of the cache pass (0 = clean)
     window: int | None = None  # rolling KV cache, in blocks (None = whole history)
     seed: int = 0
@@ -62,8 +60,8 @@ class SampleConfig:
             raise ValueError(f"context_noise must be in [0, 1), got {self.context_noise}")
 
     def sigmas(self, steps: int | None = None) -> Tensor:
-        """The few-step σ list (float64) for ``steps`` (default ``self.steps``)."""
-        return few_step_sigmas(uniform_few_step_timesteps(steps or self.steps), shift=self.shift)
+        """The few-step σ list (float64) for ``steps`` (default ``self.steps``): the uniform K-step schedule."""
+        return FewStepSchedule.uniform(steps or self.steps, self.shift).student_sigmas()
 
 
 @dataclass
@@ -235,8 +233,3 @@ def generate(
     timings["total"] = time.perf_counter() - start
     video = torch.cat(videos, dim=1) if decoder is not None else None
     return SampleResult(torch.cat(latents, dim=1), video, timings)
-
-
-def config_dict(config: SampleConfig) -> dict:
-    """The config as JSON-ready values."""
-    return asdict(config)

@@ -22,12 +22,18 @@ from torch import Tensor
 
 from cf_ref.losses import flow_matching_loss
 from cf_ref.masks import AttentionMode
+from cf_ref.recipes import Forcing
 from cf_ref.schedule import Granularity, LossWeighting, interpolate, loss_weight, sample_training_sigmas
-from full.config import Forcing, RunConfig, Stage
+from full.config import RunConfig
 from full.data import SetKind
 from full.distributed import DistContext
-from full.recipes import stage_inputs
-from full.stages import common
+from full.recipes import Stage
+from full.stage_inputs import stage_inputs
+from full.stages.batches import check_text, latent_shape, open_set, stage_batches
+from full.stages.fields import velocity_field
+from full.stages.models import build_model, trainable
+from full.stages.previews import ar_teacher_sample, preview_sampler
+from full.stages.randomness import StepRandom, step_random
 from full.train import StagePlan, Trainee, Update, make_optimizer
 
 STAGE = Stage.AR_DIFFUSION
@@ -36,7 +42,7 @@ STAGE = Stage.AR_DIFFUSION
 def denoising_loss(
     runner,
     batch: dict[str, Tensor],
-    rnd: common.StepRandom,
+    rnd: StepRandom,
     mode: AttentionMode,
     granularity: Granularity,
     weighting: LossWeighting,
@@ -50,39 +56,33 @@ def denoising_loss(
         x0.shape[0], x0.shape[1], granularity, block_size, shift, generator=rnd.cpu, device=x0.device
     )
     eps = rnd.normal(x0.shape, x0.device)
-    v = common.velocity_field(runner, text, mode, block_size, clean)(interpolate(x0, eps, sigma), sigma)
+    v = velocity_field(runner, text, mode, block_size, clean)(interpolate(x0, eps, sigma), sigma)
     return flow_matching_loss(v, x0, eps, loss_weight(sigma, weighting))
 
 
 def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
     cfg, b = config.ar_diffusion, config.model.block_size
-    model = common.build_model(config, stage_inputs(config, STAGE).init, "AR teacher")
-    data = common.open_set(config.data.latents, SetKind.LATENTS, "ar-diffusion")
-    data.check_latent_shape(common.latent_shape(config, model))
-    common.check_text(data, model)
-    runner = common.trainable(model, config, ctx)
+    model = build_model(config, stage_inputs(config, STAGE).init, "AR teacher")
+    data = open_set(config.data.latents, SetKind.LATENTS, "ar-diffusion")
+    data.check_latent_shape(latent_shape(config, model))
+    check_text(data, model)
+    runner = trainable(model, config, ctx)
     trainee = Trainee("teacher", runner, make_optimizer(runner, cfg.optim), cfg.optim.max_grad_norm)
-    feed = common.batches(data, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
+    feed = stage_batches(data, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
     mode = AttentionMode.TEACHER_FORCING if cfg.forcing is Forcing.TEACHER else AttentionMode.BLOCK_CAUSAL
 
     def loss(step: int, micro: int):
         batch = feed.fetch(step, micro)
-        rnd = common.step_random(config, ctx, STAGE.value, step, micro, "loss")
+        rnd = step_random(config, ctx, STAGE.value, step, micro, "loss")
         clean = batch["latents"] if cfg.forcing is Forcing.TEACHER else None
-        return denoising_loss(
-            runner, batch, rnd, mode, cfg.granularity, cfg.weighting, b, config.model.shift, clean
-        ), {}
+        shift = config.schedule.shift
+        return denoising_loss(runner, batch, rnd, mode, cfg.granularity, cfg.weighting, b, shift, clean), {}
 
     def updates(step: int) -> list[Update]:
         return [Update("teacher", lambda micro: loss(step, micro))]
 
-    sample = common.sampler(
-        config,
-        ctx,
-        data,
-        common.latent_shape(config, model),
-        lambda text, negative, noise: common.ar_teacher_sample(
-            runner, config, text, negative, noise, config.ode_pairs.num_steps, config.ode_pairs.guidance_scale
-        ),
-    )
+    def generate(text, negative, noise):
+        return ar_teacher_sample(runner, config, text, negative, noise, config.ode_pairs.guidance_scale)
+
+    sample = preview_sampler(config, ctx, data, latent_shape(config, model), generate)
     return StagePlan(STAGE.value, {"teacher": trainee}, updates, exports={"model": runner}, sample=sample)

@@ -1,12 +1,12 @@
-"""The tiny preset's base model: a tiny random DiT trained bidirectionally on the synthetic set.
+"""The tiny preset's assets: the synthetic latent set and a base model trained on it.
 
 The recipes start from a *pretrained* bidirectional video model (Wan2.1-T2V-1.3B). Offline, the tiny preset
 has none, so it makes one: :func:`full.tiny.tiny_transformer` trained for ``model.tiny_base.steps`` steps
 with the flow-matching loss of :mod:`full.stages.ar_diffusion` in bidirectional mode (one σ per video,
 uniform weight; the caption replaced by the negative prompt's embedding with probability
 ``caption_dropout``, so that classifier-free guidance has an unconditional model to extrapolate from,
-as in text-to-video pretraining), then written as a diffusers folder ``<out>/base-model`` that every stage loads like a real
-checkpoint. Not part of the published pipeline.
+as in text-to-video pretraining), then written as a diffusers folder ``<out>/base-model`` that every stage
+loads like a real checkpoint. Not part of the published pipeline.
 """
 
 from __future__ import annotations
@@ -19,46 +19,82 @@ import torch
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import Granularity, LossWeighting
 from full.checkpoint import load_weights
-from full.config import LoopConfig, OptimizerConfig, RunConfig
-from full.data import TensorSet
-from full.distributed import DistContext, barrier
-from full.stages import common
+from full.config import LoopConfig, ModelPreset, OptimizerConfig, RunConfig
+from full.data import SetKind, TensorSet
+from full.distributed import DistContext, barrier, broadcast_object
 from full.stages.ar_diffusion import denoising_loss
+from full.stages.batches import stage_batches
+from full.stages.models import base_model_dir, trainable
+from full.stages.randomness import step_random
+from full.synthetic import SyntheticSpec, write_synthetic_latents
+from full.tiny import TINY, tiny_transformer
 from full.train import StagePlan, Trainee, Update, make_optimizer, run_stage
 
 NAME = "base-pretrain"
 
 
+def _write_synthetic_set(config: RunConfig, folder: Path) -> None:
+    v = config.video
+    spec = SyntheticSpec(
+        count=config.model.tiny_base.videos,
+        frames=v.latent_frames,
+        channels=TINY.latent_channels,
+        height=v.latent_height,
+        width=v.latent_width,
+        text_length=TINY.text_length,
+        text_dim=TINY.text_dim,
+        seed=config.seed,
+    )
+    write_synthetic_latents(folder, spec)
+
+
+def prepare_assets(config: RunConfig, ctx: DistContext) -> RunConfig:
+    """With the tiny preset: write the synthetic latent set (unless ``data.latents`` is given) and the tiny base
+    model trained on it under ``<out>``, once; point the configuration at the set. Returns the configuration to
+    run (unchanged without the preset)."""
+    if config.model.preset is not ModelPreset.TINY:
+        return config
+    base = base_model_dir(config)
+    data = Path(config.data.latents) if config.data.latents else Path(config.out) / "data" / "latents"
+    if ctx.is_main and config.data.latents is None and not (data / "index.json").is_file():
+        _write_synthetic_set(config, data)
+    barrier(ctx)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, latents=str(data)))
+    # Every process must take the same branch (it runs collectives): rank 0 looks, the others follow.
+    if broadcast_object(ctx, not (base / "config.json").is_file()):
+        pretrain_tiny_base(config, ctx, TensorSet(data, SetKind.LATENTS), base)
+    return config
+
+
+def _pretrain_plan(config: RunConfig, ctx: DistContext, data: TensorSet, model, loop: LoopConfig) -> StagePlan:
+    tb = config.model.tiny_base
+    no_checkpointing = dataclasses.replace(config.parallel, gradient_checkpointing=False)
+    runner = trainable(model, dataclasses.replace(config, parallel=no_checkpointing), ctx)
+    optim = OptimizerConfig(lr=tb.lr, betas=(0.9, 0.999), weight_decay=0.0, max_grad_norm=1.0)
+    trainee = Trainee("base", runner, make_optimizer(runner, optim), optim.max_grad_norm)
+    feed = stage_batches(data, config, ctx, loop.batch_size, loop.grad_accum, NAME)
+
+    def loss(step: int, micro: int):
+        batch = feed.fetch(step, micro)
+        rnd = step_random(config, ctx, NAME, step, micro, "loss")
+        drop = torch.rand(batch["text"].shape[0], generator=rnd.cpu) < tb.caption_dropout  # learn p(x) too
+        batch["text"] = torch.where(
+            drop[:, None, None].to(batch["text"].device), feed.negative(len(drop)), batch["text"]
+        )
+        mode = AttentionMode.BIDIRECTIONAL
+        args = (mode, Granularity.SAMPLE, LossWeighting.UNIFORM, 1, config.schedule.shift, None)
+        return denoising_loss(runner, batch, rnd, *args), {}
+
+    return StagePlan(NAME, {"base": trainee}, lambda step: [Update("base", lambda m: loss(step, m))], {"model": runner})
+
+
 def pretrain_tiny_base(config: RunConfig, ctx: DistContext, data: TensorSet, folder: Path) -> Path:
     """Train the tiny base model (see module doc) and save it to ``folder``; returns ``folder``."""
-    from full.tiny import tiny_transformer
-
     tb = config.model.tiny_base
     model = tiny_transformer(seed=config.seed)
     if tb.steps > 0:
-        runner = common.trainable(
-            model,
-            dataclasses.replace(config, parallel=dataclasses.replace(config.parallel, gradient_checkpointing=False)),
-            ctx,
-        )
-        optim = OptimizerConfig(lr=tb.lr, betas=(0.9, 0.999), weight_decay=0.0, max_grad_norm=1.0)
-        trainee = Trainee("base", runner, make_optimizer(runner, optim), optim.max_grad_norm)
         loop = LoopConfig(steps=tb.steps, batch_size=tb.batch_size, checkpoint_every=tb.steps, keep_checkpoints=1)
-        feed = common.batches(data, config, ctx, loop.batch_size, loop.grad_accum, NAME)
-
-        def loss(step: int, micro: int):
-            batch = feed.fetch(step, micro)
-            rnd = common.step_random(config, ctx, NAME, step, micro, "loss")
-            drop = torch.rand(batch["text"].shape[0], generator=rnd.cpu) < tb.caption_dropout  # learn p(x) too
-            batch["text"] = torch.where(
-                drop[:, None, None].to(batch["text"].device), feed.negative(len(drop)), batch["text"]
-            )
-            args = (AttentionMode.BIDIRECTIONAL, Granularity.SAMPLE, LossWeighting.UNIFORM, 1, config.model.shift, None)
-            return denoising_loss(runner, batch, rnd, *args), {}
-
-        plan = StagePlan(
-            NAME, {"base": trainee}, lambda step: [Update("base", lambda m: loss(step, m))], {"model": runner}
-        )
+        plan = _pretrain_plan(config, ctx, data, model, loop)
         work = Path(config.out) / NAME
         final = run_stage(plan, loop, config.logging, config.parallel.precision, ctx, work, resume=True)
         model = tiny_transformer(seed=config.seed)

@@ -1,7 +1,7 @@
 r"""Stage ``cd``: causal consistency distillation along the AR teacher's PF-ODE (Causal Forcing++).
 
-No stored pairs: from a clean video :math:`x_0` and noise ε, with the shifted N-step grid (N = 48) and one
-grid index n per video,
+No stored pairs: from a clean video :math:`x_0` and noise ε, with the schedule's shifted N-step grid
+(``config.schedule.grid()``, N = 48) and one grid index n per video (:func:`cf_ref.distill.cd.sample_grid_indices`),
 
 .. math::
     x_n = (1-\sigma_n)x_0 + \sigma_n\varepsilon, \quad
@@ -18,73 +18,78 @@ from __future__ import annotations
 
 import copy
 
+import torch
+from torch import Tensor, nn
+
 from cf_ref.distill.cd import consistency_distillation_loss, sample_grid_indices
 from cf_ref.masks import AttentionMode
-from cf_ref.schedule import sigma_grid
 from cf_ref.solvers import Method
-from full.config import RunConfig, Stage
+from full.config import RunConfig
 from full.data import SetKind
 from full.distributed import DistContext
-from full.recipes import stage_inputs
-from full.stages import common
+from full.recipes import Stage
+from full.stage_inputs import stage_inputs
+from full.stages.batches import Batches, check_text, latent_shape, open_set, stage_batches
+from full.stages.fields import guided_field, velocity_field
+from full.stages.models import build_model, frozen, trainable
+from full.stages.previews import few_step_sample, preview_sampler
+from full.stages.randomness import step_random
 from full.train import StagePlan, Trainee, Update, make_optimizer
 
 STAGE = Stage.CD
+TF = AttentionMode.TEACHER_FORCING
+
+
+def cd_loss(
+    config: RunConfig,
+    ctx: DistContext,
+    feed: Batches,
+    models: tuple[nn.Module, nn.Module, nn.Module],
+    step: int,
+    micro: int,
+) -> Tensor:
+    """The loss of the module doc on micro-batch ``micro`` of ``step``; ``models`` = (student, EMA target, teacher)."""
+    student, target, teacher = models
+    cfg, b = config.cd, config.model.block_size
+    batch = feed.fetch(step, micro)
+    x0, text = batch["latents"], batch["text"]
+    rnd = step_random(config, ctx, STAGE.value, step, micro, "loss")
+    eps = rnd.normal(x0.shape, x0.device)
+    index = sample_grid_indices(x0.shape[0], config.video.latent_frames, config.schedule.ode_steps, generator=rnd.cpu)
+    teacher_field = guided_field(teacher, text, feed.negative(x0.shape[0]), cfg.guidance_scale, TF, b, x0)
+    return consistency_distillation_loss(
+        velocity_field(student, text, TF, b, x0),
+        velocity_field(target, text, TF, b, x0),
+        teacher_field,
+        x0,
+        eps,
+        config.schedule.grid(torch.float32).to(x0.device),
+        index,
+        Method.EULER,
+    )
 
 
 def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
-    cfg, b = config.cd, config.model.block_size
-    init = stage_inputs(config, STAGE).init
-    student_model = common.build_model(config, init, "CD student")
-    data = common.open_set(config.data.latents, SetKind.LATENTS, "cd")
-    data.check_latent_shape(common.latent_shape(config, student_model))
-    common.check_text(data, student_model)
-    teacher = common.frozen(copy.deepcopy(student_model), config, ctx)
-    target = common.frozen(copy.deepcopy(student_model), config, ctx, cast=False)
-    student = common.trainable(student_model, config, ctx)
-    trainee = Trainee(
-        "student",
-        student,
-        make_optimizer(student, cfg.optim),
-        cfg.optim.max_grad_norm,
-        ema=target,
-        ema_decay=cfg.ema_decay,
-        ema_start=0,
-    )
-    feed = common.batches(data, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
-    grid = sigma_grid(cfg.num_steps, config.model.shift).float()
-    tf = AttentionMode.TEACHER_FORCING
-    frames = config.video.latent_frames
-
-    def loss(step: int, micro: int):
-        batch = feed.fetch(step, micro)
-        x0, text = batch["latents"], batch["text"]
-        rnd = common.step_random(config, ctx, STAGE.value, step, micro, "loss")
-        eps = rnd.normal(x0.shape, x0.device)
-        index = sample_grid_indices(x0.shape[0], frames, cfg.num_steps, generator=rnd.cpu)
-        teacher_field = common.guided_field(teacher, text, feed.negative(x0.shape[0]), cfg.guidance_scale, tf, b, x0)
-        value = consistency_distillation_loss(
-            common.velocity_field(student, text, tf, b, x0),
-            common.velocity_field(target, text, tf, b, x0),
-            teacher_field,
-            x0,
-            eps,
-            grid.to(x0.device),
-            index,
-            Method.EULER,
-        )
-        return value, {}
+    cfg = config.cd
+    student_model = build_model(config, stage_inputs(config, STAGE).init, "CD student")
+    data = open_set(config.data.latents, SetKind.LATENTS, "cd")
+    data.check_latent_shape(latent_shape(config, student_model))
+    check_text(data, student_model)
+    teacher = frozen(copy.deepcopy(student_model), config, ctx)
+    target = frozen(copy.deepcopy(student_model), config, ctx, cast=False)
+    student = trainable(student_model, config, ctx)
+    optimizer = make_optimizer(student, cfg.optim)
+    trainee = Trainee("student", student, optimizer, cfg.optim.max_grad_norm, ema=target, ema_decay=cfg.ema_decay)
+    feed = stage_batches(data, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
 
     def updates(step: int) -> list[Update]:
-        return [Update("student", lambda micro: loss(step, micro))]
+        return [
+            Update("student", lambda micro: (cd_loss(config, ctx, feed, (student, target, teacher), step, micro), {}))
+        ]
 
-    sample = common.sampler(
-        config,
-        ctx,
-        data,
-        common.latent_shape(config, student_model),
-        lambda text, negative, noise: common.few_step_sample(student, config, text, noise),
-    )
-    return StagePlan(
-        STAGE.value, {"student": trainee}, updates, exports={"model": student, "ema": target}, sample=sample
-    )
+    def generate(text, negative, noise):
+        return few_step_sample(student, config, text, noise)
+
+    sample = preview_sampler(config, ctx, data, latent_shape(config, student_model), generate)
+    exports = {"model": student, "ema": target}
+    return StagePlan(STAGE.value, {"student": trainee}, updates, exports=exports, sample=sample)

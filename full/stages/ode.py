@@ -17,12 +17,18 @@ import torch
 
 from cf_ref.distill.ode import ode_regression_loss
 from cf_ref.masks import AttentionMode
-from cf_ref.schedule import few_step_sigmas, sample_indices
-from full.config import PairTeacher, RunConfig, Stage
+from cf_ref.recipes import PairTeacher
+from cf_ref.schedule import sample_indices
+from full.config import RunConfig
 from full.data import DataError, SetKind, TensorSet
 from full.distributed import DistContext
-from full.recipes import stage_inputs
-from full.stages import common
+from full.recipes import Stage
+from full.stage_inputs import stage_inputs
+from full.stages.batches import check_text, latent_shape, stage_batches
+from full.stages.fields import velocity_field
+from full.stages.models import build_model, trainable
+from full.stages.previews import few_step_sample, preview_sampler
+from full.stages.randomness import step_random
 from full.train import StagePlan, Trainee, Update, make_optimizer
 
 STAGE = Stage.ODE
@@ -34,12 +40,12 @@ def check_pairs(pairs: TensorSet, config: RunConfig) -> PairTeacher:
     teacher = PairTeacher(meta.get("teacher", "?")) if meta.get("teacher") in {t.value for t in PairTeacher} else None
     if teacher is None:
         raise DataError(f"{pairs.path}: the pair set does not record its teacher (meta.teacher)")
-    expected = few_step_sigmas(config.model.few_step_timesteps, config.model.shift)
+    expected = config.schedule.student_sigmas()
     got = torch.tensor(meta.get("sigmas", []), dtype=torch.float64)
     if got.shape != expected.shape or not torch.allclose(got, expected, atol=1e-6):
         raise DataError(
             f"{pairs.path}: pairs were kept at σ = {got.tolist()}, but this run's few-step list is "
-            f"{expected.tolist()} (model.few_step_timesteps, model.shift)"
+            f"{expected.tolist()} (schedule.timesteps, schedule.shift)"
         )
     if teacher is PairTeacher.AR and meta.get("block_size") != config.model.block_size:
         raise DataError(
@@ -56,33 +62,30 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
     inputs = stage_inputs(config, STAGE)
     pairs = TensorSet(inputs.pairs, SetKind.ODE_PAIRS)
     teacher = check_pairs(pairs, config)
-    model = common.build_model(config, inputs.init, "ODE student")
-    pairs.check_latent_shape(common.latent_shape(config, model), field="target")
-    common.check_text(pairs, model)
-    runner = common.trainable(model, config, ctx)
+    model = build_model(config, inputs.init, "ODE student")
+    pairs.check_latent_shape(latent_shape(config, model), field="target")
+    check_text(pairs, model)
+    runner = trainable(model, config, ctx)
     trainee = Trainee("student", runner, make_optimizer(runner, cfg.optim), cfg.optim.max_grad_norm)
-    feed = common.batches(pairs, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
+    feed = stage_batches(pairs, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
     sigmas = torch.tensor(pairs.meta["sigmas"], dtype=torch.float32, device=ctx.device)
     mode = AttentionMode.TEACHER_FORCING if teacher is PairTeacher.AR else AttentionMode.BLOCK_CAUSAL
 
     def loss(step: int, micro: int):
         batch = feed.fetch(step, micro)
         states, target, text = batch["states"], batch["target"], batch["text"]
-        rnd = common.step_random(config, ctx, STAGE.value, step, micro, "loss")
+        rnd = step_random(config, ctx, STAGE.value, step, micro, "loss")
         index = sample_indices(
             states.shape[0], states.shape[2], states.shape[1], cfg.index_granularity, b, generator=rnd.cpu
         )
-        student = common.velocity_field(runner, text, mode, b, batch.get("clean"))
+        student = velocity_field(runner, text, mode, b, batch.get("clean"))
         return ode_regression_loss(student, states, sigmas, target, index), {}
 
     def updates(step: int) -> list[Update]:
         return [Update("student", lambda micro: loss(step, micro))]
 
-    sample = common.sampler(
-        config,
-        ctx,
-        pairs,
-        common.latent_shape(config, model),
-        lambda text, negative, noise: common.few_step_sample(runner, config, text, noise),
-    )
+    def generate(text, negative, noise):
+        return few_step_sample(runner, config, text, noise)
+
+    sample = preview_sampler(config, ctx, pairs, latent_shape(config, model), generate)
     return StagePlan(STAGE.value, {"student": trainee}, updates, exports={"model": runner}, sample=sample)

@@ -1,4 +1,4 @@
-"""full.data: the synthetic set's known structure, sharded sets, resumable order, prompts."""
+"""full.data: sharded sets, resumable order, prompts."""
 
 from __future__ import annotations
 
@@ -7,46 +7,8 @@ import json
 import pytest
 import torch
 
-from full.data import (
-    DataError,
-    DataOrder,
-    SetKind,
-    ShardWriter,
-    SyntheticSpec,
-    TensorSet,
-    embed_caption,
-    read_prompts,
-    render_latents,
-    render_rgb,
-    sample_shape_videos,
-    shape_masks,
-    write_synthetic_latents,
-)
-
-
-def test_synthetic_video_is_a_translation_on_the_torus():
-    video = sample_shape_videos(4, seed=3)[1]
-    masks = shape_masks(video, frames=5, height=16, width=16)
-    dy, dx = {"right": (0, 1), "left": (0, -1), "down": (1, 0), "up": (-1, 0)}[video.direction]
-    shift = round(video.speed * 16)  # speed 1/8 of the frame = 2 px per frame on 16 px
-    for f in range(1, 5):
-        expected = torch.roll(masks[0], shifts=(dy * shift * f, dx * shift * f), dims=(0, 1))
-        torch.testing.assert_close(masks[f], expected, atol=1e-5, rtol=0)
-    latents = render_latents(video, 5, 3, 16, 16)
-    assert latents.shape == (5, 3, 16, 16)
-    rgb = render_rgb(video, 5, 16, 16)
-    assert rgb.shape == (5, 16, 16, 3) and rgb.dtype.name == "uint8"
-
-
-def test_captions_name_the_structure_and_embed_deterministically():
-    videos = sample_shape_videos(32, seed=0)
-    assert videos == sample_shape_videos(32, seed=0)
-    assert {v.shape for v in videos} == {"square", "disk"}
-    assert all(v.caption == f"a {v.colour} {v.shape} moving {v.direction}" for v in videos)
-    e = embed_caption("a red disk moving up", 8, 16)
-    assert e.shape == (8, 16) and torch.equal(e, embed_caption("a red disk moving up", 8, 16))
-    assert e[5:].abs().sum() == 0 and e[:5].abs().sum() > 0  # 5 words, zero padding
-    assert torch.equal(e[1], embed_caption("red", 8, 16)[0])  # one vector per word
+from full.data import DataError, DataOrder, SetKind, ShardWriter, TensorSet, read_prompts
+from full.synthetic import SyntheticSpec, write_synthetic_latents
 
 
 def test_shard_set_round_trip_and_resume(tmp_path):

@@ -8,10 +8,12 @@ import dataclasses
 import torch
 
 from cf_ref.masks import AttentionMode
+from cf_ref.recipes import GeneratorInput
 from cf_ref.schedule import Granularity, few_step_sigmas, x0_from_velocity
-from full.config import GeneratorRollout, RunConfig, build_config
+from full.config import RunConfig, build_config
 from full.distributed import DistContext, Runner
-from full.stages import common, dmd
+from full.stages import dmd
+from full.stages.randomness import step_random
 
 
 def test_dmd_real_score_is_the_authors_guided_x0(model, latents, text):
@@ -56,15 +58,15 @@ def test_causvid_generator_input_is_noised_data_in_one_teacher_forced_pass(model
     config = dataclasses.replace(
         config,
         model=dataclasses.replace(config.model, block_size=3),
-        dmd=dataclasses.replace(config.dmd, rollout=GeneratorRollout.DATA),
+        dmd=dataclasses.replace(config.dmd, generator_input=GeneratorInput.DATA_CONTEXT),
     )
     ctx = DistContext()
     shape = tuple(latents.shape[1:])
     batch = {"text": text, "latents": latents}
-    x = dmd.generator_samples(Runner(model), config, batch, common.step_random(config, ctx, "t", 0, 0, "g"), shape)
+    x = dmd.generator_samples(Runner(model), config, batch, step_random(config, ctx, "t", 0, 0, "g"), shape)
     assert x.requires_grad  # the one call carries the generator's gradient
 
-    rnd = common.step_random(config, ctx, "t", 0, 0, "g")  # the same draws, in the documented order
+    rnd = step_random(config, ctx, "t", 0, 0, "g")  # the same draws, in the documented order
     noise = torch.randn(latents.shape, generator=rnd.device)
     per_block = torch.randint(0, 4, (2, 2), generator=rnd.cpu)
     levels = few_step_sigmas((1000, 750, 500, 250), 5.0).float()

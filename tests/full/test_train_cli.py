@@ -26,7 +26,7 @@ SMALL = [
     "model.tiny_base.videos=8",
     "ar_diffusion.loop.steps=2",
     "ode_pairs.max_pairs=4",
-    "ode_pairs.num_steps=4",
+    "schedule.ode_steps=4",
     "ode.loop.steps=2",
     "dmd.loop.steps=2",
 ]

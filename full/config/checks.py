@@ -1,0 +1,138 @@
+"""Cross-field validation of a typed :class:`~full.config.schema.RunConfig`: every problem found, in one
+:class:`ConfigError`. One function per section; each appends its problems to ``errors``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from cf_ref.schedule import Granularity
+from full.config.errors import ConfigError
+from full.config.schema import LoopConfig, OptimizerConfig, RunConfig
+
+
+def _check_loop(loop: LoopConfig, where: str, errors: list[str]) -> None:
+    if loop.steps < 1:
+        errors.append(f"{where}.steps must be >= 1, got {loop.steps}")
+    if loop.batch_size < 1:
+        errors.append(f"{where}.batch_size must be >= 1, got {loop.batch_size}")
+    if loop.grad_accum < 1:
+        errors.append(f"{where}.grad_accum must be >= 1, got {loop.grad_accum}")
+    if loop.checkpoint_every < 1:
+        errors.append(f"{where}.checkpoint_every must be >= 1, got {loop.checkpoint_every}")
+    if loop.keep_checkpoints < 1:
+        errors.append(
+            f"{where}.keep_checkpoints must be >= 1 (the last good checkpoint is kept), got {loop.keep_checkpoints}"
+        )
+
+
+def _check_optim(optim: OptimizerConfig, where: str, errors: list[str]) -> None:
+    if optim.lr <= 0:
+        errors.append(f"{where}.lr must be > 0, got {optim.lr}")
+    if not all(0.0 <= b < 1.0 for b in optim.betas):
+        errors.append(f"{where}.betas must lie in [0, 1), got {list(optim.betas)}")
+    if optim.weight_decay < 0:
+        errors.append(f"{where}.weight_decay must be >= 0, got {optim.weight_decay}")
+    if optim.max_grad_norm <= 0:
+        errors.append(f"{where}.max_grad_norm must be > 0, got {optim.max_grad_norm}")
+
+
+def _check_model(config: RunConfig, errors: list[str]) -> None:
+    m, v = config.model, config.video
+    if (m.path is None) == (m.preset is None):
+        errors.append("model: give exactly one of model.path (a diffusers Wan transformer folder) or model.preset")
+    if m.block_size < 1:
+        errors.append(f"model.block_size must be >= 1, got {m.block_size}")
+    elif v.latent_frames % m.block_size:
+        errors.append(
+            f"model.block_size {m.block_size} does not divide video.latent_frames {v.latent_frames}; "
+            f"use a frame count that is a multiple of {m.block_size}"
+        )
+    tb = m.tiny_base
+    if tb.steps < 0 or tb.batch_size < 1 or tb.lr <= 0 or tb.videos < 1 or not 0 <= tb.caption_dropout <= 1:
+        errors.append(
+            "model.tiny_base: need steps >= 0, batch_size >= 1, lr > 0, videos >= 1, caption_dropout in [0, 1], "
+            f"got {dataclasses.asdict(tb)}"
+        )
+    if min(v.latent_frames, v.latent_height, v.latent_width) < 1:
+        errors.append(f"video: latent sizes must be >= 1, got {dataclasses.asdict(v)}")
+
+
+def _check_schedule(config: RunConfig, errors: list[str]) -> None:
+    """The kept ODE states must sit exactly on the teacher's grid: the few-step σ's must be grid points."""
+    if config.schedule.ode_steps < 2:
+        errors.append(f"schedule.ode_steps must be >= 2, got {config.schedule.ode_steps}")
+    try:
+        config.schedule.check_on_grid()
+    except ValueError as exc:
+        errors.append(f"schedule: {exc}")
+
+
+def _check_run(config: RunConfig, errors: list[str]) -> None:
+    if config.parallel.cpu_threads is not None and config.parallel.cpu_threads < 1:
+        errors.append(f"parallel.cpu_threads must be >= 1 or null, got {config.parallel.cpu_threads}")
+    if config.seed < 0:
+        errors.append(f"seed must be >= 0, got {config.seed}")
+    if config.logging.log_every < 1:
+        errors.append(f"logging.log_every must be >= 1, got {config.logging.log_every}")
+    if config.logging.sample_every < 0 or config.logging.sample_count < 0:
+        errors.append("logging.sample_every and logging.sample_count must be >= 0")
+    if config.logging.tensorboard:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            errors.append("logging.tensorboard is on but TensorBoard is not installed (pip install tensorboard)")
+
+
+def _check_teacher_stages(config: RunConfig, errors: list[str]) -> None:
+    """ar-diffusion, ode-pairs, ode, cd."""
+    b = config.model.block_size
+    _check_loop(config.ar_diffusion.loop, "ar_diffusion.loop", errors)
+    _check_optim(config.ar_diffusion.optim, "ar_diffusion.optim", errors)
+    if config.ar_diffusion.granularity is Granularity.FRAME and b != 1:
+        errors.append("ar_diffusion.granularity 'frame' needs model.block_size 1 (one σ per block otherwise)")
+    pairs = config.ode_pairs
+    if pairs.batch_size < 1 or pairs.shard_size < 1:
+        errors.append("ode_pairs.batch_size and shard_size must be >= 1")
+    if pairs.guidance_scale < 0:
+        errors.append(f"ode_pairs.guidance_scale must be >= 0, got {pairs.guidance_scale}")
+    if pairs.max_pairs is not None and pairs.max_pairs < 1:
+        errors.append(f"ode_pairs.max_pairs must be >= 1 or null, got {pairs.max_pairs}")
+    _check_loop(config.ode.loop, "ode.loop", errors)
+    _check_optim(config.ode.optim, "ode.optim", errors)
+    if config.ode.index_granularity is Granularity.FRAME and b != 1:
+        errors.append("ode.index_granularity 'frame' needs model.block_size 1")
+    cd = config.cd
+    _check_loop(cd.loop, "cd.loop", errors)
+    _check_optim(cd.optim, "cd.optim", errors)
+    if not 0.0 <= cd.ema_decay <= 1.0:
+        errors.append(f"cd.ema_decay must lie in [0, 1], got {cd.ema_decay}")
+    if cd.guidance_scale < 0:
+        errors.append(f"cd.guidance_scale must be >= 0, got {cd.guidance_scale}")
+
+
+def _check_dmd(config: RunConfig, errors: list[str]) -> None:
+    d = config.dmd
+    _check_loop(d.loop, "dmd.loop", errors)
+    _check_optim(d.optim, "dmd.optim", errors)
+    _check_optim(d.critic_optim, "dmd.critic_optim", errors)
+    if d.critic_updates_per_generator < 1:
+        errors.append(f"dmd.critic_updates_per_generator must be >= 1, got {d.critic_updates_per_generator}")
+    if not 0.0 <= d.t_min < d.t_max <= 1000.0:
+        errors.append(f"dmd: need 0 <= t_min < t_max <= 1000, got t_min={d.t_min}, t_max={d.t_max}")
+    if not 0.0 <= d.ema_decay <= 1.0:
+        errors.append(f"dmd.ema_decay must lie in [0, 1], got {d.ema_decay}")
+    if d.ema_start < 0:
+        errors.append(f"dmd.ema_start must be >= 0, got {d.ema_start}")
+    if not 0.0 <= d.context_noise < 1.0:
+        errors.append(f"dmd.context_noise must lie in [0, 1), got {d.context_noise}")
+    if d.guidance_scale < 0:
+        errors.append(f"dmd.guidance_scale must be >= 0, got {d.guidance_scale}")
+
+
+def validate(config: RunConfig) -> None:
+    """Cross-field checks; raises one :class:`ConfigError` listing every problem."""
+    errors: list[str] = []
+    for check in (_check_model, _check_schedule, _check_run, _check_teacher_stages, _check_dmd):
+        check(config, errors)
+    if errors:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
