@@ -1,4 +1,4 @@
-"""Time per training step and peak memory of every full-track stage (issue 7's benchmark).
+"""Time per training step and peak memory of every full-track stage.
 
 Runs the real stages (``full.pipeline.run_training``, one process) on random-weight models and the synthetic
 moving-shapes set rendered at the chosen latent size, then reads each stage's ``metrics.jsonl``:

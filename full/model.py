@@ -251,7 +251,6 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if write and cache is None:
             raise ValueError("a cache pass (write=True) needs a cache")
         b, f, _, height, width = latents.shape
-        pt, ph, pw = self.config.patch_size
         h, w = self.token_grid(height, width)
         x = self.patch_embedding(rearrange(latents.to(self.compute_dtype), "b f c h w -> b c f h w"))
         hidden = rearrange(x, "b d f h w -> b (f h w) d").contiguous()
@@ -279,8 +278,13 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if output_frames is None:
             return None
         hidden = rearrange(hidden, "(b f) t d -> b f t d", f=fold) if fold > 1 else hidden
-        hidden = hidden.reshape(b, f, h * w, -1)[:, output_frames]  # [B, Fo, T, D]
-        if timestep.ndim == 2:  # per frame: [B, Fo, 1, D]
+        return self._output_head(hidden.reshape(b, f, h * w, -1)[:, output_frames], temb, output_frames, h, w)
+
+    def _output_head(self, hidden: Tensor, temb: Tensor, output_frames: slice, h: int, w: int) -> Tensor:
+        """Wan's final layer: modulated norm (per frame when ``temb`` is ``[B, F, D]``, per sample when ``[B, D]``),
+        projection, unpatchify. hidden: ``[B, Fo, T, D]`` → velocity ``[B, Fo, C, H, W]``."""
+        pt, ph, pw = self.config.patch_size
+        if temb.ndim == 3:  # per frame: [B, Fo, 1, D]
             shift, scale = (self.scale_shift_table.unsqueeze(0) + temb[:, output_frames].unsqueeze(2)).chunk(2, dim=2)
         else:  # per sample: [B, 1, 1, D]
             shift, scale = (self.scale_shift_table + temb.unsqueeze(1)).unsqueeze(1).chunk(2, dim=2)
@@ -323,15 +327,8 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         t = timestep_from_sigma(_levels(sigma, x)).to(x.device)
         positions = torch.arange(f)
         if mode is AttentionMode.TEACHER_FORCING:
-            if clean.shape != x.shape:
-                raise ValueError(f"clean {tuple(clean.shape)} must have the shape of x {tuple(x.shape)}")
-            t_noisy = t if t.ndim == 2 else t[:, None].expand(b, f)
-            t_clean = torch.zeros_like(t_noisy)
-            if clean_sigma is not None:
-                levels = _levels(clean_sigma, x)
-                t_clean = timestep_from_sigma(levels if levels.ndim == 2 else levels[:, None].expand(b, f))
-            t = torch.cat([t_clean.to(t_noisy), t_noisy], dim=1)
-            frames, positions, out = torch.cat([clean, x], dim=1), torch.cat([positions, positions]), slice(f, 2 * f)
+            frames, t, positions = self._teacher_forcing_layout(x, t, clean, clean_sigma)
+            out = slice(f, 2 * f)
             mask = self._mask(mode, f, block_size, None, self.tokens_per_frame(height, width), x.device)
         else:
             frames, out = x, slice(None)
@@ -341,6 +338,27 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             elif window is not None:
                 raise ValueError("window applies to the block-causal mode only")
         return self.run(frames, t, text, positions, mask, output_frames=out).to(x.dtype)
+
+    @staticmethod
+    def _teacher_forcing_layout(
+        x: Tensor, t: Tensor, clean: Tensor, clean_sigma: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The sequence ``[clean ; noisy]`` ``[B, 2F, C, H, W]``, its timesteps ``[B, 2F]`` (the clean half at
+        ``clean_sigma``, default 0) and RoPE frame positions ``0…F−1`` twice."""
+        b, f = x.shape[:2]
+        if clean.shape != x.shape:
+            raise ValueError(f"clean {tuple(clean.shape)} must have the shape of x {tuple(x.shape)}")
+        t_noisy = t if t.ndim == 2 else t[:, None].expand(b, f)
+        t_clean = torch.zeros_like(t_noisy)
+        if clean_sigma is not None:
+            levels = _levels(clean_sigma, x)
+            t_clean = timestep_from_sigma(levels if levels.ndim == 2 else levels[:, None].expand(b, f))
+        positions = torch.arange(f)
+        return (
+            torch.cat([clean, x], dim=1),
+            torch.cat([t_clean.to(t_noisy), t_noisy], dim=1),
+            torch.cat([positions, positions]),
+        )
 
     def blockwise(
         self, text_embeds: Tensor | TextContext, block_size: int, window: int | None = None

@@ -170,6 +170,77 @@ def is_finished(stage_dir: str | Path) -> bool:
     return (final_dir(Path(stage_dir)) / "model.safetensors").is_file()
 
 
+def _resume_point(plan: StagePlan, stage_dir: Path, ctx: DistContext, resume: bool) -> tuple[int, Path | None]:
+    """``(first step, checkpoint resumed from)``: the latest checkpoint's state loaded into ``plan`` (with
+    ``resume``), else step 0; a folder holding a checkpoint without ``resume`` is an error."""
+    latest = broadcast_object(ctx, latest_checkpoint(stage_dir))  # one decision for all processes
+    if latest is None:
+        return 0, None
+    if not resume:
+        raise StageStateError(
+            f"{stage_dir} already holds checkpoint {latest.name}; pass --resume to continue it, "
+            "or choose another output folder"
+        )
+    modules, optimizers = _checkpoint_parts(plan)
+    resumed = load_checkpoint(latest, modules, optimizers, ctx)
+    for name, count in resumed.extra.get("ema_updates", {}).items():
+        plan.trainees[name].ema_updates = int(count)
+    return resumed.step, latest
+
+
+def _train_step(
+    plan: StagePlan, step: int, loop: LoopConfig, precision: Precision, ctx: DistContext, stage_dir: Path
+) -> dict[str, float]:
+    """Apply every update of ``step``; returns the step's metrics averaged over processes."""
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    metrics: dict[str, float] = {}
+    for update in plan.updates(step):
+        try:
+            metrics.update(_apply(update, plan.trainees[update.trainee], step, loop, ctx, precision))
+        except TrainingDiverged as exc:
+            last = latest_checkpoint(stage_dir)
+            kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+            raise TrainingDiverged(f"{plan.name}: {exc}; training stopped, {kept}") from None
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize()
+        metrics["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    metrics = mean_over_ranks(ctx, metrics)
+    metrics["step_time_s"] = time.perf_counter() - t0
+    return metrics
+
+
+def _after_step(plan: StagePlan, done: int, loop: LoopConfig, logging: LoggingConfig, ctx: DistContext, stage_dir):
+    """Checkpoint and sample videos at their cadences (the last step always checkpoints)."""
+    if done % loop.checkpoint_every == 0 or done == loop.steps:
+        modules, optimizers = _checkpoint_parts(plan)
+        extra = {"ema_updates": {n: t.ema_updates for n, t in plan.trainees.items()}}
+        save_checkpoint(stage_dir, done, modules, optimizers, ctx, extra, keep=loop.keep_checkpoints)
+    if plan.sample is not None and logging.sample_count and logging.sample_every and done % logging.sample_every == 0:
+        plan.sample(done, stage_dir / "samples" / f"step-{done:08d}")
+
+
+def _finish(plan: StagePlan, loop: LoopConfig, logging: LoggingConfig, ctx: DistContext, stage_dir, log) -> Path:
+    """Check the replicas, sample, export the plan's modules to ``final/`` (``model`` last: the marker)."""
+    out = final_dir(stage_dir)
+    replicas = check_replicas(plan, ctx)
+    if ctx.is_main:
+        write_json(out / "replicas.json", replicas)
+    if plan.sample is not None and logging.sample_count > 0:
+        plan.sample(loop.steps, out / "samples")
+    if "model" not in plan.exports:
+        raise ValueError("a stage plan must export a 'model'")
+    idle_emas = {id(t.ema) for t in plan.trainees.values() if t.ema is not None and t.ema_updates == 0}
+    for name, module in sorted(plan.exports.items(), key=lambda kv: kv[0] == "model"):
+        if id(module) in idle_emas:
+            log.message(f"{plan.name}: {name} not exported, the EMA was never updated (ema_start > steps)")
+            continue
+        export_weights(out / f"{name}.safetensors", module, ctx, metadata={"stage": plan.name, "step": str(loop.steps)})
+    barrier(ctx)
+    return out
+
+
 def run_stage(
     plan: StagePlan,
     loop: LoopConfig,
@@ -185,19 +256,7 @@ def run_stage(
     ``stop_after``: return after that many steps without exporting, as an interrupted run would (tests).
     """
     stage_dir = Path(stage_dir)
-    modules, optimizers = _checkpoint_parts(plan)
-    start = 0
-    latest = broadcast_object(ctx, latest_checkpoint(stage_dir))  # one decision for all processes
-    if latest is not None and not resume:
-        raise StageStateError(
-            f"{stage_dir} already holds checkpoint {latest.name}; pass --resume to continue it, "
-            "or choose another output folder"
-        )
-    if latest is not None:
-        resumed = load_checkpoint(latest, modules, optimizers, ctx)
-        start = resumed.step
-        for name, count in resumed.extra.get("ema_updates", {}).items():
-            plan.trainees[name].ema_updates = int(count)
+    start, latest = _resume_point(plan, stage_dir, ctx, resume)
     log = RunLogger(stage_dir, plan.name, ctx, logging, loop.steps, start)
     if latest is not None:
         log.message(f"{plan.name}: resumed from {latest} at step {start}")
@@ -205,51 +264,8 @@ def run_stage(
         for step in range(start, loop.steps):
             if stop_after is not None and step >= stop_after:
                 return stage_dir
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            metrics: dict[str, float] = {}
-            for update in plan.updates(step):
-                try:
-                    metrics.update(_apply(update, plan.trainees[update.trainee], step, loop, ctx, precision))
-                except TrainingDiverged as exc:
-                    last = latest_checkpoint(stage_dir)
-                    kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
-                    raise TrainingDiverged(f"{plan.name}: {exc}; training stopped, {kept}") from None
-            if ctx.device.type == "cuda":
-                torch.cuda.synchronize()
-                metrics["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
-            metrics = mean_over_ranks(ctx, metrics)
-            metrics["step_time_s"] = time.perf_counter() - t0
-            log.log(step + 1, metrics)
-            done = step + 1
-            if done % loop.checkpoint_every == 0 or done == loop.steps:
-                extra = {"ema_updates": {n: t.ema_updates for n, t in plan.trainees.items()}}
-                save_checkpoint(stage_dir, done, modules, optimizers, ctx, extra, keep=loop.keep_checkpoints)
-            if (
-                plan.sample is not None
-                and logging.sample_count
-                and logging.sample_every
-                and done % logging.sample_every == 0
-            ):
-                plan.sample(done, stage_dir / "samples" / f"step-{done:08d}")
-        out = final_dir(stage_dir)
-        replicas = check_replicas(plan, ctx)
-        if ctx.is_main:
-            write_json(out / "replicas.json", replicas)
-        if plan.sample is not None and logging.sample_count > 0:
-            plan.sample(loop.steps, out / "samples")
-        if "model" not in plan.exports:
-            raise ValueError("a stage plan must export a 'model'")
-        idle_emas = {id(t.ema) for t in plan.trainees.values() if t.ema is not None and t.ema_updates == 0}
-        for name, module in sorted(plan.exports.items(), key=lambda kv: kv[0] == "model"):  # 'model' last: the marker
-            if id(module) in idle_emas:
-                log.message(f"{plan.name}: {name} not exported, the EMA was never updated (ema_start > steps)")
-                continue
-            export_weights(
-                out / f"{name}.safetensors", module, ctx, metadata={"stage": plan.name, "step": str(loop.steps)}
-            )
-        barrier(ctx)
-        return out
+            log.log(step + 1, _train_step(plan, step, loop, precision, ctx, stage_dir))
+            _after_step(plan, step + 1, loop, logging, ctx, stage_dir)
+        return _finish(plan, loop, logging, ctx, stage_dir, log)
     finally:
         log.close()
