@@ -123,7 +123,7 @@ def _load_models(config: RunConfig) -> tuple[CausalWanTransformer3DModel, ...]:
 
 
 def _losses(config: RunConfig, ctx: DistContext, feed: Batches, models: dict[str, nn.Module], shape):
-    """The generator and critic losses of micro-batch ``micro`` of ``step`` (see module doc)."""
+    """The loss closures ``generator_loss(step, micro)`` and ``critic_update_loss(step, micro)`` (see module doc)."""
     generator, critic, real = models["generator"], models["critic"], models["real"]
     b = config.model.block_size
     data_context = config.dmd.generator_input is GeneratorInput.DATA_CONTEXT
