@@ -1,17 +1,19 @@
 r"""Stage ``dmd``: asymmetric distribution matching distillation with self-forcing rollout.
 
-Three models: the few-step causal **generator** G (from the ODE / CD stage), the bidirectional **real score**
+Three models: the few-step causal **generator** G (from the ODE / CD stage, or the AR teacher for
+``ar-diffusion-init``), the bidirectional **real score**
 (the teacher: a separate, possibly larger model folder, ``dmd.real_score_path``; CFG w = 4, which is the
 authors' ``guidance_scale: 3.0`` applied as :math:`x_0^c + 3(x_0^c - x_0^u)`) and the
 bidirectional **critic** (fake score, initialised from the base model). Step t updates the critic; every
 ``critic_updates_per_generator``-th step (t ≡ 0) first updates the generator (published ratio 5).
 
 *Generator sample* (``dmd.generator_input``, :class:`cf_ref.recipes.GeneratorInput`). ``self`` (Self / Causal
-Forcing): G generates block by block on its own outputs
-with its KV cache (:func:`cf_ref.rollout.few_step_rollout`); every block stops at a random exit step of the
+Forcing, :func:`cf_ref.distill.dmd.self_rollout_samples`): G generates block by block on its own outputs with its
+KV cache; every block stops at a random exit step of the
 few-step list (one draw shared by all blocks, identical on every process) and only that denoising call
 carries gradient (stochastic gradient truncation); finished blocks are committed to the cache at
-``context_noise``. ``data`` (CausVid, as ``model/causvid.py`` of the authors' code and the toy track):
+``context_noise``. ``data`` (CausVid, as ``model/causvid.py`` of the authors' code and the toy track;
+:func:`cf_ref.distill.dmd.data_context_samples`):
 each block of a data video is noised to a level of the few-step list drawn per block,
 :math:`x = (1-\sigma_k)x_0 + \sigma_k\varepsilon`, and G predicts :math:`\hat x_0 = x - \sigma_k v_\theta` in one
 teacher-forcing pass with the ground-truth clean frames of earlier blocks as context (no rollout from noise).
