@@ -109,8 +109,9 @@ class NoiseSource:
 class Block:
     """One emitted piece of video. latents: ``[B, n, C, h, w]`` normalised; video: ``[B, m, 3, H, W]`` in
     [-1, 1] (None without decoding; m = 1 + 4(n-1) for the video's first piece, 4n after); ``index``: order
-    of emission (0 = first); ``start_frame``: absolute latent frame of its first frame (RoPE position before
-    any re-anchoring); ``prefill``: an image committed as given, not generated; timings in seconds."""
+    of emission (0 = first); ``start_frame``: the latent frame of the video where it starts (RoPE positions
+    equal it until a re-anchoring); ``prefill``: an image committed as given, not generated; timings in
+    seconds."""
 
     index: int
     start_frame: int
@@ -169,6 +170,7 @@ class BlockSampler:
         self.model: _Recording | None = None
         self.generated = 0  # blocks generated so far
         self.emitted = 0  # blocks emitted (the prefill counts)
+        self.frames = 0  # latent frames emitted (absolute; RoPE positions restart when re-anchored)
 
     # ------------------------------------------------------------------ cache bookkeeping
     def _new_cache(self) -> WanKVCache:
@@ -216,6 +218,11 @@ class BlockSampler:
         for entry in self.held():
             starts.append(n)
             n += entry.x.shape[1]
+        if n + b > limit:
+            raise ValueError(
+                f"the rolling cache ({n} frames) plus a block ({b}) needs {n + b} RoPE positions, the model has "
+                f"{limit}; use a smaller window"
+            )
         self._recommit(starts)
 
     # ------------------------------------------------------------------ public
@@ -252,7 +259,7 @@ class BlockSampler:
             raise RuntimeError("call set_text(...) before generating")
         return self.model
 
-    def _emit(self, x0: Tensor, start: int, prefill: bool, timings: dict[str, float]) -> Block:
+    def _emit(self, x0: Tensor, prefill: bool, timings: dict[str, float]) -> Block:
         video = None
         if self.decoder is not None:
             self.sync()
@@ -260,8 +267,9 @@ class BlockSampler:
             video = self.decoder.decode_next(x0)
             self.sync()
             timings["decode"] = time.perf_counter() - t0
-        block = Block(self.emitted, start, x0, video, prefill, timings)
+        block = Block(self.emitted, self.frames, x0, video, prefill, timings)
         self.emitted += 1
+        self.frames += x0.shape[1]
         return block
 
     def prefill(self, image_latent: Tensor) -> Block:
@@ -278,7 +286,7 @@ class BlockSampler:
         model.commit(x, torch.zeros(x.shape[:2], device=self.device), 0, self.cache)
         self.cache.rebase()
         self.sync()
-        return self._emit(x, 0, True, {"dit": time.perf_counter() - t0})
+        return self._emit(x, True, {"dit": time.perf_counter() - t0})
 
     @torch.no_grad()
     def next_block(self) -> Block:
@@ -286,7 +294,6 @@ class BlockSampler:
         model, cfg = self._require_model(), self.config
         self._reanchor_if_needed()
         steps = cfg.first_block_steps if self.generated == 0 and cfg.first_block_steps else self.steps
-        start = self.cache.num_frames
         noise = self.noise.block((self.batch, cfg.block_size, *self.latent_shape), self.device)
         t0 = time.perf_counter()
         out = few_step_rollout(
@@ -302,7 +309,7 @@ class BlockSampler:
         self.sync()
         timings = {"dit": time.perf_counter() - t0, "steps": float(steps)}
         self.generated += 1
-        return self._emit(out.x0, start, False, timings)
+        return self._emit(out.x0, False, timings)
 
     def close(self) -> None:
         if self.decoder is not None:
