@@ -109,6 +109,56 @@ def sample(**opts) -> None:
 
 
 @full.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), help="diffusers-format Wan2.1 folder")
+@click.option("--preset", type=_preset_choice(), help="models by name (tiny: random, built in code; offline)")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="DiT weights replacing the folder's")
+@click.option("--checkpoint-key", default="generator", show_default=True, help="entry of a training checkpoint")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (localhost only by default)")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@click.option("--block", "block_size", type=click.IntRange(1), help="latent frames per block [3; the preset's]")
+@click.option("--height", type=click.IntRange(1), help="pixels [480; tiny: 64]")
+@click.option("--width", type=click.IntRange(1), help="pixels [832; tiny: 64]")
+@click.option("--window", type=click.IntRange(1), default=6, show_default=True, help="rolling KV cache, blocks")
+@click.option("--sink/--no-sink", default=True, show_default=True, help="keep the first block in the cache")
+@click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
+@click.option("--max-waiting", type=click.IntRange(0), default=1, show_default=True, help="clients queued")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
+def serve(**opts) -> None:
+    """Stream generated video to a web page: prompt, start/stop, change the prompt while it plays."""
+    try:
+        from full.serve.app import LOOPBACK, ServeSettings, create_app, run_server
+        from full.serve.protocol import ServeLimits
+    except ImportError as exc:
+        raise click.ClickException(f"{exc.name} is missing: pip install -e '.[serve]'") from None
+    from full.sample_files import ModelSource, open_models
+    from full.sampler import SampleConfig
+
+    device, dtype = _device_and_dtype(opts["device"], opts["dtype"])
+    source = ModelSource(opts["preset"], opts["model_dir"], opts["checkpoint"], opts["checkpoint_key"])
+    try:
+        components, (height, width), block = open_models(source, device, dtype)
+        config = SampleConfig(
+            block_size=opts["block_size"] or block or 3,
+            num_frames=opts["block_size"] or block or 3,
+            height=opts["height"] or height,
+            width=opts["width"] or width,
+            window=opts["window"],
+            sink=opts["sink"],
+            context_noise=opts["context_noise"],
+        )
+        config.validate()
+        limits = ServeLimits(max_waiting=opts["max_waiting"])
+        app = create_app(components, ServeSettings(config, source.describe(), limits=limits))
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if opts["host"] not in LOOPBACK:
+        click.echo(f"warning: binding to {opts['host']} makes the model reachable from other machines", err=True)
+    click.echo(f"serving {source.describe()} on http://{opts['host']}:{opts['port']}/ (Ctrl+C to stop)")
+    run_server(app, opts["host"], opts["port"], limits)
+
+
+@full.command()
 @click.option(
     "--input",
     "src",
