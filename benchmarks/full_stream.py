@@ -16,7 +16,7 @@ Measured (medians over ``--repeats``, the two paths interleaved so drift hits bo
   the first) and first-block latency, against the Self Forcing anchors (17.0 / 8.9 FPS on one H100).
 
 Presets: ``tiny`` (the tiny random models, 64×64), ``wide`` (CPU: Wan's width — 1536, 12 heads — with 2 layers,
-the tiny VAE and text encoder, 256×256), ``wan1.3b`` (CUDA: Wan2.1-T2V-1.3B's DiT and VAE configurations with
+the tiny VAE and text encoder, 128×128), ``wan1.3b`` (CUDA: Wan2.1-T2V-1.3B's DiT and VAE configurations with
 random weights, bf16, a random stand-in for UMT5's output).
 
     python benchmarks/full_stream.py --preset tiny --threads 1 --json stream_tiny.json
@@ -66,7 +66,7 @@ def build(preset: str, device: torch.device) -> tuple[WanComponents, SampleConfi
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             wide = CausalWanTransformer3DModel(**(kwargs | {"text_dim": TINY.text_dim})).eval()
-        return WanComponents(wide.to(device), components.vae, components.text), SampleConfig(height=256, width=256)
+        return WanComponents(wide.to(device), components.vae, components.text), SampleConfig(height=128, width=128)
     from diffusers import AutoencoderKLWan
 
     with torch.device(device):
