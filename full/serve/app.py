@@ -103,8 +103,10 @@ class Viewer:
                 self.stop.set()
                 self.wake.set()
                 return
-            if self.stream is None or self.task is None or self.task.done():
+            if self.task is None or self.task.done():
                 raise ProtocolError(f"nothing is playing; send start before {message.type}")
+            if self.stream is None:
+                raise ProtocolError(f"the video has not started yet (waiting for the model); {message.type} ignored")
             if isinstance(message, PromptChange):
                 self.stream.set_prompt(message.prompt, message.recache)
                 self.wake.set()
@@ -121,6 +123,8 @@ class Viewer:
 
         try:
             if not await self.slot.acquire(self.stop, queued):
+                with contextlib.suppress(Exception):
+                    await self.send({"type": "stopped", "reason": "stopped while waiting"})
                 return
         except SlotBusy as exc:
             await self.send({"type": "busy", "message": str(exc)})

@@ -38,7 +38,7 @@ function onText(msg) {
       status("ready"); controls(); break;
     case "queued": status(`waiting for the model (position ${msg.position})…`, "busy"); break;
     case "busy": state.playing = false; controls(); status(msg.message, "busy"); break;
-    case "started": status(`playing: ${msg.prompt}`); break;
+    case "started": state.confirmed = true; status(`playing: ${msg.prompt}`); break;
     case "block":
       state.pending += msg.frames;
       state.promptIndex = msg.prompt_index;
@@ -50,8 +50,10 @@ function onText(msg) {
         status(`playing: ${msg.prompt}`);
       }
       break;
-    case "stopped": state.playing = false; controls(); status(`stopped (${msg.reason})`); break;
-    case "error": status(msg.message, "error"); if (!state.playing) controls(); break;
+    case "stopped": state.playing = false; state.confirmed = false; controls(); status(`stopped (${msg.reason})`); break;
+    case "error":
+      if (!state.confirmed) state.playing = false;  // the start itself was refused
+      status(msg.message, "error"); controls(); break;
   }
 }
 
@@ -86,7 +88,7 @@ function send(obj) { state.ws.send(JSON.stringify(obj)); }
 
 $("start").onclick = () => {
   const seed = Number($("seed").value);
-  state.playing = true; state.firstFrameSeen = false; state.startSent = performance.now();
+  state.playing = true; state.confirmed = false; state.firstFrameSeen = false; state.startSent = performance.now();
   state.switchIndex = 0; state.promptIndex = 0;
   $("lat-start").textContent = "…"; $("lat-switch").textContent = "–";
   controls();

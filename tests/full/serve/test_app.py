@@ -132,10 +132,17 @@ def test_a_second_client_is_told_busy_or_waits(serve_factory):
         first.until("block")
         second.send(type="start", prompt=B, steps=1, pace=False, max_blocks=1)
         assert second.next_json() == {"type": "queued", "position": 1}
+        second.send(type="stop")  # gives up its place
+        assert second.next_json() == {"type": "stopped", "reason": "stopped while waiting"}
+        second.send(type="start", prompt=B, steps=1, pace=False, max_blocks=1)
+        assert second.next_json() == {"type": "queued", "position": 1}
+        third = Client(address)
+        third.send(type="start", prompt=B, steps=1, pace=False)
+        assert third.next_json()["type"] == "busy"  # the line (1) is full
         first.send(type="stop")
         assert second.until("started")[0]["prompt"] == B
         assert second.until("stopped")[0]["reason"] == "max_blocks"
-        first.close(), second.close()
+        first.close(), second.close(), third.close()
         wait_free(app)
 
 

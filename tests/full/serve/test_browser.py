@@ -79,6 +79,10 @@ def test_page_streams_frames_and_switches_prompt(serve_factory, browser, tmp_pat
         blank = canvas_pixels(browser)
         prompt = browser.find_element(By.ID, "prompt")
         prompt.clear()
+        start.click()  # an empty prompt: the server says why, the page can start again
+        status = browser.find_element(By.ID, "status")
+        wait_for(lambda: "the prompt is empty" in status.text, what="the empty-prompt error")
+        wait_for(lambda: start.is_enabled(), what="Start enabled again")
         prompt.send_keys("a red ball bouncing")
         Select(browser.find_element(By.ID, "steps")).select_by_visible_text("1")
         start.click()
