@@ -126,16 +126,16 @@ def switch_latency(components, config, repeats: int, recache: bool) -> dict:
         next(stream)
     plain, switched, prompts = [], [], [B, A]
     for i in range(repeats):
-        plain.append(timed(lambda: next(stream), device)[0])
+        plain.append(timed(lambda: next(stream), device))
         stream.set_prompt(prompts[i % 2])
-        switched.append(timed(lambda: next(stream), device)[0])
+        switched.append(timed(lambda: next(stream), device))
     stream.close()
-    return {
-        "recache": recache,
-        "block_s": statistics.median(plain),
-        "switch_to_first_new_block_s": statistics.median(switched),
-        "switch_overhead_s": statistics.median(switched) - statistics.median(plain),
-    }
+    out = {"recache": recache}
+    for k, kind in enumerate(("wall", "cpu")):
+        block, switch = statistics.median(p[k] for p in plain), statistics.median(s[k] for s in switched)
+        out |= {f"block_{kind}_s": block, f"switch_to_first_new_block_{kind}_s": switch}
+        out[f"switch_overhead_{kind}_s"] = switch - block
+    return out
 
 
 def recache_effect(components, config, switch_at: int = 3, after: int = 3) -> dict:

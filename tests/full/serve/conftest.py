@@ -8,9 +8,6 @@ import time
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the serve extra is not installed (pip install -e '.[serve]')")
-pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip install -e '.[serve]')")
-
 
 @contextlib.contextmanager
 def running(app, limits):
@@ -36,6 +33,8 @@ def running(app, limits):
 @pytest.fixture(scope="module")
 def serve_factory(tiny_components):
     """``with serve_factory(max_waiting=…) as (address, app): …`` — the tiny preset behind a live server."""
+    for module in ("fastapi", "uvicorn", "websockets"):
+        pytest.importorskip(module, reason="the serve extra is not installed (pip install -e '.[serve]')")
     from full.sampler import SampleConfig
     from full.serve.app import ServeSettings, create_app
     from full.serve.protocol import ServeLimits
