@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -76,6 +77,19 @@ def _block_message(block: StreamBlock, frames: int) -> dict:
     }
 
 
+class GenerationError(RuntimeError):
+    """Building the stream or generating a block failed; the message goes to the page."""
+
+
+async def _in_thread(fn, *args, **kwargs):
+    """Run model work in a worker thread; its failures become :class:`GenerationError` (logged with traceback)."""
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    except Exception as exc:
+        logging.getLogger(__name__).exception("generation failed")
+        raise GenerationError(f"generation failed: {exc}") from exc
+
+
 class Viewer:
     """One connection: its messages, its generation task, its stop signal."""
 
@@ -132,12 +146,12 @@ class Viewer:
         reason = "stopped"
         try:
             reason = await self._run(start)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            reason = "disconnected"
-        except ValueError as exc:  # settings the model refuses
+        except GenerationError as exc:  # settings the model refuses, or a failure inside the model
             reason = "error"
             with contextlib.suppress(Exception):
                 await self.send({"type": "error", "message": str(exc)})
+        except (WebSocketDisconnect, RuntimeError, OSError):  # sending to a client that went away
+            reason = "disconnected"
         finally:
             stream, self.stream = self.stream, None
             if stream is not None:
@@ -148,7 +162,7 @@ class Viewer:
 
     async def _run(self, start: Start) -> str:
         config = replace(self.settings.config, steps=start.steps, first_block_steps=start.first_block_steps)
-        self.stream = await asyncio.to_thread(
+        self.stream = await _in_thread(
             VideoStream,
             self.components,
             start.prompt,
@@ -160,7 +174,7 @@ class Viewer:
         await self.send({"type": "started", "prompt": start.prompt, "seed": start.seed})
         t0, sent = time.perf_counter(), 0
         while not self.stop.is_set():
-            produced = await asyncio.to_thread(_produce, self.stream, start.format)
+            produced = await _in_thread(_produce, self.stream, start.format)
             if produced is None:
                 return "max_blocks"
             block, frames = produced

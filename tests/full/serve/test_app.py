@@ -189,3 +189,23 @@ def test_bad_messages_get_an_error_and_the_server_keeps_running(serve_factory):
         assert client.until("stopped")[0]["reason"] == "max_blocks"
         client.close()
         wait_free(app)
+
+
+def test_a_failure_inside_the_model_is_reported_and_the_model_released(serve_factory, tiny_components):
+    def fail(module, args):
+        raise RuntimeError("out of memory (simulated)")
+
+    with serve_factory() as (address, app):
+        client = Client(address)
+        hook = tiny_components.transformer.blocks[0].register_forward_pre_hook(fail)
+        try:
+            client.send(type="start", prompt=A, steps=1, pace=False)
+            error, _ = client.until("error")
+            assert "generation failed: out of memory (simulated)" in error["message"]
+            assert client.until("stopped")[0]["reason"] == "error"
+        finally:
+            hook.remove()
+        wait_free(app)
+        client.send(type="start", prompt=A, steps=1, pace=False, max_blocks=1)
+        assert client.until("stopped")[0]["reason"] == "max_blocks"
+        client.close()
