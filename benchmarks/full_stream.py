@@ -118,6 +118,25 @@ def overhead(components, config, repeats: int) -> dict:
     return out
 
 
+def stream_layer_share(components, config) -> dict:
+    """The stream's own share of the work, from one profiled run (load hits numerator and denominator alike):
+    time inside ``VideoStream.__next__`` not spent in ``BlockSampler.next_block``, over ``__next__``'s total."""
+    import cProfile
+    import pstats
+
+    stream = VideoStream(components, A, config, max_blocks=config.num_frames // config.block_size)
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in stream:
+        pass
+    profile.disable()
+    stream.close()
+    stats = pstats.Stats(profile).stats
+    cum = {f"{fn[0].rsplit('/', 1)[-1]}:{fn[2]}": v[3] for fn, v in stats.items()}
+    outer, inner = cum["stream.py:__next__"], cum["sampler.py:next_block"]
+    return {"next_s": outer, "next_block_s": inner, "stream_layer_fraction": (outer - inner) / outer}
+
+
 def switch_latency(components, config, repeats: int, recache: bool) -> dict:
     """Blocks 0..2 under A; then alternate: a plain block, a block right after set_prompt (A ↔ B)."""
     stream = VideoStream(components, A, replace(config, window=config.window or 3), recache=recache)
@@ -202,6 +221,7 @@ def main() -> None:
     results = {"machine": machine_info(), "preset": args.preset, "config": config.__dict__}
     with torch.no_grad():
         results["overhead"] = overhead(components, config, args.repeats)
+        results["overhead"] |= stream_layer_share(components, config)
         print("overhead", results["overhead"])
         results["switch"] = [switch_latency(components, config, args.repeats, r) for r in (False, True)]
         print("switch", results["switch"])
