@@ -14,8 +14,9 @@ exactly :func:`generate`'s frames. Between blocks the conditioning may change (:
 optionally re-caching the held frames under the new prompt, LongLive-style), and so may the step count.
 
 Noise (:class:`NoiseSource`): block j's initial noise ε_j ``[B, b, C, h, w]`` is the j-th draw of one
-``torch.Generator`` (on its own device, CPU by default: the same video on any device), the re-noising inside
-the rollout comes from a generator on the model's device seeded by one draw of the first. A longer video
+``torch.Generator`` (on its own device, CPU by default, so the initial noise does not depend on the model's
+device), the re-noising inside the rollout comes from a generator on the model's device seeded by one draw of
+the first (so with more than one step a CUDA video differs from the CPU one, as CUDA and CPU draws differ). A longer video
 therefore starts with exactly the blocks of a shorter one with the same seed.
 
 Image-to-video (frame-wise model): the image's latent is committed as frame 0 and generation starts at
