@@ -133,6 +133,8 @@ def test_cli_bad_inputs_give_clear_errors(tmp_path, folder):
         (["--model", str(tmp_path / "nowhere"), "--prompt", "x"], "model folder"),
         (["--preset", "tiny", "--prompt", "x", "--frames", "7", "--block", "3"], "does not divide"),
         (["--preset", "tiny", "--prompt", "x", "--height", "72"], "must be a multiple of 16x16"),
+        (["--preset", "tiny", "--prompt", "x", "--height", "0"], "must be positive"),
+        (["--preset", "tiny", "--prompt", "x", "--sink"], "attention sink needs a rolling cache"),
         (["--preset", "tiny", "--prompt", "x", "--prompts", str(tmp_path)], "Error"),
         (["--model", folder, "--preset", "tiny", "--prompt", "x"], "exactly one of --model"),
     ]
