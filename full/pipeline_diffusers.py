@@ -176,26 +176,40 @@ class CausalForcingPipeline(DiffusionPipeline):
         config.validate()
         return config
 
-    def encode_prompt(self, prompt: str | list[str], num_videos_per_prompt: int = 1) -> torch.Tensor:
-        """Prompts → UMT5 embeddings ``[B·n, L, D]`` as diffusers' ``WanPipeline`` computes them."""
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    def _t5(self, prompts: list[str], num_videos_per_prompt: int) -> torch.Tensor:
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError("prompt must be a string or a non-empty list of strings")
         _onload(self.text_encoder)
         embeds = self.components_for_sampling().text.encode(prompts)
         return embeds.repeat_interleave(num_videos_per_prompt, dim=0)
 
-    def _embeddings(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, n, guided):
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None = None,
+        do_classifier_free_guidance: bool = False,
+        num_videos_per_prompt: int = 1,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """UMT5 embeddings ``[B·n, L, D]`` of the prompts (and of the negative prompts with CFG), as
+        ``WanPipeline.encode_prompt`` computes them (the length is the pipeline's ``max_sequence_length``). Given
+        ``prompt_embeds`` are used as they are; a missing negative prompt is the empty string."""
         if (prompt is None) == (prompt_embeds is None):
             raise ValueError("give exactly one of prompt or prompt_embeds")
-        cond = self.encode_prompt(prompt, n) if prompt_embeds is None else prompt_embeds
-        if not guided:
-            return cond, None
-        if negative_prompt_embeds is None:
-            negative = negative_prompt if negative_prompt is not None else ""
-            negatives = [negative] * (cond.shape[0] // n) if isinstance(negative, str) else negative
-            negative_prompt_embeds = self.encode_prompt(negatives, n)
-        return cond, negative_prompt_embeds
+        n = num_videos_per_prompt
+        if prompt_embeds is None:
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+            prompt_embeds, batch = self._t5(prompts, n), len(prompts)
+        else:
+            batch, n = prompt_embeds.shape[0], 1
+        if not do_classifier_free_guidance or negative_prompt_embeds is not None:
+            return prompt_embeds, negative_prompt_embeds
+        negative = "" if negative_prompt is None else negative_prompt
+        negatives = [negative] * batch if isinstance(negative, str) else list(negative)
+        if len(negatives) != batch:
+            raise ValueError(f"{len(negatives)} negative prompts for {batch} prompts")
+        return prompt_embeds, self._t5(negatives, n)
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
@@ -226,8 +240,8 @@ class CausalForcingPipeline(DiffusionPipeline):
         config = self.sample_config(
             num_frames, num_inference_steps, height, width, first_block_steps, guidance_scale, window, sink
         )
-        cond, negative = self._embeddings(
-            prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, num_videos_per_prompt, guidance_scale != 1
+        cond, negative = self.encode_prompt(
+            prompt, negative_prompt, guidance_scale != 1, num_videos_per_prompt, prompt_embeds, negative_prompt_embeds
         )
         _onload(self.transformer)
         components = self.components_for_sampling()

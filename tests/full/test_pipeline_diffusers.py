@@ -137,5 +137,16 @@ def test_bad_arguments(pipe):
             pipe(PROMPT, **kwargs)
     with pytest.raises(ValueError, match="exactly one of prompt or prompt_embeds"):
         pipe(None, num_frames=9)
+    with pytest.raises(ValueError, match="1 negative prompts for 2 prompts"):
+        pipe(["a", "b"], negative_prompt=["x"], guidance_scale=2.0, num_frames=9)
+
+
+def test_prompt_embeds_stand_in_for_the_prompt(pipe):
+    embeds, negative = pipe.encode_prompt(PROMPT, "blurry", do_classifier_free_guidance=True)
+    assert embeds.shape == (1, TINY.text_length, TINY.text_dim) and negative.shape == embeds.shape
+    kw = dict(num_frames=9, num_inference_steps=1, guidance_scale=2.0, output_type="latent")
+    by_text = pipe(PROMPT, negative_prompt="blurry", generator=seeded(), **kw).frames
+    by_embeds = pipe(prompt_embeds=embeds, negative_prompt_embeds=negative, generator=seeded(), **kw).frames
+    torch.testing.assert_close(by_embeds, by_text, rtol=0, atol=0)
     with pytest.raises(TypeError, match="WanTransformer3DModel"):
         CausalForcingPipeline(pipe.tokenizer, pipe.text_encoder, pipe.vae, torch.nn.Linear(2, 2))
