@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import tempfile
 from pathlib import Path
 
 import click
@@ -25,35 +23,23 @@ def full() -> None:
 
 
 def _device_and_dtype(device: str, dtype: str):
-    import torch
+    from full.components import resolve_device
 
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
-    if dtype == "auto":
-        dtype = "bf16" if dev.type == "cuda" else "fp32"
-    return dev, {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    try:
+        return resolve_device(device, dtype)
+    except (RuntimeError, ValueError) as exc:
+        raise click.ClickException(f"--device {device} / --dtype {dtype}: {exc}") from None
 
 
-def _read_prompts(prompt: str | None, prompts: Path | None) -> list[str]:
-    if (prompt is None) == (prompts is None):
-        raise click.UsageError("give exactly one of --prompt TEXT or --prompts FILE")
-    if prompt is not None:
-        return [prompt]
-    lines = [line.strip() for line in prompts.read_text(encoding="utf-8").splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise click.UsageError(f"{prompts} holds no prompt (one per line)")
-    return lines
+def _preset_choice() -> click.Choice:
+    from full.presets import PRESETS
 
-
-def _slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "prompt"
+    return click.Choice(sorted(PRESETS))
 
 
 @full.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="diffusers-format Wan2.1 folder")
-@click.option("--preset", type=click.Choice(["tiny"]), help="tiny random models built in code (offline smoke run)")
+@click.option("--preset", type=_preset_choice(), help="models by name (tiny: random, built in code; offline)")
 @click.option(
     "--checkpoint", type=click.Path(path_type=Path), help="DiT weights: converted folder/safetensors or a generator .pt"
 )
@@ -74,6 +60,7 @@ def _slug(text: str, limit: int = 40) -> str:
 @click.option("--height", type=int, help="pixels [480; tiny: 64]")
 @click.option("--width", type=int, help="pixels [832; tiny: 64]")
 @click.option("--window", type=click.IntRange(1), help="rolling KV cache length in blocks (default: whole history)")
+@click.option("--sink", is_flag=True, help="keep the first block in the rolling cache (attention sink; needs --window)")
 @click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
 @click.option("--shift", type=float, default=DEFAULT_SHIFT, show_default=True, help="timestep shift of the σ list")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the first prompt (+i for prompt i)")
@@ -84,75 +71,101 @@ def _slug(text: str, limit: int = 40) -> str:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 def sample(**opts) -> None:
     """Generate videos block by block with the KV cache and write one MP4 per prompt."""
-    import dataclasses
+    from full.sample_files import ModelSource, image_latent_for, open_models, read_prompts, sample_to_folder
+    from full.sampler import SampleConfig
 
-    from cf_ref.io import save_tensors, to_plain, write_json
-    from full.sampler import SampleConfig, generate, load_components
-    from full.video import encode_image, load_image, to_uint8, video_frames, write_mp4
-
-    prompts = _read_prompts(opts["prompt"], opts["prompts"])
-    if (opts["model_dir"] is None) == (opts["preset"] is None):
-        raise click.UsageError("give exactly one of --model DIR or --preset tiny")
     device, dtype = _device_and_dtype(opts["device"], opts["dtype"])
-    with tempfile.TemporaryDirectory(prefix="cf-ref-tiny-") as tmp:
-        if opts["preset"] == "tiny":
-            from full.tiny import TINY, write_tiny_pipeline
-
-            model_dir, text_length = Path(write_tiny_pipeline(tmp)), TINY.text_length
-            default_size = (TINY.height, TINY.width)
-        else:
-            model_dir, text_length, default_size = opts["model_dir"], None, (480, 832)
+    source = ModelSource(opts["preset"], opts["model_dir"], opts["checkpoint"], opts["checkpoint_key"])
+    try:
+        prompts = read_prompts(opts["prompt"], opts["prompts"])
+        components, (height, width), _ = open_models(source, device, dtype)
         config = SampleConfig(
             steps=opts["steps"],
             first_block_steps=opts["first_block_steps"],
             block_size=opts["block_size"],
             num_frames=opts["frames"],
-            height=opts["height"] or default_size[0],
-            width=opts["width"] or default_size[1],
+            height=height if opts["height"] is None else opts["height"],
+            width=width if opts["width"] is None else opts["width"],
             shift=opts["shift"],
             context_noise=opts["context_noise"],
             window=opts["window"],
+            sink=opts["sink"],
             seed=opts["seed"],
         )
-        try:
-            config.validate()
-            if opts["image"] is not None and config.block_size != 1:
-                raise ValueError("--image needs the frame-wise model (--block 1)")
-            components = load_components(
-                model_dir, opts["checkpoint"], opts["checkpoint_key"], device, dtype, text_length
-            )
-            components.latent_shape(config.height, config.width)
-            image_latent = None
-            if opts["image"] is not None:
-                image = load_image(opts["image"], config.height, config.width)
-                image_latent = encode_image(components.vae, image.to(device))
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            raise click.ClickException(str(exc)) from exc
-        out_dir = opts["out_dir"]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "model": str(opts["model_dir"]) if opts["model_dir"] else "preset:tiny",
-            "checkpoint": str(opts["checkpoint"]) if opts["checkpoint"] else None,
-            "config": to_plain(config),
-            "samples": [],
-        }
-        for i, prompt in enumerate(prompts):
-            run = dataclasses.replace(config, seed=config.seed + i)
-            embeds = components.text.encode([prompt]).to(dtype)
-            result = generate(components, embeds, run, image_latent=image_latent, progress=True)
-            name = f"{i:03d}_{_slug(prompt)}"
-            write_mp4(out_dir / f"{name}.mp4", to_uint8(result.video[0]), fps=opts["fps"])
-            if opts["save_latents"]:
-                save_tensors(out_dir / f"{name}.safetensors", {"latents": result.latents[0].float()})
-            entry = {"index": i, "prompt": prompt, "file": f"{name}.mp4", "seed": run.seed}
-            entry |= {
-                "video_frames": video_frames(run.num_frames),
-                "fps_generation": result.fps,
-                "timings_s": result.timings,
-            }
-            manifest["samples"].append(entry)
-            click.echo(f"{name}.mp4: {entry['video_frames']} frames, {result.fps:.2f} frames/s of generation")
-        write_json(out_dir / "samples.json", manifest)
+        config.validate()
+        components.latent_shape(config.height, config.width)
+        image_latent = None if opts["image"] is None else image_latent_for(components, opts["image"], config)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    def report(entry: dict) -> None:
+        click.echo(
+            f"{entry['file']}: {entry['video_frames']} frames, {entry['fps_generation']:.2f} frames/s of generation"
+        )
+
+    sample_to_folder(
+        components,
+        prompts,
+        config,
+        opts["out_dir"],
+        image_latent=image_latent,
+        fps=opts["fps"],
+        save_latents=opts["save_latents"],
+        model_name=source.describe(),
+        checkpoint=str(opts["checkpoint"]) if opts["checkpoint"] else None,
+        progress=True,
+        on_sample=report,
+    )
+
+
+@full.command()
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), help="diffusers-format Wan2.1 folder")
+@click.option("--preset", type=_preset_choice(), help="models by name (tiny: random, built in code; offline)")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="DiT weights replacing the folder's")
+@click.option("--checkpoint-key", default="generator", show_default=True, help="entry of a training checkpoint")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (localhost only by default)")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@click.option("--block", "block_size", type=click.IntRange(1), help="latent frames per block [3; the preset's]")
+@click.option("--height", type=click.IntRange(1), help="pixels [480; tiny: 64]")
+@click.option("--width", type=click.IntRange(1), help="pixels [832; tiny: 64]")
+@click.option("--window", type=click.IntRange(1), default=6, show_default=True, help="rolling KV cache, blocks")
+@click.option("--sink/--no-sink", default=True, show_default=True, help="keep the first block in the cache")
+@click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
+@click.option("--max-waiting", type=click.IntRange(0), default=1, show_default=True, help="clients queued")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
+def serve(**opts) -> None:
+    """Stream generated video to a web page: prompt, start/stop, change the prompt while it plays."""
+    try:
+        from full.serve.app import LOOPBACK, ServeSettings, create_app, run_server
+        from full.serve.protocol import ServeLimits
+    except ImportError as exc:
+        raise click.ClickException(f"{exc.name} is missing: pip install -e '.[serve]'") from None
+    from full.sample_files import ModelSource, open_models
+    from full.sampler import SampleConfig
+
+    device, dtype = _device_and_dtype(opts["device"], opts["dtype"])
+    source = ModelSource(opts["preset"], opts["model_dir"], opts["checkpoint"], opts["checkpoint_key"])
+    try:
+        components, (height, width), block = open_models(source, device, dtype)
+        config = SampleConfig(
+            block_size=opts["block_size"] or block or 3,
+            num_frames=opts["block_size"] or block or 3,
+            height=height if opts["height"] is None else opts["height"],
+            width=width if opts["width"] is None else opts["width"],
+            window=opts["window"],
+            sink=opts["sink"],
+            context_noise=opts["context_noise"],
+        )
+        config.validate()
+        limits = ServeLimits(max_waiting=opts["max_waiting"])
+        app = create_app(components, ServeSettings(config, source.describe(), limits=limits))
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if opts["host"] not in LOOPBACK:
+        click.echo(f"warning: binding to {opts['host']} makes the model reachable from other machines", err=True)
+    click.echo(f"serving {source.describe()} on http://{opts['host']}:{opts['port']}/ (Ctrl+C to stop)")
+    run_server(app, opts["host"], opts["port"], limits)
 
 
 @full.command()

@@ -4,31 +4,42 @@ For every block of ``b`` latent frames (b = 1 frame-wise, 3 chunk-wise):
 :func:`cf_ref.rollout.few_step_rollout` denoises it on the few-step σ list
 (:meth:`cf_ref.schedule.FewStepSchedule.uniform`, e.g. t = 1000/750/500/250 warped by the shift 5), re-noising
 with fresh noise between steps, then commits it to the KV cache with one more pass at σ = 0 (or at the
-``context_noise`` level); the block is decoded to pixels right away by the streaming VAE decoder. The
-rollout is called once per block (the cache is rebased in between), which is what lets the first block
-use its own step count (Causal Forcing++ 1-/2-step models denoise the first block with 4 steps) and the
-decoder start before the video is finished.
+``context_noise`` level); the block is decoded to pixels right away by the streaming VAE decoder.
+
+:class:`BlockSampler` is that loop's body, one block per call, with the state a video needs between blocks
+(cache, decoder, noise streams, the committed frames the cache still holds). Everything that generates —
+:func:`generate` (a whole video), :class:`full.stream.VideoStream` (unbounded, prompt switches), the
+diffusers pipeline and the server — drives the same object, so a stream with a fixed prompt and seed yields
+exactly :func:`generate`'s frames. Between blocks the conditioning may change (:meth:`BlockSampler.set_text`;
+optionally re-caching the held frames under the new prompt, LongLive-style), and so may the step count.
+
+Noise (:class:`NoiseSource`): block j's initial noise ε_j ``[B, b, C, h, w]`` is the j-th draw of one
+``torch.Generator`` (on its own device, CPU by default, so the initial noise does not depend on the model's
+device), the re-noising inside the rollout comes from a generator on the model's device seeded by one draw of
+the first (so with more than one step a CUDA video differs from the CPU one, as CUDA and CPU draws differ). A longer video
+therefore starts with exactly the blocks of a shorter one with the same seed.
 
 Image-to-video (frame-wise model): the image's latent is committed as frame 0 and generation starts at
-frame 1.
+frame 1. Long streams: with a ``window`` the cache rolls (optionally keeping the first block as an attention
+sink, :mod:`full.sink`); when the RoPE table (``rope_max_seq_len`` frames) would run out, the held frames are
+re-committed at positions from 0 (re-anchoring), so a stream has no length limit.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
-from full.model import CausalWanTransformer3DModel
-from full.text import TextEncoder, load_text_encoder
-from full.video import StreamingDecoder, load_vae, video_frames
+from full.cache import WanKVCache
+from full.components import WanComponents, load_components  # noqa: F401  (re-exported: the sampler's inputs)
+from full.sink import SinkKVCache
+from full.video import StreamingDecoder, video_frames
 
 
 @dataclass(frozen=True)
@@ -38,12 +49,14 @@ class SampleConfig:
     steps: int = 4
     first_block_steps: int | None = None  # e.g. 4 for the Causal Forcing++ 1-/2-step models
     block_size: int = 3
-    num_frames: int = 21  # latent frames (81 video frames)
+    num_frames: int = 21  # latent frames (81 video frames); a stream ignores it
     height: int = 480  # pixels
     width: int = 832
     shift: float = DEFAULT_SHIFT
     context_noise: float = 0.0  # σ of the cache pass (0 = clean)
     window: int | None = None  # rolling KV cache, in blocks (None = whole history)
+    sink: bool = False  # keep the first block in the rolling cache (attention sink)
+    guidance_scale: float = 1.0  # CFG with a negative prompt when != 1 (the distilled students use none)
     seed: int = 0
 
     def validate(self) -> None:
@@ -58,79 +71,248 @@ class SampleConfig:
             )
         if not 0.0 <= self.context_noise < 1.0:
             raise ValueError(f"context_noise must be in [0, 1), got {self.context_noise}")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window must be >= 1 block or None, got {self.window}")
+        if self.sink and self.window is None:
+            raise ValueError("an attention sink needs a rolling cache: set a window")
+        if self.shift <= 0:
+            raise ValueError(f"shift must be > 0, got {self.shift}")
 
     def sigmas(self, steps: int | None = None) -> Tensor:
         """The few-step σ list (float64) for ``steps`` (default ``self.steps``): the uniform K-step schedule."""
         return FewStepSchedule.uniform(steps or self.steps, self.shift).student_sigmas()
 
 
+class NoiseSource:
+    """The two noise streams of a video: ``initial`` (any device; block j's ε is its j-th draw) and ``renoise``
+    (the model's device, seeded by one draw of ``initial``; used inside the rollout and for context noise)."""
+
+    def __init__(self, generator: torch.Generator, device: str | torch.device):
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be one torch.Generator, got {type(generator).__name__}")
+        self.initial = generator
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        self.renoise = torch.Generator(device=device).manual_seed(seed)
+
+    @classmethod
+    def from_seed(cls, seed: int, device: str | torch.device) -> NoiseSource:
+        """``NoiseSource(torch.Generator().manual_seed(seed), device)``."""
+        return cls(torch.Generator().manual_seed(seed), device)
+
+    def block(self, shape: tuple[int, ...], device: torch.device) -> Tensor:
+        """The next block's initial noise ``shape`` (float32) on ``device``."""
+        return torch.randn(shape, generator=self.initial, device=self.initial.device).to(device)
+
+
 @dataclass
-class WanComponents:
-    """The three models of the sampler, on one device."""
+class Block:
+    """One emitted piece of video. latents: ``[B, n, C, h, w]`` normalised; video: ``[B, m, 3, H, W]`` in
+    [-1, 1] (None without decoding; m = 1 + 4(n-1) for the video's first piece, 4n after); ``index``: order
+    of emission (0 = first); ``start_frame``: the latent frame of the video where it starts (RoPE positions
+    equal it until a re-anchoring); ``prefill``: an image committed as given, not generated; timings in
+    seconds."""
 
-    transformer: CausalWanTransformer3DModel
-    vae: object
-    text: TextEncoder
+    index: int
+    start_frame: int
+    latents: Tensor
+    video: Tensor | None
+    prefill: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def device(self) -> torch.device:
-        return self.transformer.device
 
-    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        """Latent ``(C, h, w)`` of a ``height×width`` video; the size must suit the VAE and the patch size."""
-        factor = self.vae.config.scale_factor_spatial
-        _, ph, pw = self.transformer.config.patch_size
-        if height % (factor * ph) or width % (factor * pw):
+@dataclass(frozen=True)
+class _Committed:
+    """A block as it was committed: its frames ``[B, n, C, h, w]`` and level ``[B, n]``, at ``start``."""
+
+    start: int
+    x: Tensor
+    sigma: Tensor
+
+
+class _Recording:
+    """A :class:`cf_ref.rollout.BlockwiseModel` that tells the sampler what each commit wrote."""
+
+    def __init__(self, inner, on_commit: Callable[[Tensor, Tensor, int], None]):
+        self.inner, self.on_commit = inner, on_commit
+
+    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
+        return self.inner.velocity(x, sigma, block, cache)
+
+    def commit(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> WanKVCache:
+        start = cache.num_frames
+        cache = self.inner.commit(x, sigma, block, cache)
+        self.on_commit(x, sigma, start)
+        return cache
+
+
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+class BlockSampler:
+    """One video generated block by block (see the module doc). Call :meth:`set_text` first, then optionally
+    :meth:`prefill`, then :meth:`next_block` as often as wanted; :meth:`close` frees the decoder's cache."""
+
+    def __init__(
+        self, components: WanComponents, config: SampleConfig, noise: NoiseSource, batch: int = 1, decode: bool = True
+    ):
+        config.validate()
+        self.components, self.config, self.noise, self.batch = components, config, noise, batch
+        self.latent_shape = components.latent_shape(config.height, config.width)
+        self.device = components.device
+        self.steps = config.steps
+        self.sync = _synchronizer(self.device)
+        self.decoder = StreamingDecoder(components.vae) if decode else None
+        self.cache = self._new_cache()
+        self.sink: _Committed | None = None
+        self.history: list[_Committed] = []  # committed blocks the cache still holds (after the sink)
+        self.model: _Recording | None = None
+        self.generated = 0  # blocks generated so far
+        self.emitted = 0  # blocks emitted (the prefill counts)
+        self.frames = 0  # latent frames emitted (absolute; RoPE positions restart when re-anchored)
+
+    # ------------------------------------------------------------------ cache bookkeeping
+    def _new_cache(self) -> WanKVCache:
+        b, window = self.config.block_size, self.config.window
+        capacity = None if window is None else (window - 1) * b
+        layers = len(self.components.transformer.blocks)
+        if self.config.sink:
+            return SinkKVCache(num_layers=layers, capacity_frames=capacity, sink_frames=b)
+        return WanKVCache(num_layers=layers, capacity_frames=capacity)
+
+    def _record(self, x: Tensor, sigma: Tensor, start: int) -> None:
+        entry = _Committed(start, x, sigma)
+        if self.config.sink and self.sink is None:
+            self.sink = entry
+            return
+        self.history.append(entry)
+        capacity = self.cache.capacity_frames
+        if capacity is not None:
+            end = self.cache.num_frames
+            self.history = [e for e in self.history if e.start >= end - capacity]
+
+    def held(self) -> list[_Committed]:
+        """The committed blocks whose K/V the cache holds, in order (sink first)."""
+        return ([self.sink] if self.sink is not None else []) + self.history
+
+    def _recommit(self, starts: list[int]) -> None:
+        """Rebuild the cache from the held blocks under the current prompt, block i at frame ``starts[i]``."""
+        entries = self.held()
+        self.cache, self.sink, self.history = self._new_cache(), None, []
+        for entry, start in zip(entries, starts, strict=True):
+            self.cache.num_frames = self.cache.origin = start
+            self.model.commit(entry.x, entry.sigma, 0, self.cache)
+        self.cache.rebase()
+
+    def _reanchor_if_needed(self) -> None:
+        b, limit = self.config.block_size, self.components.transformer.rope.max_seq_len
+        if self.cache.num_frames + b <= limit:
+            return
+        if self.cache.capacity_frames is None:
             raise ValueError(
-                f"video size {width}x{height} must be a multiple of {factor * pw}x{factor * ph} "
-                f"(VAE {factor}x times patch {pw}x{ph})"
+                f"frame {self.cache.num_frames + b} is past the RoPE table ({limit} frames) and the cache keeps the "
+                "whole history; set a window (rolling cache) for longer videos"
             )
-        return self.transformer.config.in_channels, height // factor, width // factor
-
-
-def load_components(
-    model_dir: str | os.PathLike,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_key: str | None = "generator",
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    text_length: int | None = None,
-) -> WanComponents:
-    """Load a diffusers-format Wan2.1 folder (``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``)
-    offline; ``checkpoint`` replaces the DiT weights (any layout :mod:`full.convert` reads)."""
-    from full.convert import load_state_dict, to_diffusers_layout
-
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise FileNotFoundError(f"model folder {model_dir} does not exist")
-    if not (model_dir / "transformer").is_dir():
-        raise FileNotFoundError(f"{model_dir} has no transformer/ folder (expected a diffusers-format Wan2.1 folder)")
-    transformer = CausalWanTransformer3DModel.from_pretrained(
-        model_dir / "transformer", local_files_only=True, torch_dtype=dtype
-    )
-    if checkpoint is not None:
-        state = to_diffusers_layout(load_state_dict(checkpoint, checkpoint_key))
-        try:
-            missing, unexpected = transformer.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # shape mismatches
-            raise ValueError(f"checkpoint {checkpoint} does not fit the model in {model_dir}: {exc}") from exc
-        if missing or unexpected:
+        starts, n = [], 0
+        for entry in self.held():
+            starts.append(n)
+            n += entry.x.shape[1]
+        if n + b > limit:
             raise ValueError(
-                f"checkpoint {checkpoint} does not fit the model in {model_dir}: "
-                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+                f"the rolling cache ({n} frames) plus a block ({b}) needs {n + b} RoPE positions, the model has "
+                f"{limit}; use a smaller window"
             )
-    transformer = transformer.to(device).eval()
-    vae = load_vae(model_dir, device, dtype)
-    if vae.config.z_dim != transformer.config.in_channels:
-        raise ValueError(
-            f"VAE latents have {vae.config.z_dim} channels, the DiT expects {transformer.config.in_channels}"
+        self._recommit(starts)
+
+    # ------------------------------------------------------------------ public
+    def set_text(self, embeds: Tensor, negative: Tensor | None = None, recache: bool = False) -> float:
+        """Condition the next blocks on prompt embeddings ``embeds`` ``[B, L, D_text]`` (and ``negative`` for
+        CFG). ``recache`` re-commits the held frames under the new prompt (their self-attention K/V then carry
+        it, LongLive's KV re-cache); returns the seconds that took (0 without)."""
+        model, cfg = self.components.transformer, self.config
+        embeds = embeds.to(self.device)
+        if embeds.shape[0] != self.batch:
+            raise ValueError(f"prompt batch {embeds.shape[0]} does not match the video batch {self.batch}")
+        if cfg.guidance_scale != 1.0:
+            if negative is None:
+                raise ValueError(f"guidance_scale {cfg.guidance_scale} needs a negative prompt")
+            inner = model.guided_blockwise(embeds, negative.to(self.device), cfg.guidance_scale, cfg.block_size)
+        else:
+            inner = model.blockwise(embeds, cfg.block_size, cfg.window)
+        self.model = _Recording(inner, self._record)
+        if not recache or self.cache.num_frames == 0:
+            return 0.0
+        t0 = time.perf_counter()
+        self._recommit([e.start for e in self.held()])
+        self.sync()
+        return time.perf_counter() - t0
+
+    def set_steps(self, steps: int) -> None:
+        """Denoising steps of the following blocks (the first block keeps ``first_block_steps`` if set)."""
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        self.steps = steps
+
+    def _require_model(self) -> _Recording:
+        if self.model is None:
+            raise RuntimeError("call set_text(...) before generating")
+        return self.model
+
+    def _emit(self, x0: Tensor, prefill: bool, timings: dict[str, float]) -> Block:
+        video = None
+        if self.decoder is not None:
+            self.sync()
+            t0 = time.perf_counter()
+            video = self.decoder.decode_next(x0)
+            self.sync()
+            timings["decode"] = time.perf_counter() - t0
+        block = Block(self.emitted, self.frames, x0, video, prefill, timings)
+        self.emitted += 1
+        self.frames += x0.shape[1]
+        return block
+
+    def prefill(self, image_latent: Tensor) -> Block:
+        """Commit the image's latent ``[B, 1, C, h, w]`` as frame 0 (frame-wise model) and emit it decoded."""
+        model, (c, h, w) = self._require_model(), self.latent_shape
+        if self.config.block_size != 1:
+            raise ValueError("image-to-video needs the frame-wise model (block size 1)")
+        if self.cache.num_frames or self.generated:
+            raise RuntimeError("prefill comes before the first generated block")
+        if tuple(image_latent.shape) != (self.batch, 1, c, h, w):
+            raise ValueError(f"image latent must be [{self.batch}, 1, {c}, {h}, {w}], got {tuple(image_latent.shape)}")
+        x = image_latent.to(device=self.device, dtype=torch.float32)
+        t0 = time.perf_counter()
+        model.commit(x, torch.zeros(x.shape[:2], device=self.device), 0, self.cache)
+        self.cache.rebase()
+        self.sync()
+        return self._emit(x, True, {"dit": time.perf_counter() - t0})
+
+    @torch.no_grad()
+    def next_block(self) -> Block:
+        """Denoise, commit and decode the next block."""
+        model, cfg = self._require_model(), self.config
+        self._reanchor_if_needed()
+        steps = cfg.first_block_steps if self.generated == 0 and cfg.first_block_steps else self.steps
+        noise = self.noise.block((self.batch, cfg.block_size, *self.latent_shape), self.device)
+        t0 = time.perf_counter()
+        out = few_step_rollout(
+            model,
+            noise,
+            cfg.block_size,
+            cfg.sigmas(steps).to(self.device),
+            self.cache,
+            context_noise=cfg.context_noise,
+            generator=self.noise.renoise,
         )
-    text = load_text_encoder(model_dir, device, dtype, text_length)
-    if text.model.config.d_model != transformer.config.text_dim:
-        raise ValueError(
-            f"text encoder width {text.model.config.d_model} != DiT text_dim {transformer.config.text_dim}"
-        )
-    return WanComponents(transformer, vae, text)
+        self.cache.rebase()
+        self.sync()
+        timings = {"dit": time.perf_counter() - t0, "steps": float(steps)}
+        self.generated += 1
+        return self._emit(out.x0, False, timings)
+
+    def close(self) -> None:
+        if self.decoder is not None:
+            self.decoder.close()
 
 
 @dataclass
@@ -149,10 +331,6 @@ class SampleResult:
         return video_frames(self.latents.shape[1]) / self.timings["total"]
 
 
-def _synchronizer(device: torch.device) -> Callable[[], None]:
-    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-
-
 @torch.no_grad()
 def generate(
     components: WanComponents,
@@ -161,75 +339,32 @@ def generate(
     image_latent: Tensor | None = None,
     decode: bool = True,
     progress: bool = False,
+    negative_embeds: Tensor | None = None,
+    noise: NoiseSource | None = None,
 ) -> SampleResult:
     """Generate ``config.num_frames`` latent frames for prompts ``text_embeds`` ``[B, L, D_text]`` (and decode).
 
     image_latent: ``[B, 1, C, h, w]`` normalised latent of the first frame (image-to-video, ``block_size`` 1).
-    Noise is drawn on the CPU from ``config.seed`` (same video on any device), the re-noising inside the
-    rollout from a generator on the model's device.
+    noise: default :meth:`NoiseSource.from_seed` of ``config.seed``.
     """
     from tqdm.auto import tqdm
 
     config.validate()
-    model, device = components.transformer, components.device
-    b, frames = config.block_size, config.num_frames
-    c, h, w = components.latent_shape(config.height, config.width)
-    batch = text_embeds.shape[0]
-    if image_latent is not None:
-        if b != 1:
-            raise ValueError("image-to-video needs the frame-wise model (block size 1)")
-        if image_latent.shape != (batch, 1, c, h, w):
-            raise ValueError(f"image latent must be [{batch}, 1, {c}, {h}, {w}], got {tuple(image_latent.shape)}")
-    sync = _synchronizer(device)
-    cpu = torch.Generator().manual_seed(config.seed)
-    noise = torch.randn(batch, frames, c, h, w, generator=cpu).to(device)
-    renoise = torch.Generator(device=device).manual_seed(config.seed + 1)
-    sigmas = config.sigmas().to(device)
-    first_sigmas = config.sigmas(config.first_block_steps).to(device)
-
-    sync()
+    noise = noise or NoiseSource.from_seed(config.seed, components.device)
+    sampler = BlockSampler(components, config, noise, text_embeds.shape[0], decode)
+    sampler.sync()
     start = time.perf_counter()
-    bw = model.blockwise(text_embeds.to(device), b, config.window)
-    cache = bw.new_cache()
-    decoder = StreamingDecoder(components.vae) if decode else None
-    latents, videos, timings = [], [], {"dit": 0.0, "decode": 0.0}
-
-    def emit(x0: Tensor) -> None:
-        latents.append(x0)
-        if decoder is not None:
-            sync()
-            t0 = time.perf_counter()
-            videos.append(decoder.decode_next(x0))
-            sync()
-            timings["decode"] += time.perf_counter() - t0
-
-    first = 0
-    if image_latent is not None:
-        t0 = time.perf_counter()
-        bw.prefill(image_latent.to(device=device, dtype=noise.dtype), cache)
-        sync()
-        timings["dit"] += time.perf_counter() - t0
-        emit(image_latent.to(device=device, dtype=noise.dtype))
-        first = 1
-    for j, f0 in enumerate(tqdm(range(first, frames, b), desc="blocks", disable=not progress)):
-        t0 = time.perf_counter()
-        out = few_step_rollout(
-            bw,
-            noise[:, f0 : f0 + b],
-            b,
-            first_sigmas if j == 0 else sigmas,
-            cache,
-            context_noise=config.context_noise,
-            generator=renoise,
-        )
-        cache.rebase()
-        sync()
-        timings["dit"] += time.perf_counter() - t0
-        emit(out.x0)
+    sampler.set_text(text_embeds, negative_embeds)
+    blocks = [sampler.prefill(image_latent)] if image_latent is not None else []
+    count = (config.num_frames - (1 if image_latent is not None else 0)) // config.block_size
+    timings = {}
+    for j in tqdm(range(count), desc="blocks", disable=not progress):
+        blocks.append(sampler.next_block())
         if j == 0:
             timings["first_block"] = time.perf_counter() - start
-    if decoder is not None:
-        decoder.close()
+    sampler.close()
     timings["total"] = time.perf_counter() - start
-    video = torch.cat(videos, dim=1) if decoder is not None else None
-    return SampleResult(torch.cat(latents, dim=1), video, timings)
+    timings["dit"] = sum(b.timings["dit"] for b in blocks)
+    timings["decode"] = sum(b.timings.get("decode", 0.0) for b in blocks)
+    video = torch.cat([b.video for b in blocks], dim=1) if decode else None
+    return SampleResult(torch.cat([b.latents for b in blocks], dim=1), video, timings)

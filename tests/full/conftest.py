@@ -25,3 +25,13 @@ def latents():
 def text():
     g = torch.Generator().manual_seed(2)
     return torch.randn(2, 5, TINY.text_dim, generator=g)
+
+
+@pytest.fixture(scope="session")
+def tiny_components():
+    """The tiny preset's models (DiT, VAE, text encoder), loaded through a written folder like a real model.
+    Streams share the VAE's decode cache: consume one stream before starting the next."""
+    from full.components import load_preset
+
+    components, _ = load_preset("tiny")
+    return components

@@ -1,0 +1,129 @@
+"""``cf-ref full sample`` as library functions: prompts in, MP4s (+ latents) and ``samples.json`` out.
+
+The click command only parses options; everything it does is here, so the stream, the diffusers pipeline and
+the server load models and build configs the same way:
+
+* :func:`read_prompts` — one ``--prompt`` or a file of prompts (one a line, blank lines skipped);
+* :func:`open_models` — a preset by name or a model folder (+ checkpoint) → components and the default size;
+* :func:`image_latent_for` — the ``--image`` first frame encoded by the VAE (image-to-video);
+* :func:`sample_to_folder` — generate each prompt (seed ``seed + i``) and write ``NNN_slug.mp4``,
+  optionally ``NNN_slug.safetensors`` (latents), and the manifest ``samples.json`` (written last, atomically).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from cf_ref.io import save_tensors, to_plain, write_json
+from full.components import WAN_SIZE, WanComponents, load_components, load_preset
+from full.sampler import SampleConfig, generate
+from full.video import WAN_FPS, encode_image, load_image, to_uint8, video_frames, write_mp4
+
+
+def read_prompts(prompt: str | None, prompts_file: str | os.PathLike | None) -> list[str]:
+    """Exactly one of a prompt or a UTF-8 file with one prompt per line → the prompts."""
+    if (prompt is None) == (prompts_file is None):
+        raise ValueError("give exactly one of --prompt TEXT or --prompts FILE")
+    if prompt is not None:
+        if not prompt.strip():
+            raise ValueError("the prompt is empty")
+        return [prompt]
+    path = Path(prompts_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (one prompt per line)") from exc
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"{path} holds no prompt (one per line)")
+    return lines
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the models come from: a preset name or a diffusers-format folder (+ DiT checkpoint)."""
+
+    preset: str | None = None
+    model_dir: str | os.PathLike | None = None
+    checkpoint: str | os.PathLike | None = None
+    checkpoint_key: str | None = "generator"
+
+    def describe(self) -> str:
+        return f"preset:{self.preset}" if self.preset else str(self.model_dir)
+
+
+def open_models(
+    source: ModelSource, device: torch.device, dtype: torch.dtype
+) -> tuple[WanComponents, tuple[int, int], int | None]:
+    """Load ``source`` → ``(components, default (height, width), the preset's block size or None)``."""
+    if (source.preset is None) == (source.model_dir is None):
+        raise ValueError("give exactly one of --model DIR or --preset NAME")
+    if source.preset is not None:
+        if source.checkpoint is not None:
+            raise ValueError("--checkpoint replaces a model folder's DiT weights; use it with --model DIR")
+        components, preset = load_preset(source.preset, device, dtype)
+        return components, (preset.height, preset.width), preset.block_size
+    components = load_components(source.model_dir, source.checkpoint, source.checkpoint_key, device, dtype)
+    return components, WAN_SIZE, None
+
+
+def image_latent_for(components: WanComponents, image_path: str | os.PathLike, config: SampleConfig) -> torch.Tensor:
+    """The first frame for image-to-video: the image (exactly the video size) → normalised latent ``[1, 1, C, h, w]``."""
+    if config.block_size != 1:
+        raise ValueError("--image needs the frame-wise model (--block 1)")
+    image = load_image(image_path, config.height, config.width)
+    return encode_image(components.vae, image.to(components.device))
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "prompt"
+
+
+def sample_to_folder(
+    components: WanComponents,
+    prompts: list[str],
+    config: SampleConfig,
+    out_dir: str | os.PathLike,
+    *,
+    image_latent: torch.Tensor | None = None,
+    fps: int = WAN_FPS,
+    save_latents: bool = False,
+    model_name: str = "",
+    checkpoint: str | None = None,
+    progress: bool = False,
+    on_sample=None,
+) -> dict:
+    """Generate every prompt (prompt i with seed ``config.seed + i``) and write the files; returns the manifest.
+    ``on_sample(entry)`` is called after each video is written (the CLI prints a line)."""
+    config.validate()
+    if fps < 1:
+        raise ValueError(f"fps must be >= 1, got {fps}")
+    components.latent_shape(config.height, config.width)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = components.transformer.compute_dtype
+    manifest = {"model": model_name, "checkpoint": checkpoint, "config": to_plain(config), "samples": []}
+    for i, prompt in enumerate(prompts):
+        run = replace(config, seed=config.seed + i)
+        embeds = components.text.encode([prompt]).to(dtype)
+        result = generate(components, embeds, run, image_latent=image_latent, progress=progress)
+        name = f"{i:03d}_{_slug(prompt)}"
+        write_mp4(out_dir / f"{name}.mp4", to_uint8(result.video[0]), fps=fps)
+        if save_latents:
+            save_tensors(out_dir / f"{name}.safetensors", {"latents": result.latents[0].float()})
+        entry = {"index": i, "prompt": prompt, "file": f"{name}.mp4", "seed": run.seed}
+        entry |= {
+            "video_frames": video_frames(run.num_frames),
+            "fps_generation": result.fps,
+            "timings_s": result.timings,
+        }
+        manifest["samples"].append(entry)
+        if on_sample is not None:
+            on_sample(entry)
+    write_json(out_dir / "samples.json", manifest)
+    return manifest

@@ -1,0 +1,53 @@
+"""SinkKVCache: eviction keeps [sink ; last window], and a KV-cached pass over it equals full-sequence attention
+with the sink-plus-window visibility."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cf_ref.masks import block_causal_visibility, token_mask
+from cf_ref.schedule import timestep_from_sigma
+from full.sink import SinkKVCache
+
+
+def test_eviction_keeps_the_first_frames_and_the_last_capacity():
+    cache = SinkKVCache(num_layers=1, tokens_per_frame=2, capacity_frames=2, sink_frames=1)
+    frames = [torch.full((1, 2, 1, 1), float(i)) for i in range(6)]  # frame i: two tokens of value i
+    held = []
+    for f in frames:
+        cache.append(0, f, -f)
+        cache.advance(1)
+        held.append(cache.get(0)[0][0, ::2, 0, 0].tolist())
+    assert held == [[0], [0, 1], [0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 5]]
+    torch.testing.assert_close(cache.get(0)[1], -cache.get(0)[0])
+    assert cache.cached_frames == 3 and cache.num_frames == 6
+    with pytest.raises(ValueError, match="sink_frames"):
+        SinkKVCache(num_layers=1, sink_frames=-1)
+
+
+def sink_visibility(frames: int, block: int, window: int) -> torch.Tensor:
+    """Block i sees block 0 and blocks i-w+1 … i (block-causal), written independently of the cache."""
+    vis = block_causal_visibility(frames, block, window)
+    q = torch.arange(frames)[:, None] // block
+    k = torch.arange(frames)[None, :] // block
+    return vis | ((k == 0) & (k <= q))
+
+
+@pytest.mark.parametrize("block,window", [(1, 2), (2, 1), (1, 3)])
+def test_kv_cached_passes_with_a_sink_equal_one_masked_forward(model, latents, text, block, window):
+    sigma = torch.rand(2, latents.shape[1] // block, generator=torch.Generator().manual_seed(4))
+    sigma = sigma.repeat_interleave(block, dim=1)
+    bw = model.blockwise(text, block, window=window)
+    cache = SinkKVCache(num_layers=len(model.blocks), capacity_frames=(window - 1) * block, sink_frames=block)
+    outs = []
+    with torch.no_grad():
+        for j in range(latents.shape[1] // block):
+            span = slice(j * block, (j + 1) * block)
+            outs.append(bw.velocity(latents[:, span], sigma[:, span], j, cache))
+            bw.commit(latents[:, span], sigma[:, span], j, cache)
+        vis = sink_visibility(latents.shape[1], block, window)
+        t = timestep_from_sigma(sigma)
+        full = model.run(latents, t, model.text_context(text), torch.arange(latents.shape[1]), token_mask(vis, 16))
+    torch.testing.assert_close(torch.cat(outs, dim=1), full.float(), rtol=0, atol=1e-5)
+    assert cache.cached_frames == block + (window - 1) * block
