@@ -199,7 +199,7 @@ def sigma_grid(num_steps: int, shift: float = 1.0, dtype: torch.dtype = torch.fl
 
 
 def few_step_sigmas(
-    timesteps: Sequence[float] = (1000, 750, 500, 250), shift: float = 5.0, dtype: torch.dtype = torch.float64
+    timesteps: Sequence[float] = (1000, 750, 500, 250), shift: float = DEFAULT_SHIFT, dtype: torch.dtype = torch.float64
 ) -> Tensor:
     r"""The few-step student's denoising list, mapped through the shift.
 
