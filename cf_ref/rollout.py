@@ -14,10 +14,21 @@ committed (the toy keeps the clean frames; the video DiT keeps per-layer K/V). T
 
 After a block is finished, ``commit`` runs the model once more on the clean block (at σ = 0, or at a
 small ``context_noise`` level) to write it into the cache.
+
+**What gradient the cache carries** (:class:`CacheGradient`). The method's rollout commits without gradient: the
+committed values are constants, so a later block's loss sends nothing into an earlier block's calls. The
+authors' code (thu-ml/Causal-Forcing ``wan/modules/causal_model.py``, ``CausalWanSelfAttention.forward``) writes
+every call's K/V into a preallocated cache *in place*; the exit call writes gradient-carrying K/V, and the cache pass
+that follows (under ``no_grad``) overwrites the values but not the autograd history. A later block that reads
+those entries therefore sends its gradient into the earlier block's exit call, as if it had attended to the exit
+call's (noisy) K/V, while its forward saw the clean ones. :func:`with_exit_gradient` builds exactly that
+straight-through value for a cache that keeps its entries functionally (a KV-cache adapter uses it in
+``commit`` when asked for ``PUBLISHED_LEAK``).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +38,29 @@ from torch import Tensor
 
 from cf_ref.schedule import interpolate, x0_from_velocity
 from cf_ref.solvers import Method, integrate
+
+
+class CacheGradient(enum.Enum):
+    """What gradient a block's committed cache entries carry (see module doc)."""
+
+    NONE = "none"  # constants: the committed values carry no gradient (the method)
+    PUBLISHED_LEAK = "published-leak"  # clean values, the exit call's gradient (the authors' in-place cache)
+
+
+def with_exit_gradient(committed: Tensor, exit_value: Tensor) -> Tensor:
+    r"""The value of ``committed`` with the gradient of ``exit_value``:
+
+    .. math::  c = \mathrm{sg}(c_{\text{commit}}) + \bigl(e - \mathrm{sg}(e)\bigr), \qquad
+               c = c_{\text{commit}}, \quad \partial c / \partial e = I,
+
+    what an in-place write of ``exit_value`` followed by an overwrite with ``committed`` under ``no_grad`` leaves
+    behind (the authors' cache entries, :class:`CacheGradient`). Same shapes (e.g. K/V ``[B, N, H, Dh]``); the
+    forward value is ``committed`` exactly. Computed with grad enabled even inside a ``no_grad`` commit.
+    """
+    if committed.shape != exit_value.shape:
+        raise ValueError(f"committed {tuple(committed.shape)} and exit {tuple(exit_value.shape)} shapes differ")
+    with torch.enable_grad():
+        return committed.detach() + (exit_value - exit_value.detach())
 
 
 class BlockwiseModel(Protocol):

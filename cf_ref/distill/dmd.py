@@ -19,6 +19,9 @@ Both tracks also take from here the two remaining pieces of the DMD stage:
   authors' ``model/dmd.py`` (``t ~ U{0…999}``, shifted by 5, clamped to [20, 980]);
 * the generator's training samples: :func:`self_rollout_samples` (Self / Causal Forcing) or
   :func:`data_context_samples` (CausVid), chosen by :class:`cf_ref.recipes.GeneratorInput`.
+
+:func:`score_on_grid` reproduces how the authors' score wrappers read a velocity (on a 1000-step grid of their own
+shift, 8, while the noise uses the model's, 5); cf-ref's default uses the exact σ.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from torch import Tensor
 
 from cf_ref.losses import flow_matching_loss
 from cf_ref.rollout import BlockwiseModel, few_step_rollout
-from cf_ref.schedule import Granularity, interpolate, sample_training_sigmas, x0_from_velocity
+from cf_ref.schedule import Granularity, broadcast_sigma, interpolate, sample_training_sigmas, x0_from_velocity
 from cf_ref.solvers import VelocityField
+from cf_ref.time_grid import nearest_grid_sigma
 
 
 def dmd_gradient(x: Tensor, real_x0: Tensor, fake_x0: Tensor, eps: float = 1e-12) -> Tensor:
@@ -62,6 +66,29 @@ def dmd_generator_loss(
         g = dmd_gradient(x.detach(), real_x0, fake_x0)
     loss = dmd_surrogate_loss(x, g)
     return loss, {"dmd_grad_norm": float(g.float().norm()), "real_fake_gap": float((real_x0 - fake_x0).abs().mean())}
+
+
+def score_on_grid(score: VelocityField, grid: Tensor) -> VelocityField:
+    r"""A score network read the way the authors' ``WanDiffusionWrapper`` reads it: :math:`\hat x_0 = x - \tilde\sigma
+    v(x, \sigma)` with :math:`\tilde\sigma` the point of ``grid`` nearest to σ
+    (:func:`cf_ref.time_grid.nearest_grid_sigma`), returned as the velocity
+
+    .. math::  v'(x, \sigma) = v(x, \sigma)\,\tilde\sigma / \sigma ,
+
+    so that every use of the field sees what the wrapper computes: :math:`x - \sigma v' = x - \tilde\sigma v` (the
+    scores' :math:`\hat x_0` in :func:`dmd_generator_loss`), and the critic's flow prediction
+    :math:`(x - \hat x_0)/\sigma = v'` in :func:`critic_loss`. The network is still told σ. σ > 0 (the DMD levels
+    are ≥ 0.02). x: ``[B, F, *S]``; sigma: ``[B, F]`` (or ``[B]``, 0-d).
+    """
+
+    def field(x: Tensor, sigma: Tensor) -> Tensor:
+        s = torch.as_tensor(sigma, device=x.device)
+        if bool((s <= 0).any()):
+            raise ValueError("score_on_grid needs levels σ > 0 (the DMD levels are clamped to [0.02, 0.98])")
+        ratio = nearest_grid_sigma(s.to(torch.float64), grid) / s.to(torch.float64)
+        return score(x, sigma) * broadcast_sigma(ratio, x)
+
+    return field
 
 
 def critic_loss(

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from cf_ref.ema import ema_copy, ema_update
+from cf_ref.ema import EmaFirstUpdate, ema_copy, ema_decay_at, ema_update
 
 
 def test_ema_update_formula_and_frozen_copy():
@@ -35,3 +35,32 @@ def test_ema_copies_float_buffers_and_rejects_mismatched_modules():
     assert int(tgt.num_batches_tracked) == 0  # integer buffers are left alone
     with pytest.raises(KeyError, match="lacks"):
         ema_update(nn.Linear(3, 2), nn.Linear(3, 2, bias=False), 0.9)
+
+
+@pytest.mark.parametrize("first", list(EmaFirstUpdate))
+def test_ema_start_modes_against_the_closed_form_average(first):
+    """k updates with weights θ_1…θ_k from θ_0: BLEND gives μ^k θ_0 + (1-μ) Σ μ^(k-i) θ_i (the authors' EMA_FSDP);
+    COPY gives the same sum started at θ_1 (no weight on θ_0)."""
+    mu, k = 0.9, 4
+    src = nn.Linear(3, 2, bias=False)
+    tgt = ema_copy(src)
+    weights = [src.weight.detach().clone()]  # θ_0
+    for i in range(k):
+        with torch.no_grad():
+            src.weight.copy_(torch.randn(2, 3, generator=torch.Generator().manual_seed(i)))
+        weights.append(src.weight.detach().clone())
+        ema_update(tgt, src, ema_decay_at(i, mu, first))
+    if first is EmaFirstUpdate.BLEND:
+        expected = mu**k * weights[0] + (1 - mu) * sum(mu ** (k - i) * weights[i] for i in range(1, k + 1))
+    else:
+        expected = mu ** (k - 1) * weights[1] + (1 - mu) * sum(mu ** (k - i) * weights[i] for i in range(2, k + 1))
+    torch.testing.assert_close(tgt.weight, expected)
+
+
+def test_ema_decay_at_copies_only_the_first_update_of_copy_mode():
+    assert ema_decay_at(0, 0.99) == 0.0 and ema_decay_at(1, 0.99) == 0.99
+    assert ema_decay_at(0, 0.99, EmaFirstUpdate.BLEND) == 0.99
+    with pytest.raises(ValueError, match="EmaFirstUpdate"):
+        ema_decay_at(0, 0.99, "blend")
+    with pytest.raises(ValueError, match=">= 0"):
+        ema_decay_at(-1, 0.99)

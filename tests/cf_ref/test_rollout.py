@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from cf_ref.rollout import ar_ode_sample, few_step_rollout, sample_exit_steps
+from cf_ref.rollout import CacheGradient, ar_ode_sample, few_step_rollout, sample_exit_steps, with_exit_gradient
 from cf_ref.schedule import few_step_sigmas, sigma_grid, velocity_from_x0
 from cf_ref.solvers import Method
 from toy import closed_form
@@ -179,3 +180,109 @@ def test_exit_steps_are_uniform_and_validated():
         sample_exit_steps(3, 0)
     with pytest.raises(ValueError, match="num_blocks >= 1"):
         sample_exit_steps(0, 4, same_across_blocks=False)
+
+
+class TinyAttention:
+    """One attention layer as a BlockwiseModel over a K/V cache, ``x [B, b, d]`` tokens = frames.
+
+    ``cache="in-place"`` is the authors' scheme transcribed (wan/modules/causal_model.py): a preallocated K/V buffer
+    that *every* call writes in place at the block's slot before attending over the buffer up to the block's end;
+    grad-enabled calls run under non-reentrant checkpointing (their ``gradient_checkpointing: true``), or read a
+    copy of the buffer (``read_copy``: their fp32 path, where ``attention`` casts K/V to bf16 — a copy). Otherwise
+    the cache is a list of committed K/V and ``leak`` chooses what they carry (:func:`with_exit_gradient`).
+    """
+
+    def __init__(self, d=4, inplace=False, read_copy=False, leak=CacheGradient.NONE, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.w = {n: torch.randn(d, d, generator=g, dtype=torch.float64, requires_grad=True) for n in "qkvo"}
+        self.time = torch.randn(d, generator=g, dtype=torch.float64, requires_grad=True)
+        self.inplace, self.read_copy, self.leak = inplace, read_copy, leak
+
+    def params(self):
+        return [*self.w.values(), self.time]
+
+    def qkv(self, x, sigma):
+        h = x + sigma[..., None] * self.time
+        return h @ self.w["q"], h @ self.w["k"], h @ self.w["v"]
+
+    def attend(self, q, k, v):
+        return torch.softmax(q @ k.transpose(1, 2), -1) @ v @ self.w["o"]
+
+    def _inplace_call(self, x, sigma, block, cache):
+        q, k, v = self.qkv(x, sigma)
+        a, e = block * x.shape[1], (block + 1) * x.shape[1]
+        cache["k"][:, a:e], cache["v"][:, a:e] = k, v
+        keys, values = cache["k"][:, :e], cache["v"][:, :e]
+        if self.read_copy:
+            keys, values = keys.clone(), values.clone()
+        return self.attend(q, keys, values)
+
+    def velocity(self, x, sigma, block, cache):
+        if self.inplace:
+            if torch.is_grad_enabled() and not self.read_copy:
+                return checkpoint(self._inplace_call, x, sigma, block, cache, use_reentrant=False)
+            return self._inplace_call(x, sigma, block, cache)
+        q, k, v = self.qkv(x, sigma)
+        if torch.is_grad_enabled():
+            cache["exit"] = (k, v)
+        return self.attend(q, torch.cat([*cache["k"], k], 1), torch.cat([*cache["v"], v], 1))
+
+    def commit(self, x, sigma, block, cache):
+        if self.inplace:
+            self._inplace_call(x, sigma, block, cache)
+            return cache
+        _, k, v = self.qkv(x, sigma)
+        exit_kv = cache.pop("exit", None)
+        if self.leak is CacheGradient.PUBLISHED_LEAK and exit_kv is not None:
+            k, v = with_exit_gradient(k, exit_kv[0]), with_exit_gradient(v, exit_kv[1])
+        cache["k"].append(k)
+        cache["v"].append(v)
+        return cache
+
+    def new_cache(self, shape):
+        if self.inplace:
+            return {"k": torch.zeros(shape, dtype=torch.float64), "v": torch.zeros(shape, dtype=torch.float64)}
+        return {"k": [], "v": []}
+
+
+def _tiny_rollout(model, exits, context_noise=0.0):
+    """Samples of a 3-block rollout of ``model`` and the gradient of a fixed linear loss of them (weights, time
+    vector, and the noise of block 0, whose exit call at step 0 sees that noise)."""
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(2, 6, 4, generator=g, dtype=torch.float64).requires_grad_(True)
+    w = torch.randn(2, 6, 4, generator=g, dtype=torch.float64)
+    sigmas = torch.tensor([1.0, 0.8, 0.5, 0.2], dtype=torch.float64)
+    out = few_step_rollout(model, noise, 2, sigmas, model.new_cache((2, 6, 4)), exits, context_noise, g).x0
+    later = (out[:, 2:] * w[:, 2:]).sum()  # blocks 1 and 2 only
+    grads = torch.autograd.grad(later, [noise, *model.params()], allow_unused=True)
+    noise_grad = torch.zeros_like(noise) if grads[0] is None else grads[0]
+    return out.detach(), noise_grad[:, :2], torch.cat([p.flatten() for p in grads[1:]])
+
+
+@pytest.mark.parametrize("read_copy", [False, True])
+@pytest.mark.parametrize("exits", [[0, 0, 0], [2, 2, 2], [1, 3, 0]])
+def test_exit_gradient_cache_reproduces_the_authors_in_place_cache_exactly(exits, read_copy):
+    """The straight-through cache (clean values, exit-call gradient) gives the in-place scheme's samples and
+    gradients to the last bit; the method's cache gives the same samples and a different gradient."""
+    out_inplace, noise_inplace, grad_inplace = _tiny_rollout(TinyAttention(inplace=True, read_copy=read_copy), exits)
+    out_leak, noise_leak, grad_leak = _tiny_rollout(TinyAttention(leak=CacheGradient.PUBLISHED_LEAK), exits)
+    out_none, noise_none, grad_none = _tiny_rollout(TinyAttention(), exits)
+    assert torch.equal(out_leak, out_inplace) and torch.equal(out_none, out_inplace)  # forward identical
+    assert torch.equal(grad_leak, grad_inplace) and torch.equal(noise_leak, noise_inplace)
+    assert (grad_none - grad_inplace).norm() > 0.05 * grad_inplace.norm()
+    # block 0's exit call sees its noise only at step 0: later blocks reach it through the cache only when leaking
+    assert torch.count_nonzero(noise_none) == 0
+    assert (torch.count_nonzero(noise_leak) > 0) == (exits[0] == 0)
+
+
+def test_with_exit_gradient_value_gradient_and_shape_check():
+    committed = torch.randn(2, 3, dtype=torch.float64)
+    e = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        c = with_exit_gradient(committed, e)
+    assert torch.equal(c, committed) and c.requires_grad
+    w = torch.randn(2, 3, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((c * w).sum(), e)
+    assert torch.equal(grad, w)
+    with pytest.raises(ValueError, match="shapes differ"):
+        with_exit_gradient(committed, e[:1])

@@ -9,6 +9,7 @@ from cf_ref.distill.dmd import (
     dmd_gradient,
     dmd_sigmas,
     dmd_surrogate_loss,
+    score_on_grid,
     self_rollout_samples,
 )
 from cf_ref.schedule import (
@@ -18,7 +19,9 @@ from cf_ref.schedule import (
     sample_indices,
     unshift_sigma,
     velocity_from_x0,
+    x0_from_velocity,
 )
+from cf_ref.time_grid import train_grid
 
 
 def _gaussian_score(mean: float):
@@ -206,3 +209,31 @@ def test_data_context_samples_brute_force():
             v = 0.5 * x + x0[b].mean(dim=(0, 1))
             torch.testing.assert_close(out[b, f], x - s * v)
     assert len(seen) == 1 and torch.equal(seen[0], sigmas[index])  # one teacher-forced call, per-block levels
+
+
+def test_score_on_grid_reads_x0_and_the_critic_target_like_the_authors_wrapper():
+    """utils/wan_wrapper.py: x0 = x - σ_grid[argmin |t_grid - t|]·v with the wrapper's shift-8 grid; model/dmd.py's
+    critic then compares (x - x0)/σ with ε - x. Both against a brute-force nearest point; the network sees σ."""
+    seen = []
+
+    def score(x, sigma):
+        seen.append(sigma)
+        return 0.3 * x + sigma[..., None]
+
+    grid = train_grid(8.0)
+    x = torch.randn(2, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([[0.02] * 3, [0.61] * 3], dtype=torch.float64)
+    v_grid = score_on_grid(score, grid)(x, sigma)
+    assert seen[-1] is sigma
+    points = grid.tolist()
+    nearest = torch.tensor(
+        [[min(points, key=lambda p: abs(1000 * p - 1000 * s)) for s in row] for row in sigma.tolist()]
+    )
+    expected_x0 = x - nearest[..., None].double() * score(x, sigma)
+    torch.testing.assert_close(x0_from_velocity(x, v_grid, sigma), expected_x0)
+    torch.testing.assert_close(v_grid, (x - expected_x0) / sigma[..., None])  # the critic's flow prediction
+    assert not torch.allclose(v_grid, score(x, sigma))  # σ = 0.02 and 0.61 are off the shift-8 grid
+    on_grid = grid[[10, 500]].reshape(2, 1).expand(2, 3)
+    torch.testing.assert_close(score_on_grid(score, grid)(x, on_grid), score(x, on_grid))
+    with pytest.raises(ValueError, match="σ > 0"):
+        score_on_grid(score, grid)(x, torch.zeros(2, 3, dtype=torch.float64))
