@@ -62,8 +62,8 @@ class SelfAttentionInputs:
     rotary: ``(cos, sin)``, each ``[1, L, 1, Dh]``, for the ``L = F·T`` query tokens (unfolded order);
     fold: frames folded into the batch dimension (1 = none); mask: ``[L, L]`` bool (True = attend), a
     ``BlockMask`` or None (every key visible); cached: this layer's cached ``(key, value)``
-    ``[B, N, H, Dh]`` to prepend (KV-cached inference); sink: where a cache pass leaves this layer's new
-    (detached) K/V for the cache to append after the pass.
+    ``[B, N, H, Dh]`` to prepend (KV-cached inference); sink: where a KV-cached pass leaves this layer's new
+    K/V (with their autograd graph) for the cache to append after a cache pass.
 
     Everything layer-specific is passed in (no layer index inside the processor), so one compiled block
     graph serves every layer (``compile_repeated_blocks``).
@@ -172,8 +172,8 @@ class CausalWanSelfAttnProcessor:
         q, k, v = (_unfold(t, plan.fold) for t in self_attention_qkv(attn, hidden_states))  # [B, L, H, Dh]
         if plan.rotary is not None:
             q, k = apply_rotary(q, *plan.rotary), apply_rotary(k, *plan.rotary)
-        if plan.sink is not None:
-            plan.sink.key, plan.sink.value = k.detach(), v.detach()
+        if plan.sink is not None:  # kept with its graph: the cache detaches what it stores, a leak option needs it
+            plan.sink.key, plan.sink.value = k, v
         keys, values = k, v
         if plan.cached is not None:
             keys, values = torch.cat([plan.cached[0], k], dim=1), torch.cat([plan.cached[1], v], dim=1)

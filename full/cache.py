@@ -13,7 +13,8 @@ Two things are computed once and reused while a video is generated block by bloc
 The names follow diffusers' ``WanKVCache`` proposal (huggingface/diffusers PR 13681: a per-block
 container with ``update``/``reset``, post-RoPE keys, a token window) so the design could move upstream;
 what differs is that reads and writes are separate (a denoising call reads the cache, only the cache pass
-appends), which is what the self-forcing training rollout needs: the cache holds no autograd graph.
+appends), which is what the self-forcing training rollout needs: the cache holds no autograd graph (unless
+asked to, for the authors' leaked gradient: :mod:`full.cache_gradient`).
 """
 
 from __future__ import annotations
@@ -98,13 +99,16 @@ class WanKVCache:
             raise ValueError(f"cache holds batch {cached[0].shape[0]}, the block has batch {key.shape[0]}")
         return torch.cat([cached[0], key], dim=1), torch.cat([cached[1], value], dim=1)
 
-    def append(self, layer: int, key: Tensor, value: Tensor) -> None:
-        """Append a committed block's K/V ``[B, n, H, Dh]`` (detached) and evict beyond the capacity."""
+    def append(self, layer: int, key: Tensor, value: Tensor, detach: bool = True) -> None:
+        """Append a committed block's K/V ``[B, n, H, Dh]`` and evict beyond the capacity. ``detach=False`` keeps
+        their autograd graph (the ``published-leak`` option of :class:`cf_ref.rollout.CacheGradient`)."""
         if self.tokens_per_frame is None:
             raise RuntimeError("bind the cache to a tokens-per-frame count before writing")
         if key.shape[1] % self.tokens_per_frame:
             raise ValueError(f"{key.shape[1]} tokens is not a whole number of {self.tokens_per_frame}-token frames")
-        key, value = self.update(layer, key.detach(), value.detach())
+        if detach:
+            key, value = key.detach(), value.detach()
+        key, value = self.update(layer, key, value)
         if self.capacity_frames is not None:
             keep = self.capacity_frames * self.tokens_per_frame
             start = max(0, key.shape[1] - keep)

@@ -241,12 +241,15 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         cache: WanKVCache | None = None,
         write: bool = False,
         output_frames: slice | None = slice(None),
+        sinks: list[LayerKV] | None = None,
     ) -> Tensor | None:
         r"""One DiT pass over frames ``latents`` ``[B, F, C, H, W]`` at RoPE frame ``positions`` ``[F]``.
 
         timestep ``[B]`` (one per sample: the stock computation) or ``[B, F]`` (per frame: frames are
         folded into the batch for the modulation). Returns the velocity of ``output_frames``
         ``[B, F_out, C, H, W]`` in the compute dtype, or None when ``output_frames`` is None (cache pass).
+        With a cache, each layer leaves its new K/V (post-RoPE, carrying the pass's autograd graph) in ``sinks``
+        (one :class:`~full.cache.LayerKV` per layer; new ones unless given) and ``write`` appends them (detached).
         """
         if write and cache is None:
             raise ValueError("a cache pass (write=True) needs a cache")
@@ -262,7 +265,10 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         rotary = self.rotary(positions, height, width)
         # KV-cached passes always get a (possibly empty) prefix and a sink, so that under torch.compile every
         # layer and every block of a rollout reuses one graph (only the prefix length varies).
-        sinks = [LayerKV() for _ in self.blocks] if cache is not None else None
+        if sinks is not None and (cache is None or len(sinks) != len(self.blocks)):
+            raise ValueError(f"sinks need a cache and one LayerKV per transformer block ({len(self.blocks)})")
+        if cache is not None and sinks is None:
+            sinks = [LayerKV() for _ in self.blocks]
         for i, block in enumerate(self.blocks):
             cached = None if cache is None else self._cached_or_empty(cache, i, b)
             self_inputs = SelfAttentionInputs(rotary, fold, mask, cached, sinks[i] if sinks is not None else None)
@@ -437,18 +443,25 @@ class CausalWanBlockwise:
         cache.bind(self.model.tokens_per_frame(x.shape[3], x.shape[4]))
         return torch.arange(start, start + b)
 
-    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
-        """Velocity of block ``block``: x ``[B, b, C, H, W]``, sigma ``[B, b]``; reads the cache."""
+    def run_block(
+        self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache, output: bool = True, **run_kwargs
+    ) -> Tensor | None:
+        """One pass of block ``block`` over the cache (:meth:`CausalWanTransformer3DModel.run` with the block's RoPE
+        positions and timesteps): its velocity ``[B, b, C, H, W]`` in x's dtype, or None without ``output``."""
         positions = self._positions(x, block, cache)
         t = timestep_from_sigma(_levels(sigma, x))
-        return self.model.run(x, t, self.text, positions, cache=cache).to(x.dtype)
+        frames = slice(None) if output else None
+        out = self.model.run(x, t, self.text, positions, cache=cache, output_frames=frames, **run_kwargs)
+        return None if out is None else out.to(x.dtype)
+
+    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
+        """Velocity of block ``block``: x ``[B, b, C, H, W]``, sigma ``[B, b]``; reads the cache."""
+        return self.run_block(x, sigma, block, cache)
 
     def commit(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> WanKVCache:
         """Cache pass: run the finished block (at level sigma, usually 0) and append its K/V; no grad."""
-        positions = self._positions(x, block, cache)
         with torch.no_grad():
-            t = timestep_from_sigma(_levels(sigma, x))
-            self.model.run(x, t, self.text, positions, cache=cache, write=True, output_frames=None)
+            self.run_block(x, sigma, block, cache, output=False, write=True)
         cache.advance(self.block_size)
         return cache
 

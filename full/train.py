@@ -8,7 +8,8 @@ update is a loss closure ``loss(micro) -> (loss, metrics)``; :func:`run_stage` d
 for each update: zero grads; for each micro-batch m < A: ``(loss_m / A).backward()`` under autocast, with
 the gradient all-reduce skipped for m < A-1; stop if any process sees a non-finite loss or gradient norm
 (:class:`TrainingDiverged`, nothing written, the last good checkpoint kept); clip the global norm; step;
-update the EMA (from ``ema_start`` on: the first update copies, later ones blend with ``ema_decay``).
+update the EMA (from ``ema_start`` on: the first update copies, later ones blend with ``ema_decay``; with
+``ema_first=BLEND`` every update blends, :class:`cf_ref.ema.EmaFirstUpdate`).
 Every ``checkpoint_every`` steps and at the end a checkpoint is written; at the end the plan's exports go to
 ``<stage>/final/``.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from cf_ref.ema import ema_update
+from cf_ref.ema import EmaFirstUpdate, ema_decay_at, ema_update
 from cf_ref.io import write_json
 from full.checkpoint import export_weights, latest_checkpoint, load_checkpoint, save_checkpoint
 from full.config import LoggingConfig, LoopConfig, OptimizerConfig, Precision
@@ -64,6 +65,7 @@ class Trainee:
     ema: nn.Module | None = None
     ema_decay: float = 0.99
     ema_start: int = 0
+    ema_first: EmaFirstUpdate = EmaFirstUpdate.COPY
     ema_updates: int = 0
 
 
@@ -98,7 +100,9 @@ def _ema_step(trainee: Trainee, step: int) -> None:
         return
     reshard_all(trainee.ema)
     reshard_all(trainee.module)
-    ema_update(trainee.ema, unwrap(trainee.module), 0.0 if trainee.ema_updates == 0 else trainee.ema_decay)
+    ema_update(
+        trainee.ema, unwrap(trainee.module), ema_decay_at(trainee.ema_updates, trainee.ema_decay, trainee.ema_first)
+    )
     trainee.ema_updates += 1
 
 

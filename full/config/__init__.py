@@ -37,6 +37,7 @@ from full.config.schema import (
     Precision,
     RunConfig,
     StorageDtype,
+    TimeDtype,
     TinyBaseConfig,
     VideoConfig,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "Precision",
     "RunConfig",
     "StorageDtype",
+    "TimeDtype",
     "TinyBaseConfig",
     "VideoConfig",
     "build_config",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from cf_ref.recipes import GeneratorInput
+from cf_ref.rollout import CacheGradient
 from cf_ref.schedule import Granularity
 from full.config.errors import ConfigError
 from full.config.schema import LoopConfig, OptimizerConfig, RunConfig
@@ -127,6 +129,10 @@ def _check_dmd(config: RunConfig, errors: list[str]) -> None:
         errors.append(f"dmd.context_noise must lie in [0, 1), got {d.context_noise}")
     if d.guidance_scale < 0:
         errors.append(f"dmd.guidance_scale must be >= 0, got {d.guidance_scale}")
+    if d.score_shift is not None and d.score_shift <= 0:
+        errors.append(f"dmd.score_shift must be > 0 or null (the exact σ), got {d.score_shift}")
+    if d.cache_gradient is not CacheGradient.NONE and d.generator_input is not GeneratorInput.SELF_ROLLOUT:
+        errors.append("dmd.cache_gradient applies to generator_input self (a KV-cache rollout); set it to none")
 
 
 def validate(config: RunConfig) -> None:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cf_ref.ema import EmaFirstUpdate
 from cf_ref.recipes import RECIPES, Forcing, GeneratorInput, PairTeacher, Recipe
+from cf_ref.rollout import CacheGradient
 from cf_ref.schedule import FewStepSchedule, Granularity, LossWeighting
 
 DEFAULT_RECIPE = Recipe.CAUSAL_FORCING
@@ -39,6 +41,17 @@ class StorageDtype(enum.Enum):
     FLOAT32 = "float32"
     FLOAT16 = "float16"
     BFLOAT16 = "bfloat16"
+
+    @property
+    def torch(self) -> torch.dtype:
+        return getattr(torch, self.value)
+
+
+class TimeDtype(enum.Enum):
+    """dtype of the timesteps the CD stage tells its networks (:class:`cf_ref.distill.cd.CDTimes`)."""
+
+    FLOAT32 = "float32"  # exact σ_n (the method)
+    BFLOAT16 = "bfloat16"  # the authors' CD trainer: bf16 timesteps and step, x̂0 on their 1000-step grid
 
     @property
     def torch(self) -> torch.dtype:
@@ -177,6 +190,12 @@ class CDConfig:
     init: str | None = None
     guidance_scale: float = 3.0  # standard CFG on the teacher's velocity, as model/naive_consistency.py
     ema_decay: float = 0.99  # of the target network (and the exported EMA generator)
+    # how the EMA target starts: copy the student at the first update (cf-ref) or blend from the first update on,
+    # keeping 0.99^k of the initial weights after k steps (the authors' EMA_FSDP in trainer/naive_cd.py)
+    ema_first_update: EmaFirstUpdate = EmaFirstUpdate.COPY
+    # timesteps told to the networks: exact float32 σ_n, or bfloat16 as the authors' model/naive_consistency.py
+    # (bf16 t and teacher step, x̂0 on their 1000-step grid; docs/full.md "Where we differ")
+    time_dtype: TimeDtype = TimeDtype.FLOAT32
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=3000))  # README: "no less than 3K steps"
     optim: OptimizerConfig = field(default_factory=OptimizerConfig)
 
@@ -195,6 +214,11 @@ class DMDConfig:
     generator_input: GeneratorInput = _DEFAULT_SPEC.generator_input  # self rollout or data context: the recipe's
     same_exit_across_blocks: bool = True  # one random exit step shared by all blocks
     context_noise: float = 0.0  # σ at which finished blocks are committed to the KV cache
+    # gradient the committed K/V carry: none (the method) or the authors' leak through their in-place cache
+    cache_gradient: CacheGradient = CacheGradient.NONE
+    # shift of the 1000-step grid on which the scores' x̂0 is read; null = the exact σ (the method). The authors'
+    # real / fake score wrappers use 8.0 (WanDiffusionWrapper's default), the noise the model's 5.0
+    score_shift: float | None = None
     t_min: float = 20.0  # DMD / critic timesteps: uniform, shifted, clamped to [t_min, t_max]
     t_max: float = 980.0
     ema_decay: float = 0.99

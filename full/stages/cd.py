@@ -11,7 +11,9 @@ No stored pairs: from a clean video :math:`x_0` and noise ε, with the schedule'
 with :math:`f(x,\sigma) = x - \sigma v(x,\sigma)` (:func:`cf_ref.distill.cd.consistency_distillation_loss`).
 Teacher (guided, scale 3), student and EMA target :math:`\theta^-` (decay 0.99) all start from the AR
 teacher and all see the ground-truth clean context in the teacher-forcing layout. The exported ``model``
-is the student; ``ema`` is the target network.
+is the student; ``ema`` is the target network. Two options reproduce the authors' trainer where it departs from
+this (docs/full.md, "Where we differ"): ``cd.time_dtype=bfloat16`` (their bf16 timesteps and teacher step, x̂0 on
+their 1000-step grid) and ``cd.ema_first_update=blend`` (their EMA blends from the first step).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from cf_ref.distill.cd import consistency_distillation_loss, sample_grid_indices
+from cf_ref.distill.cd import CDTimes, consistency_distillation_loss, sample_grid_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.solvers import Method
-from full.config import RunConfig
+from full.config import RunConfig, TimeDtype
 from full.data import SetKind
 from full.distributed import DistContext
 from full.recipes import Stage
@@ -66,7 +68,16 @@ def cd_loss(
         config.schedule.grid(torch.float32).to(x0.device),
         index,
         Method.EULER,
+        cd_times(config),
     )
+
+
+def cd_times(config: RunConfig) -> CDTimes | None:
+    """How the networks read the grid (``cd.time_dtype``): None = exact σ_n; bfloat16 = the authors' CD trainer
+    (:meth:`cf_ref.distill.cd.CDTimes.rounded`, x̂0 on their 1000-step grid of the model's shift)."""
+    if config.cd.time_dtype is TimeDtype.FLOAT32:
+        return None
+    return CDTimes.rounded(config.schedule.grid(), config.schedule.shift, config.cd.time_dtype.torch)
 
 
 def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
@@ -79,7 +90,15 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
     target = frozen(copy.deepcopy(student_model), config, ctx, cast=False)
     student = trainable(student_model, config, ctx)
     optimizer = make_optimizer(student, cfg.optim)
-    trainee = Trainee("student", student, optimizer, cfg.optim.max_grad_norm, ema=target, ema_decay=cfg.ema_decay)
+    trainee = Trainee(
+        "student",
+        student,
+        optimizer,
+        cfg.optim.max_grad_norm,
+        ema=target,
+        ema_decay=cfg.ema_decay,
+        ema_first=cfg.ema_first_update,
+    )
     feed = stage_batches(data, config, ctx, cfg.loop.batch_size, cfg.loop.grad_accum, STAGE.value)
 
     def updates(step: int) -> list[Update]:

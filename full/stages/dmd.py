@@ -25,9 +25,14 @@ t_{max}/1000)`, ``u ~ U[0,1]`` one per video: generator
 :math:`\mathrm{sg}(x)`. The generator's EMA (decay 0.99) is kept from ``ema_start`` on.
 
 The rollout's gradient reaches every weight used in the exit calls, the text projection and cross-attention
-K/V included (:func:`full.stages.fields.kv_blockwise`); the published trainer caches the prompt's
-cross-attention K/V at the rollout's first call, so there those weights get gradient only when the sampled
-exit step is 0.
+K/V included (:func:`full.stages.fields.kv_blockwise`), as in the published trainer: with its
+``gradient_checkpointing: true`` a grad-enabled call skips the cross-attention cache and projects the prompt's K/V
+itself (``CausalWanModel._forward_inference``).
+
+Two options reproduce the authors' trainer where it departs from the method (docs/full.md, "Where we differ"):
+``dmd.cache_gradient=published-leak`` (the gradient their in-place KV cache leaks from later blocks into earlier
+blocks' exit calls, :mod:`full.cache_gradient`) and ``dmd.score_shift=8`` (their real and fake scores read x̂0 on
+a shift-8 grid, :func:`cf_ref.distill.dmd.score_on_grid`).
 """
 
 from __future__ import annotations
@@ -42,12 +47,15 @@ from cf_ref.distill.dmd import (
     data_context_samples,
     dmd_generator_loss,
     dmd_sigmas,
+    score_on_grid,
     self_rollout_samples,
 )
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import GeneratorInput
 from cf_ref.rollout import sample_exit_steps
 from cf_ref.schedule import Granularity, sample_indices
+from cf_ref.solvers import VelocityField
+from cf_ref.time_grid import train_grid
 from full.config import RunConfig
 from full.data import DataError, SetKind, TensorSet
 from full.distributed import DistContext
@@ -71,9 +79,22 @@ def score_sigmas(config: RunConfig, batch: int, frames: int, rnd: StepRandom, de
     return dmd_sigmas(batch, frames, config.schedule.shift, cfg.t_min, cfg.t_max, generator=rnd.cpu, device=device)
 
 
-def real_score_field(real, config: RunConfig, text: Tensor, negative: Tensor):
+def score_field(field: VelocityField, config: RunConfig) -> VelocityField:
+    """A score as the DMD losses read it: as is, or with x̂0 on the 1000-step grid of ``dmd.score_shift``
+    (:func:`cf_ref.distill.dmd.score_on_grid`, the authors' score wrappers)."""
+    shift = config.dmd.score_shift
+    return field if shift is None else score_on_grid(field, train_grid(shift))
+
+
+def real_score_field(real, config: RunConfig, text: Tensor, negative: Tensor) -> VelocityField:
     """The real score: the bidirectional teacher with CFG :math:`v_u + w(v_c - v_u)`, ``w = dmd.guidance_scale``."""
-    return guided_field(real, text, negative, config.dmd.guidance_scale, BIDIRECTIONAL, config.model.block_size)
+    field = guided_field(real, text, negative, config.dmd.guidance_scale, BIDIRECTIONAL, config.model.block_size)
+    return score_field(field, config)
+
+
+def fake_score_field(critic, config: RunConfig, text: Tensor) -> VelocityField:
+    """The fake score: the critic, read like the real score (``dmd.score_shift``)."""
+    return score_field(velocity_field(critic, text, BIDIRECTIONAL, config.model.block_size), config)
 
 
 def generator_samples(
@@ -95,7 +116,7 @@ def generator_samples(
     exits = sample_exit_steps(shape[0] // b, len(sigmas), cfg.same_exit_across_blocks, generator=rnd.shared)
 
     def run(m) -> Tensor:
-        bw = kv_blockwise(m, text, b)
+        bw = kv_blockwise(m, text, b, cfg.cache_gradient)
         return self_rollout_samples(bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, rnd.device)
 
     return runner(run)
@@ -127,7 +148,6 @@ def _load_models(config: RunConfig) -> tuple[CausalWanTransformer3DModel, ...]:
 def _losses(config: RunConfig, ctx: DistContext, feed: Batches, models: dict[str, nn.Module], shape):
     """The loss closures ``generator_loss(step, micro)`` and ``critic_update_loss(step, micro)`` (see module doc)."""
     generator, critic, real = models["generator"], models["critic"], models["real"]
-    b = config.model.block_size
     data_context = config.dmd.generator_input is GeneratorInput.DATA_CONTEXT
     fields = ("text", "latents") if data_context else ("text",)
 
@@ -139,8 +159,7 @@ def _losses(config: RunConfig, ctx: DistContext, feed: Batches, models: dict[str
         eps = rnd.normal(x.shape, x.device)
         text, negative = batch["text"], feed.negative(x.shape[0])
         real_field = real_score_field(real, config, text, negative)
-        fake_field = velocity_field(critic, text, BIDIRECTIONAL, b)
-        return dmd_generator_loss(x, real_field, fake_field, sigma, eps)
+        return dmd_generator_loss(x, real_field, fake_score_field(critic, config, text), sigma, eps)
 
     def critic_update_loss(step: int, micro: int):
         batch = feed.fetch(step, micro, fields)
@@ -149,7 +168,7 @@ def _losses(config: RunConfig, ctx: DistContext, feed: Batches, models: dict[str
             x = generator_samples(generator, config, batch, rnd, shape)
         sigma = score_sigmas(config, x.shape[0], x.shape[1], rnd, x.device)
         eps = rnd.normal(x.shape, x.device)
-        return critic_loss(velocity_field(critic, batch["text"], BIDIRECTIONAL, b), x, sigma, eps), {}
+        return critic_loss(fake_score_field(critic, config, batch["text"]), x, sigma, eps), {}
 
     return generator_loss, critic_update_loss
 

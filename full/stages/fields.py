@@ -12,7 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from cf_ref.masks import AttentionMode
+from cf_ref.rollout import CacheGradient
 from cf_ref.solvers import VelocityField, guided
+from full.cache_gradient import ExitGradientBlockwise
 from full.model import CausalWanBlockwise, CausalWanTransformer3DModel
 
 
@@ -48,13 +50,23 @@ def guided_field(
     return guided(velocity_field(runner, both_text, mode, block_size, both_clean), scale)
 
 
-def kv_blockwise(model: CausalWanTransformer3DModel, text: Tensor, block_size: int) -> CausalWanBlockwise:
+def kv_blockwise(
+    model: CausalWanTransformer3DModel,
+    text: Tensor,
+    block_size: int,
+    cache_gradient: CacheGradient = CacheGradient.NONE,
+) -> CausalWanBlockwise:
     """The model's KV-cache adapter (a :class:`cf_ref.rollout.BlockwiseModel`) for ``text [B, L, D]``.
 
     Unlike ``model.blockwise`` it does not precompute the prompt's cross-attention K/V: each block computes
     them inside its own forward. So every weight is used inside a forward that DDP / FSDP2 see (FSDP2
     gathers a block's weights only there), and a rollout's gradient reaches the text projection and the
-    cross-attention weights. The published trainer caches them at the rollout's first call, which carries
-    gradient only when the sampled exit step is 0.
+    cross-attention weights — as in the published trainer, whose ``gradient_checkpointing: true`` makes every
+    grad-enabled call project the prompt's K/V itself (``CausalWanModel._forward_inference`` passes no
+    ``crossattn_cache`` to a checkpointed block). ``cache_gradient``: what the commits carry
+    (:class:`cf_ref.rollout.CacheGradient`; ``PUBLISHED_LEAK``: :class:`full.cache_gradient.ExitGradientBlockwise`).
     """
-    return CausalWanBlockwise(model, model.text_context(text), block_size, None)
+    if not isinstance(cache_gradient, CacheGradient):
+        raise ValueError(f"cache_gradient must be a CacheGradient member, got {cache_gradient!r}")
+    adapter = ExitGradientBlockwise if cache_gradient is CacheGradient.PUBLISHED_LEAK else CausalWanBlockwise
+    return adapter(model, model.text_context(text), block_size, None)

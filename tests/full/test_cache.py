@@ -56,3 +56,17 @@ def _half_written():
     cache = WanKVCache(num_layers=2, tokens_per_frame=4)
     cache.append(0, kv(1), kv(1))
     cache.advance(1)
+
+
+def test_append_detaches_unless_asked_to_keep_the_graph():
+    """The default stores constants; ``detach=False`` (the published-leak option) keeps the values' graph through
+    the concatenation and the rolling eviction."""
+    cache = WanKVCache(num_layers=1, tokens_per_frame=4, capacity_frames=3)
+    w = torch.tensor(2.0, requires_grad=True)
+    cache.append(0, kv(2) * w, kv(2) * w)
+    assert not cache.get(0)[0].requires_grad
+    cache.append(0, kv(2, fill=1.0) * w, kv(2, fill=1.0) * w, detach=False)
+    key, value = cache.get(0)
+    assert key.shape[1] == 3 * 4 and key.requires_grad and value.requires_grad
+    (grad,) = torch.autograd.grad(key.sum(), w)  # 2 kept frames of the graph-carrying block, each 4·2·3 ones
+    assert float(grad) == 2 * 4 * 2 * 3

@@ -9,6 +9,7 @@ import torch
 
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import GeneratorInput
+from cf_ref.rollout import CacheGradient
 from cf_ref.schedule import Granularity, few_step_sigmas, x0_from_velocity
 from full.config import RunConfig, build_config
 from full.distributed import DistContext, Runner
@@ -76,3 +77,61 @@ def test_causvid_generator_input_is_noised_data_in_one_teacher_forced_pass(model
         v = model.velocity(noisy, sigma, text, mode=AttentionMode.TEACHER_FORCING, block_size=3, clean=latents)
     expected = noisy - sigma[..., None, None, None] * v
     assert torch.allclose(x.detach(), expected, atol=1e-5), float((x.detach() - expected).abs().max())
+
+
+def _with_dmd(**changes) -> RunConfig:
+    config = RunConfig()
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, block_size=3),
+        dmd=dataclasses.replace(config.dmd, **changes),
+    )
+
+
+def _authors_wrapper_sigma(t: float, shift: float) -> float:
+    """``WanDiffusionWrapper._convert_flow_pred_to_x0``'s σ: its FlowMatchScheduler(shift, sigma_min=0,
+    extra_one_step=True) with 1000 steps (float32), the point nearest to the timestep t, looked up in float64."""
+    sigmas = torch.linspace(1.0, 0.0, 1001, dtype=torch.float32)[:-1]
+    sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+    return float(sigmas.double()[(sigmas.double() * 1000 - t).abs().argmin()])
+
+
+def test_dmd_score_shift_8_reads_both_scores_like_the_authors_wrappers(model, latents, text):
+    """model/base.py builds the real and fake score wrappers without model_kwargs, so they convert velocity to x0
+    with the σ of their shift-8 grid; ``dmd.score_shift=8`` reproduces that, the default keeps the exact σ."""
+    negative = torch.randn(text.shape, generator=torch.Generator().manual_seed(3))
+    sigma = torch.tensor([[0.02] * 6, [0.3] * 6])
+    runner = Runner(model)
+    with torch.no_grad():
+        guided = dmd.real_score_field(runner, _with_dmd(), text, negative)(latents, sigma)
+        plain = dmd.fake_score_field(runner, _with_dmd(), text)(latents, sigma)
+        config8 = _with_dmd(score_shift=8.0)
+        guided8 = dmd.real_score_field(runner, config8, text, negative)(latents, sigma)
+        plain8 = dmd.fake_score_field(runner, config8, text)(latents, sigma)
+    tilde = torch.tensor([[_authors_wrapper_sigma(1000 * float(s), 8.0)] * 6 for s in sigma[:, 0]])
+    for exact, on_grid in ((guided, guided8), (plain, plain8)):
+        expected = latents - tilde[..., None, None, None] * exact  # the wrapper's x0 of the same velocity
+        torch.testing.assert_close(x0_from_velocity(latents, on_grid, sigma), expected, atol=1e-5, rtol=1e-5)
+    assert float(tilde[0, 0]) / 0.02 - 1 > 0.17  # the DMD floor moves 17.5 % on the shift-8 grid
+
+
+def test_dmd_cache_gradient_option_reaches_the_rollout(model, text):
+    """``dmd.cache_gradient=published-leak`` changes the generator's gradient (later blocks reach earlier exit calls),
+    never its samples."""
+    shape = (6, model.config.in_channels, 8, 8)
+    runner = Runner(model)
+
+    def samples_and_grad(config):
+        model.zero_grad()
+        x = dmd.generator_samples(
+            runner, config, {"text": text}, step_random(config, DistContext(), "t", 0, 0, "g"), shape
+        )
+        w = torch.randn(x.shape, generator=torch.Generator().manual_seed(4))
+        (x[:, 3:] * w[:, 3:]).sum().backward()
+        return x.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    x_none, g_none = samples_and_grad(_with_dmd())
+    x_leak, g_leak = samples_and_grad(_with_dmd(cache_gradient=CacheGradient.PUBLISHED_LEAK))
+    model.zero_grad()
+    assert torch.equal(x_leak, x_none)
+    assert (g_leak - g_none).norm() > 1e-4 * g_none.norm()

@@ -11,6 +11,7 @@ from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, sigma_grid
 from cf_ref.solvers import classifier_free_guidance
 from full.attention import MaskKernel
+from full.cache import LayerKV
 from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
 from full.tiny import transformer_kwargs
 
@@ -315,3 +316,19 @@ def test_compiled_blocks_trace_without_graph_breaks_and_match_eager(latents, tex
         torch._dynamo.reset()
     torch.testing.assert_close(compiled, eager, rtol=0, atol=1e-5)
     torch.testing.assert_close(kv, eager, rtol=0, atol=1e-5)
+
+
+def test_run_fills_given_sinks_with_the_passes_kv_and_refuses_bad_ones(model, latents, text):
+    """``run(..., sinks=...)`` leaves every layer's new post-RoPE K/V, with their graph, in the caller's sinks (what
+    the published-leak adapter reads); sinks without a cache or of the wrong count are an error."""
+    bw = model.blockwise(text, 3)
+    cache = bw.new_cache()
+    sinks = [LayerKV() for _ in model.blocks]
+    x = latents[:, :3].clone().requires_grad_(True)
+    bw.run_block(x, torch.full((2, 3), 0.5), 0, cache, sinks=sinks)
+    assert all(s.key.shape == (2, 3 * 16, 2, 16) and s.key.requires_grad and s.value.requires_grad for s in sinks)
+    t = torch.full((2, 3), 500.0)
+    with pytest.raises(ValueError, match="one LayerKV per transformer block"):
+        model.run(latents[:, :3], t, bw.text, torch.arange(3), sinks=sinks)
+    with pytest.raises(ValueError, match="one LayerKV per transformer block"):
+        model.run(latents[:, :3], t, bw.text, torch.arange(3), cache=bw.new_cache(), sinks=sinks[:1])

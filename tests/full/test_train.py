@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from cf_ref.ema import EmaFirstUpdate, ema_copy
 from cf_ref.io import load_tensors
 from full.config import LoggingConfig, LoopConfig, Precision
 from full.distributed import DistContext, Runner
@@ -14,6 +15,7 @@ from full.logs import read_metrics
 from full.train import StagePlan, StageStateError, Trainee, TrainingDiverged, Update, run_stage
 
 CTX = DistContext()
+COPY = EmaFirstUpdate.COPY
 QUIET = LoggingConfig(progress=False)
 
 
@@ -21,11 +23,17 @@ X = torch.tensor([[1.0, 0.0, 1.0], [0.0, 2.0, 1.0]])
 Y = torch.tensor([[1.0], [2.0]])
 
 
-def toy_plan(nan_from: int | None = None, per_micro_batch: bool = False) -> StagePlan:
-    """Least squares on two samples; micro-batch m sees sample m only when ``per_micro_batch``."""
+def toy_plan(
+    nan_from: int | None = None, per_micro_batch: bool = False, ema_first: EmaFirstUpdate | None = None
+) -> StagePlan:
+    """Least squares on two samples; micro-batch m sees sample m only when ``per_micro_batch``; an EMA copy
+    (decay 0.9, exported as ``ema``) when ``ema_first`` is given."""
     torch.manual_seed(0)
     runner = Runner(nn.Linear(3, 1))
-    trainee = Trainee("net", runner, torch.optim.SGD(runner.parameters(), lr=0.1), max_grad_norm=100.0)
+    ema = None if ema_first is None else ema_copy(runner)
+    trainee = Trainee(
+        "net", runner, torch.optim.SGD(runner.parameters(), lr=0.1), 100.0, ema, 0.9, ema_first=ema_first or COPY
+    )
 
     def updates(step: int):
         def loss(micro: int):
@@ -35,7 +43,8 @@ def toy_plan(nan_from: int | None = None, per_micro_batch: bool = False) -> Stag
 
         return [Update("net", loss)]
 
-    return StagePlan("toy", {"net": trainee}, updates, exports={"model": runner})
+    exports = {"model": runner} if ema is None else {"model": runner, "ema": ema}
+    return StagePlan("toy", {"net": trainee}, updates, exports=exports)
 
 
 def test_nan_stops_with_the_last_good_checkpoint_kept(tmp_path):
@@ -70,3 +79,21 @@ def test_gradient_accumulation_equals_the_full_batch(tmp_path):
     b = load_tensors(tmp_path / "b" / "final" / "model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("first", list(EmaFirstUpdate))
+def test_ema_first_update_copies_or_blends_from_the_start(tmp_path, first):
+    """After two steps from θ_0: COPY gives 0.9 θ_1 + 0.1 θ_2; BLEND (the authors' EMA_FSDP) 0.81 θ_0 + 0.09 θ_1
+    + 0.1 θ_2 — θ_1 from a one-step run, θ_0 the initial weights."""
+    weights = []
+    for steps in (1, 2):
+        run_stage(toy_plan(ema_first=first), LoopConfig(steps=steps), QUIET, Precision.FP32, CTX, tmp_path / f"{steps}")
+        weights.append(load_tensors(tmp_path / f"{steps}" / "final" / "model.safetensors"))
+    ema = load_tensors(tmp_path / "2" / "final" / "ema.safetensors")
+    theta0 = toy_plan().trainees["net"].module.model.state_dict()
+    for k, v in ema.items():
+        if first is EmaFirstUpdate.COPY:
+            expected = 0.9 * weights[0][k] + 0.1 * weights[1][k]
+        else:
+            expected = 0.81 * theta0[k] + 0.09 * weights[0][k] + 0.1 * weights[1][k]
+        torch.testing.assert_close(v, expected)

@@ -6,8 +6,10 @@ import dataclasses
 
 import pytest
 
+from cf_ref.ema import EmaFirstUpdate
+from cf_ref.rollout import CacheGradient
 from cf_ref.schedule import FewStepSchedule, Granularity
-from full.config import ConfigError, build_config, validate
+from full.config import ConfigError, TimeDtype, build_config, validate
 
 
 @pytest.mark.parametrize(
@@ -22,6 +24,11 @@ from full.config import ConfigError, build_config, validate
         (["model.path=/x"], "give exactly one of model.path"),
         (["ode.index_granularity=frame"], "ode.index_granularity 'frame' needs model.block_size 1"),
         (["ode_pairs.max_pairs=0"], "ode_pairs.max_pairs must be >= 1 or null"),
+        (["dmd.score_shift=0"], "dmd.score_shift must be > 0 or null"),
+        (
+            ["dmd.cache_gradient=published-leak", "dmd.generator_input=data"],
+            "dmd.cache_gradient applies to generator_input self",
+        ),
         (["dmd.critic_optim.betas=[0.5, 1.0]"], "dmd.critic_optim.betas must lie in [0, 1)"),
     ],
 )
@@ -55,3 +62,22 @@ def test_student_sigmas_must_be_on_the_teacher_grid(student_steps, ode_steps, ok
 def test_frame_granularity_needs_frame_wise_blocks():
     config = build_config(preset="tiny", overrides=["model.block_size=1", "ar_diffusion.granularity=frame"])
     assert config.ar_diffusion.granularity is Granularity.FRAME
+
+
+def test_fidelity_options_read_their_values_and_default_to_the_method():
+    default = build_config(preset="tiny")
+    assert default.dmd.cache_gradient is CacheGradient.NONE and default.dmd.score_shift is None
+    assert default.cd.time_dtype is TimeDtype.FLOAT32 and default.cd.ema_first_update is EmaFirstUpdate.COPY
+    authors = build_config(
+        preset="tiny",
+        overrides=[
+            "dmd.cache_gradient=published-leak",
+            "dmd.score_shift=8.0",
+            "cd.time_dtype=bfloat16",
+            "cd.ema_first_update=blend",
+        ],
+    )
+    assert authors.dmd.cache_gradient is CacheGradient.PUBLISHED_LEAK and authors.dmd.score_shift == 8.0
+    assert authors.cd.time_dtype is TimeDtype.BFLOAT16 and authors.cd.ema_first_update is EmaFirstUpdate.BLEND
+    with pytest.raises(ConfigError, match="one of 'none', 'published-leak'"):
+        build_config(preset="tiny", overrides=["dmd.cache_gradient=leak"])
