@@ -43,7 +43,7 @@ Modes (frame visibility from :mod:`cf_ref.masks`, expanded to tokens by ``token_
 
 Gradients: ``velocity`` and ``CausalWanBlockwise.velocity`` are differentiable (gradient checkpointing
 via diffusers' ``enable_gradient_checkpointing`` applies to them); ``commit`` always runs without grad and
-the cache stores detached tensors. The prompt's cross-attention K/V are computed when ``blockwise`` is
+the cache stores detached tensors (:mod:`full.cache_gradient` is the one exception, an option of the DMD stage). The prompt's cross-attention K/V are computed when ``blockwise`` is
 called, under the grad mode in force then — build the blockwise model with grad enabled when the
 rollout must train the text/cross-attention weights.
 
