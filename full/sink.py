@@ -32,12 +32,12 @@ class SinkKVCache(WanKVCache):
         if self.sink_frames < 0:
             raise ValueError(f"sink_frames must be >= 0, got {self.sink_frames}")
 
-    def append(self, layer: int, key: Tensor, value: Tensor) -> None:
-        """Append like :meth:`WanKVCache.append` (``key``, ``value``: ``[B, n, H, Dh]``), then evict down to
-        ``sink + capacity`` frames: ``[sink ; last capacity frames]`` along the tokens."""
+    def append(self, layer: int, key: Tensor, value: Tensor, detach: bool = True) -> None:
+        """Append like :meth:`WanKVCache.append` (``key``, ``value``: ``[B, n, H, Dh]``; ``detach`` alike), then
+        evict down to ``sink + capacity`` frames: ``[sink ; last capacity frames]`` along the tokens."""
         capacity, self.capacity_frames = self.capacity_frames, None
         try:
-            super().append(layer, key, value)
+            super().append(layer, key, value, detach)
         finally:
             self.capacity_frames = capacity
         if capacity is None:

@@ -51,3 +51,14 @@ def test_kv_cached_passes_with_a_sink_equal_one_masked_forward(model, latents, t
         full = model.run(latents, t, model.text_context(text), torch.arange(latents.shape[1]), token_mask(vis, 16))
     torch.testing.assert_close(torch.cat(outs, dim=1), full.float(), rtol=0, atol=1e-5)
     assert cache.cached_frames == block + (window - 1) * block
+
+
+def test_append_passes_detach_through():
+    """As WanKVCache.append: constants by default, the values' graph with ``detach=False`` (published-leak)."""
+    cache = SinkKVCache(num_layers=1, tokens_per_frame=2, capacity_frames=1, sink_frames=1)
+    w = torch.tensor(3.0, requires_grad=True)
+    cache.append(0, torch.ones(1, 2, 1, 1) * w, torch.ones(1, 2, 1, 1) * w)
+    assert not cache.get(0)[0].requires_grad
+    cache.append(0, torch.ones(1, 2, 1, 1) * w, torch.ones(1, 2, 1, 1) * w, detach=False)
+    (grad,) = torch.autograd.grad(cache.get(0)[0].sum(), w)
+    assert float(grad) == 2.0  # the sink frame is a constant, the second frame's two tokens carry w
