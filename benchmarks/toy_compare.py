@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from cf_ref.machine import machine_summary
+from cf_ref.recipes import Recipe
+from cf_ref.timing import Stopwatch
 from toy.compare import run_compare
-from toy.experiment import Preset
 from toy.pipeline import recipe_stage_keys
-from toy.recipes import Recipe, pipeline_config
+from toy.pipeline_config import pipeline_config
+from toy.preset import Preset
 
 
 def main() -> None:
@@ -34,10 +35,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"machine: {machine_summary()}")
     preset = Preset(args.preset)
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = run_compare(pipeline_config(preset), list(range(args.seeds)), Path(args.out), preset)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    print(f"compare --preset {preset.value} --seeds {args.seeds}: wall {wall:.1f} s, process CPU {cpu:.1f} s")
+    with Stopwatch().running() as clock:
+        result = run_compare(pipeline_config(preset), list(range(args.seeds)), Path(args.out), preset)
+    print(
+        f"compare --preset {preset.value} --seeds {args.seeds}: wall {clock.wall:.1f} s, process CPU {clock.cpu:.1f} s"
+    )
 
     stages: dict[str, dict[str, dict[str, float]]] = {}  # stage key -> wall/cpu -> seed -> seconds
     for recipe in Recipe:

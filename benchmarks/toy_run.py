@@ -2,7 +2,7 @@
 
 Reported:
 
-* per preset, over ``--repeats`` runs: median wall seconds of :func:`toy.experiment.run_to_directory` (what the
+* per preset, over ``--repeats`` runs: median wall seconds of :func:`toy.runner.run_to_directory` (what the
   CLI does: pairs, conditional expectations, 16–20 students, metrics, figures, files), the CPU seconds of this
   process and its worker processes, and the load average around the run (the machine may be shared: CPU time is
   what an idle machine would need, wall time what this one took);
@@ -28,8 +28,10 @@ import torch
 from cf_ref.io import write_json
 from cf_ref.machine import machine_info, machine_summary
 from toy.data import shared_mode_mixture
-from toy.experiment import Preset, preset_config, run_to_directory
+from toy.experiment_config import preset_config
 from toy.pairs import GridConfig, causal_pairs
+from toy.preset import Preset
+from toy.runner import run_to_directory
 
 
 def _cpu_seconds() -> float:

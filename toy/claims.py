@@ -50,9 +50,9 @@ def _injectivity_claims(name: str, exp: dict) -> list[dict]:
             name,
             "causal pairs",
             "frame-level injective: non-injectivity < 1e-3 on every frame",
-            max(ni["causal"]),
+            max(ni["ar"]),
             CAUSAL_INJECTIVITY_MAX,
-            max(ni["causal"]) < CAUSAL_INJECTIVITY_MAX,
+            max(ni["ar"]) < CAUSAL_INJECTIVITY_MAX,
         )
     ]
     if _frames_dependent(exp["config"]):
@@ -177,6 +177,18 @@ def _comparison_claims(name: str, exp: dict, causal_key: str, bidirectional_key:
     return out
 
 
+def _twin(students: dict, student: dict) -> str | None:
+    """The key of the bidirectional-pairs student with ``student``'s step count, if there is one."""
+    return next(
+        (
+            k
+            for k, s in students.items()
+            if s["pair_teacher"] == "bidirectional" and s["num_steps"] == student["num_steps"]
+        ),
+        None,
+    )
+
+
 def check_claims(metrics: dict) -> list[dict]:
     """All claims of the experiment evaluated on a metrics document (see module doc)."""
     n = metrics["settings"]["samples"]["variance"]
@@ -185,14 +197,14 @@ def check_claims(metrics: dict) -> list[dict]:
         out += _injectivity_claims(name, exp)
         students = exp["students"]
         for key, student in students.items():
-            if student["route"] == "bidirectional":
+            if student["pair_teacher"] == "bidirectional":
                 out += _bidirectional_student_claims(name, exp, key, student)
             else:
                 out += _causal_student_claims(name, exp, key, student, n)
         if exp["config"]["num_components"] > 1:
             for key, student in students.items():
-                if student["route"] == "causal":
-                    twin = key.replace("causal", "bidirectional", 1)
-                    if twin in students:
+                if student["pair_teacher"] == "ar":
+                    twin = _twin(students, student)
+                    if twin is not None:
                         out += _comparison_claims(name, exp, key, twin, n)
     return out

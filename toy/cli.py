@@ -4,6 +4,17 @@ from __future__ import annotations
 
 import click
 
+from cf_ref.recipes import Recipe
+from toy.pipeline_config import RealScore, pipeline_config
+from toy.preset import Preset
+
+
+def _use_threads(threads: int) -> None:
+    """The toy networks are far too small for intra-op parallelism; one thread avoids oversubscribing shared cores."""
+    import torch
+
+    torch.set_num_threads(threads)
+
 
 @click.group()
 def toy() -> None:
@@ -31,7 +42,7 @@ def injectivity(frames: int, dim: int, samples: int, resamples: int, seed: int) 
 @toy.command("run")
 @click.option(
     "--preset",
-    type=click.Choice(["quick", "paper"]),
+    type=click.Choice([p.value for p in Preset]),
     default="quick",
     show_default=True,
     help="quick: 4 datasets, small students (about a minute); paper: larger students, more samples, a control dataset.",
@@ -51,11 +62,10 @@ def run(preset: str, out_dir: str, seed: int, workers: int, threads: int, no_plo
     Writes into OUT: metrics.json (schema in docs/toy.md), summary.md (tables), plot_data.safetensors,
     timings.json and the figures (PNG + PDF).
     """
-    import torch
+    from toy.experiment_config import preset_config
+    from toy.runner import run_to_directory
 
-    from toy.experiment import Preset, preset_config, run_to_directory
-
-    torch.set_num_threads(threads)
+    _use_threads(threads)
     config = preset_config(Preset(preset))
     metrics, timings = run_to_directory(config, out_dir, seed=seed, workers=workers, figures=not no_plots)
     held = sum(c["holds"] for c in metrics["claims"])
@@ -85,16 +95,6 @@ def plots(run_dir: str, out_dir: str | None, dpi: int) -> None:
     paths = draw_all(run_dir, out_dir, dpi)
     click.echo(f"wrote {len(paths)} files to {paths[0].parent if paths else out_dir}")
 
-
-def _use_threads(threads: int) -> None:
-    """The toy networks are far too small for intra-op parallelism; one thread avoids oversubscribing shared cores."""
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-from toy.experiment import Preset  # noqa: E402  (the CLI choices, shared with `toy run`)
-from toy.recipes import RealScore, Recipe, pipeline_config  # noqa: E402
 
 _real_score_option = click.option(
     "--real-score",

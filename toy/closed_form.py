@@ -153,3 +153,17 @@ def few_step_sampler_variance(data: SequenceData, sigmas: Tensor) -> Tensor:
     _, p = few_step_sampler_moments(data, sigmas)
     blocks = rearrange(p, "(i a) (j b) -> i j a b", a=data.dim, b=data.dim)
     return torch.stack([torch.diagonal(blocks[i, i]).sum() for i in range(data.num_frames)])
+
+
+def variance_report(data: SequenceData, student_sigmas: dict[int, Tensor]) -> dict:
+    """The per-frame closed forms a run reports for a Gaussian dataset, JSON-ready: data variance, the
+    conditional-expectation student's variance and lost variance, and the K-step sampler's variance for each
+    student list ``student_sigmas = {K: sigmas [K]}``."""
+    return {
+        "conditional_expectation_variance": conditional_expectation_variance(data).tolist(),
+        "lost_variance": lost_variance(data).tolist(),
+        "data_variance": frame_variance(data).tolist(),
+        "few_step_sampler_variance": {
+            str(k): few_step_sampler_variance(data, sigmas).tolist() for k, sigmas in student_sigmas.items()
+        },
+    }

@@ -1,4 +1,4 @@
-r"""The conditional expectation a causal student of each pair route converges to, with the exact teachers.
+r"""The conditional expectation a causal student of each pair teacher's pairs converges to, with the exact teachers.
 
 ODE regression on pairs :math:`(u, x_0)` is minimised by :math:`f^\star_i = \mathbb E[x_{0,i} \mid u_{V_i}]`,
 where :math:`u_{V_i}` is what the student reads for frame i. :func:`cf_ref.injectivity.conditional_statistics`
@@ -6,16 +6,17 @@ estimates it by holding the visible inputs fixed, redrawing the hidden ones M ti
 law and pushing every copy through the teacher; this module supplies the teacher maps and the laws for a
 kept state at level σ (a state on the teacher's PF-ODE trajectory):
 
-* bidirectional route — input = the joint state :math:`x_\sigma` (all frames at σ), visible = frames ≤ i.
-  The PF-ODE carries the law of ε to the forward marginal, so :math:`x_\sigma` is distributed as the noised
-  mixture (means :math:`(1-\sigma)\mu_k`, covariances :math:`(1-\sigma)^2\Sigma_k + \sigma^2 I`); the hidden
-  frames are drawn from that mixture conditioned on the visible ones (:func:`toy.gmm.condition`), and the
-  teacher map integrates the joint PF-ODE from σ to 0. At σ = 1 this is "resample the unseen noise".
-* causal route — input = frame i's state plus the clean context, visible = frame i. Frame j's state given
-  the context is distributed as the AR teacher's noised conditional law of frame j; the teacher map
-  integrates the AR PF-ODE of every frame from σ to 0 with the clean context. Frame i's end point does not
-  read the other frames' states, so the estimate equals the flow map up to round-off (η = 0) — computed,
-  not assumed.
+* bidirectional pairs (``PairTeacher.BIDIRECTIONAL``) — input = the joint state :math:`x_\sigma` (all frames
+  at σ), visible = frames ≤ i. The PF-ODE carries the law of ε to the forward marginal, so :math:`x_\sigma` is
+  distributed as the noised mixture (means :math:`(1-\sigma)\mu_k`, covariances
+  :math:`(1-\sigma)^2\Sigma_k + \sigma^2 I`); the hidden frames are drawn from that mixture conditioned on the
+  visible ones (:func:`toy.gmm.condition`), and the teacher map integrates the joint PF-ODE from σ to 0. At
+  σ = 1 this is "resample the unseen noise".
+* causal pairs (``PairTeacher.AR``) — input = frame i's state plus the clean context, visible = frame i. Frame
+  j's state given the context is distributed as the AR teacher's noised conditional law of frame j; the teacher
+  map integrates the AR PF-ODE of every frame from σ to 0 with the clean context. Frame i's end point does not
+  read the other frames' states, so the estimate equals the flow map up to round-off (η = 0) — computed, not
+  assumed.
 """
 
 from __future__ import annotations
@@ -26,19 +27,17 @@ from torch import Tensor
 
 from cf_ref.injectivity import ConditionalStatistics, HiddenSampler, conditional_statistics, resample_gaussian_noise
 from cf_ref.masks import block_causal_visibility
+from cf_ref.schedule import grid_index
 from toy import gmm
 from toy.data import SequenceData
 from toy.pairs import GridConfig
 from toy.teachers import ARTeacher, BidirectionalTeacher
 
 
-def grid_from(grid: GridConfig, sigma: float, tol: float = 1e-9) -> Tensor:
+def grid_from(grid: GridConfig, sigma: float) -> Tensor:
     """The tail of the teacher grid that starts at ``sigma`` (which must lie on it): ``[n + 1]``, ending at 0."""
     g = grid.grid()
-    hits = torch.nonzero((g - sigma).abs() <= tol).flatten()
-    if len(hits) == 0:
-        raise ValueError(f"σ={sigma:.6g} is not on the teacher grid of {grid.teacher_steps} steps")
-    tail = g[int(hits[0]) :]
+    tail = g[grid_index(g, sigma, "kept states lie on the teacher grid") :]
     if len(tail) < 2:
         raise ValueError("σ = 0 is already the end point; there is nothing to integrate")
     return tail

@@ -12,10 +12,14 @@ Presets:
 * :func:`shared_mode_mixture` — K modes, each a smooth mean trajectory; the mode is drawn once per
   sequence and shared by all frames, with small AR(1) noise around it. Frames are strongly
   dependent through the (hidden) mode.
+
+A :class:`DatasetSpec` names one preset with its sizes (what an experiment's configuration lists);
+:data:`CORE_DATASETS` are the four of ``cf-ref toy run``.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 
@@ -166,3 +170,47 @@ def shared_mode_mixture(
         cov[None].expand(num_modes, -1, -1).clone(),
     )
     return SequenceData(f"mixture_k{num_modes}_d{dim}", num_frames, dim, mix)
+
+
+class DatasetKind(enum.Enum):
+    """Which preset a :class:`DatasetSpec` builds."""
+
+    AR1_GAUSSIAN = "gaussian_ar1"
+    INDEPENDENT_GAUSSIAN = "gaussian_independent"
+    SHARED_MODE_MIXTURE = "shared_mode_mixture"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One toy dataset: a preset with its dimension (and number of modes for mixtures)."""
+
+    kind: DatasetKind
+    dim: int
+    num_modes: int = 2
+
+    def build(self, num_frames: int) -> SequenceData:
+        """The :class:`SequenceData` of ``num_frames`` frames."""
+        if self.kind is DatasetKind.AR1_GAUSSIAN:
+            return ar1_gaussian(num_frames, self.dim)
+        if self.kind is DatasetKind.INDEPENDENT_GAUSSIAN:
+            return independent_gaussian(num_frames, self.dim)
+        return shared_mode_mixture(num_frames, self.dim, num_modes=self.num_modes)
+
+
+CORE_DATASETS = (
+    DatasetSpec(DatasetKind.AR1_GAUSSIAN, dim=1),
+    DatasetSpec(DatasetKind.AR1_GAUSSIAN, dim=2),
+    DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=1, num_modes=2),
+    DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=4),
+)
+"""The datasets of ``cf-ref toy run --preset quick`` (the paper preset adds the independent-frames control)."""
+
+
+def frames_dependent(data: SequenceData) -> bool:
+    """Whether frames are statistically dependent: a mixture of several modes, or a Gaussian with cross-frame
+    covariance."""
+    if data.num_components > 1:
+        return True
+    cov = data.mixture.covs[0]
+    same_frame = torch.block_diag(*[torch.ones(data.dim, data.dim, dtype=torch.bool)] * data.num_frames)
+    return bool((cov[~same_frame].abs() > 0).any())

@@ -4,6 +4,8 @@ r"""Measurements of the toy experiment: regression errors of students, sample qu
   the conditional expectation): per frame, root-mean-square over samples and dims,
   :math:`\mathrm{err}_i = \big(\tfrac1{Bd}\sum_{b,j}(\hat x_{0,bij} - y_{bij})^2\big)^{1/2}`, for each state and
   pooled over the student's K states (the square root of the per-frame ODE-regression loss);
+* :func:`regression_errors` — a trained student's errors on held-out pairs against both references at once, with
+  the Monte Carlo noise of the conditional-expectation estimate removed in quadrature;
 * sample quality of ``[n, F, d]`` samples against fresh data: per-frame variance (summed over dims) and
   its ratio to the data's, energy distance on a subsample, and for mixtures the off-manifold fraction and
   mode coverage (:mod:`toy.metrics`).
@@ -16,8 +18,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cf_ref.injectivity import ConditionalStatistics
 from toy import metrics
 from toy.data import SequenceData
+from toy.pairs import PairSet
+from toy.students import TrainedStudent, predict_x0
 
 
 def rms_per_frame(pred: Tensor, reference: Tensor) -> Tensor:
@@ -89,3 +94,40 @@ def data_frame_std(data: SequenceData) -> Tensor:
     cov = data.covariance()
     diag = data.unflatten(torch.diagonal(cov))  # [F, d]
     return diag.mean(dim=-1).sqrt()
+
+
+def regression_errors(
+    student: TrainedStudent, pairs: PairSet, ce_pairs: PairSet, stats: list[ConditionalStatistics], num_resamples: int
+) -> dict[str, list]:
+    r"""Per-frame RMS errors ``[F]`` of a student on held-out pairs, pooled over its states, and per state ``[K, F]``.
+
+    ``error_to_flow_map`` on ``pairs``; on ``ce_pairs`` (whose conditional statistics ``stats``, one per kept σ of
+    ``ce_pairs``, were estimated with ``num_resamples`` copies): ``error_to_conditional_expectation``, the flow-map
+    error on the same pairs (``error_to_flow_map_ce_subset``, the like-for-like comparison), the Monte Carlo
+    standard error of the estimate (RMS of :math:`\sqrt{\mathrm{Var}/M}`) and the error with that noise removed,
+    :math:`\sqrt{\max(0, e^2 - \mathrm{Var}/M)}` (unbiased for the squared error); and the median over samples of
+    the per-sample error to the flow map (RMS over dims and states).
+    """
+    to_map, to_map_subset, to_ce, mc, per_sample = [], [], [], [], []
+    for sigma in student.sigmas.tolist():
+        k = pairs.state_index(sigma)
+        x0 = predict_x0(student.net, pairs.states[:, k], sigma, pairs.context)
+        to_map.append(rms_per_frame(x0, pairs.target))
+        per_sample.append((x0.double() - pairs.target).pow(2).mean(dim=2))  # [B, F]
+        x0_ce = predict_x0(student.net, ce_pairs.states[:, k], sigma, ce_pairs.context)
+        to_ce.append(rms_per_frame(x0_ce, stats[k].mean))
+        to_map_subset.append(rms_per_frame(x0_ce, ce_pairs.target))
+        mc.append((stats[k].variance / num_resamples).mean(dim=(0, 2)).sqrt())
+    to_map, to_ce, mc, to_map_subset = (torch.stack(v) for v in (to_map, to_ce, mc, to_map_subset))
+    median = torch.stack(per_sample).mean(dim=0).median(dim=0).values.sqrt()
+    debiased = (to_ce.pow(2) - mc.pow(2)).clamp_min(0).sqrt()
+    return {
+        "error_to_flow_map": pooled_rms(to_map).tolist(),
+        "error_to_conditional_expectation": pooled_rms(to_ce).tolist(),
+        "error_to_flow_map_ce_subset": pooled_rms(to_map_subset).tolist(),
+        "error_to_conditional_expectation_debiased": pooled_rms(debiased).tolist(),
+        "conditional_expectation_mc_error": pooled_rms(mc).tolist(),
+        "median_error_to_flow_map": median.tolist(),
+        "error_to_flow_map_per_state": to_map.tolist(),
+        "error_to_conditional_expectation_per_state": to_ce.tolist(),
+    }

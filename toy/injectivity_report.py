@@ -6,6 +6,7 @@ import torch
 
 from cf_ref.injectivity import non_injectivity_index
 from cf_ref.masks import block_causal_visibility
+from cf_ref.recipes import PairTeacher
 from toy.data import SequenceData, ar1_gaussian, independent_gaussian, shared_mode_mixture
 from toy.teachers import ARTeacher, BidirectionalTeacher
 
@@ -13,7 +14,8 @@ from toy.teachers import ARTeacher, BidirectionalTeacher
 def pair_injectivity(
     data: SequenceData, samples: int, resamples: int, generator: torch.Generator
 ) -> dict[str, list[float]]:
-    """Per-frame index of bidirectional pairs (student sees ε_{≤i}) and causal pairs (ε_i + clean context)."""
+    """Per-frame index of the pairs of each :class:`cf_ref.recipes.PairTeacher`: bidirectional (the student sees
+    ε_{≤i}) and AR (causal pairs: ε_i + clean context)."""
     eps = torch.randn(samples, data.num_frames, data.dim, generator=generator, dtype=torch.float64)
     context, _ = data.sample(samples, generator)
     bidirectional = BidirectionalTeacher(data)
@@ -24,7 +26,7 @@ def pair_injectivity(
         lambda u: bidirectional.flow_map(u).end, eps, causal_vis, resamples, generator=generator
     )
     eta_ar = non_injectivity_index(lambda u: ar.flow_map(u, context).end, eps, own_vis, resamples, generator=generator)
-    return {"bidirectional": eta_bi.tolist(), "causal": eta_ar.tolist()}
+    return {PairTeacher.BIDIRECTIONAL.value: eta_bi.tolist(), PairTeacher.AR.value: eta_ar.tolist()}
 
 
 def injectivity_table(frames: int, dim: int, samples: int, resamples: int, seed: int) -> str:

@@ -1,32 +1,30 @@
-"""One seed of the toy pipeline: the stages of :mod:`toy.stages` chained per recipe, each run once per seed.
+"""One seed of the toy pipeline: the stages of :mod:`toy.stages` chained per recipe
+(:data:`cf_ref.recipes.RECIPES`), each run once per seed.
 
 :class:`SeedRun` memoises every stage (base model, AR teachers, initialisations, DMD runs), so running several
 recipes on one seed trains the shared stages once. Every stage draws its randomness from its own generator,
-seeded from ``(seed, stage)``: a recipe gives the same numbers whether it runs alone (``cf-ref toy pipeline``)
-or beside the others (``cf-ref toy compare``). Wall times count training only, not evaluation.
+seeded by :func:`cf_ref.seeding.derive_seed` of ``(seed, "pipeline", stage)``: a recipe gives the same numbers
+whether it runs alone (``cf-ref toy pipeline``) or beside the others (``cf-ref toy compare``). Times
+(:class:`cf_ref.timing.Stopwatch`) count training only, not evaluation.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import enum
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from cf_ref.masks import AttentionMode
+from cf_ref.recipes import RECIPES, Forcing, Init, Recipe, RecipeSpec
+from cf_ref.seeding import derive_seed, generator
+from cf_ref.timing import Stopwatch
 from toy.evaluation import SampleSizes, energy_noise_floor, sample_quality
-from toy.experiment import derive_seed
 from toy.networks import MaskedFrameMLP, with_mode
-from toy.recipes import RECIPES, Init, PipelineConfig, RealScore, Recipe
+from toy.pipeline_config import PipelineConfig, RealScore
 from toy.stages import (
     DMDSettings,
-    Forcing,
     ar_sample,
     distill_ode,
     few_step_sample,
@@ -43,45 +41,9 @@ from toy.teachers import BidirectionalTeacher
 from toy.velocity_errors import History, ar_velocity_error, bidirectional_velocity_error
 
 
-@dataclass
-class Stopwatch:
-    """Accumulated wall-clock and process CPU seconds (CPU time is the steadier figure on a shared machine)."""
-
-    wall: float = 0.0
-    cpu: float = 0.0
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            yield
-        finally:
-            self.wall += time.perf_counter() - wall
-            self.cpu += time.process_time() - cpu
-
-    def minus(self, other: Stopwatch) -> Stopwatch:
-        return Stopwatch(self.wall - other.wall, self.cpu - other.cpu)
-
-
 def stage_rng(seed: int, stage: str) -> torch.Generator:
-    """The generator of one stage, seeded by :func:`toy.experiment.derive_seed` from ``(seed, "pipeline", stage)``
-    so stages do not share random streams."""
-    return torch.Generator().manual_seed(derive_seed(seed, "pipeline", stage))
-
-
-def jsonable(obj: Any) -> Any:
-    """Dataclasses, enums and tensors turned into JSON-ready values."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k.value if isinstance(k, enum.Enum) else k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, enum.Enum):
-        return obj.value
-    if isinstance(obj, Tensor):
-        return obj.tolist()
-    return obj
+    """The generator of one stage, seeded from ``(seed, "pipeline", stage)`` so stages do not share random streams."""
+    return generator("cpu", seed, "pipeline", stage)
 
 
 def recipe_stage_keys(recipe: Recipe) -> dict[str, str]:
@@ -111,8 +73,8 @@ class SeedRun:
         self.eval_noise = torch.randn(n, f, d, generator=g)
         self.records: dict[str, dict[str, Any]] = {}
         self._nets: dict[str, MaskedFrameMLP] = {}
-        self.student_sigmas = config.schedule.student_sigmas().float()
-        self.grid = config.schedule.teacher_grid().float()
+        self.student_sigmas = config.schedule.few_step.student_sigmas(torch.float32)
+        self.grid = config.schedule.few_step.grid(torch.float32)
 
     # ---- helpers -------------------------------------------------------------------------------------------
     def _summary(self, key: str, samples: Tensor) -> dict[str, Any]:
@@ -176,38 +138,46 @@ class SeedRun:
         return self._nets[key]
 
     # ---- stage 3 -------------------------------------------------------------------------------------------
-    def init(self, kind: Init) -> MaskedFrameMLP:
-        """The few-step causal student before DMD (every student starts from its teacher's weights)."""
-        key = f"init/{kind.value}"
+    def init(self, spec: RecipeSpec) -> MaskedFrameMLP:
+        """The few-step causal student of ``spec`` before DMD (every student starts from its teacher's weights).
+
+        Memoised by ``spec.init``: recipes with one initialisation share it (they also share its ODE state
+        granularity, :data:`cf_ref.recipes.RECIPES`)."""
+        key = f"init/{spec.init.value}"
         if key not in self._nets:
-            c, b = self.config, self.config.budget
-            rng = stage_rng(self.seed, key)
-            optim = b.optim(b.init_steps)
-            clock, losses = Stopwatch(), []
-            if kind is Init.AR_DIFFUSION:
-                net = self.ar_teacher(Forcing.TEACHER)
-            elif kind is Init.BIDIRECTIONAL_ODE:
-                teacher = self.base()
-                net = with_mode(teacher, AttentionMode.BLOCK_CAUSAL)
-                with clock.running():
-                    eps = torch.randn(b.num_pairs, self.data.num_frames, self.data.dim, generator=rng)
-                    pairs = ode_pairs(teacher, eps, self.grid, self.student_sigmas)
-                    losses = distill_ode(net, pairs, optim, b.batch_size, rng)
+            if spec.init is Init.AR_DIFFUSION:
+                net, clock, losses = self.ar_teacher(Forcing.TEACHER), Stopwatch(), []
+            elif spec.init is Init.CAUSAL_CD:
+                net, clock, losses = self._consistency_student(stage_rng(self.seed, key))
             else:
-                teacher = self.ar_teacher(Forcing.TEACHER)
-                net = with_mode(teacher, AttentionMode.BLOCK_CAUSAL)
-                with clock.running():
-                    if kind is Init.CAUSAL_ODE:
-                        context = sample_data(self.data, b.num_pairs, rng)
-                        eps = torch.randn(context.shape, generator=rng)
-                        pairs = ode_pairs(teacher, eps, self.grid, self.student_sigmas, context=context)
-                        losses = distill_ode(net, pairs, optim, b.batch_size, rng)
-                    else:
-                        losses = train_cd_student(
-                            net, teacher, self.data, self.grid, optim, b.batch_size, c.cd.ema_decay, rng
-                        )
+                net, clock, losses = self._ode_student(spec, stage_rng(self.seed, key))
             self._finish(key, net, clock, losses, samples=self._few_step_metrics(key, net))
         return self._nets[key]
+
+    def _ode_student(self, spec: RecipeSpec, rng: torch.Generator) -> tuple[MaskedFrameMLP, Stopwatch, list[float]]:
+        """ODE pairs of the recipe's pair teacher (the base model's joint PF-ODE, or the teacher-forcing AR teacher
+        with clean data context), then ODE regression with the recipe's state granularity."""
+        b, (n, f, d) = self.config.budget, (self.config.budget.num_pairs, self.data.num_frames, self.data.dim)
+        causal = spec.init is Init.CAUSAL_ODE
+        teacher = self.ar_teacher(Forcing.TEACHER) if causal else self.base()
+        net, clock = with_mode(teacher, AttentionMode.BLOCK_CAUSAL), Stopwatch()
+        with clock.running():
+            context = sample_data(self.data, n, rng) if causal else None
+            eps = torch.randn(n, f, d, generator=rng)
+            pairs = ode_pairs(teacher, eps, self.grid, self.student_sigmas, context=context)
+            optim = b.optim(b.init_steps)
+            losses = distill_ode(net, pairs, optim, b.batch_size, rng, spec.state_granularity)
+        return net, clock, losses
+
+    def _consistency_student(self, rng: torch.Generator) -> tuple[MaskedFrameMLP, Stopwatch, list[float]]:
+        """Causal consistency distillation along the teacher-forcing AR teacher's PF-ODE (Causal Forcing++)."""
+        c, b = self.config, self.config.budget
+        teacher = self.ar_teacher(Forcing.TEACHER)
+        net, clock = with_mode(teacher, AttentionMode.BLOCK_CAUSAL), Stopwatch()
+        with clock.running():
+            optim = b.optim(b.init_steps)
+            losses = train_cd_student(net, teacher, self.data, self.grid, optim, b.batch_size, c.cd.ema_decay, rng)
+        return net, clock, losses
 
     # ---- stage 4 -------------------------------------------------------------------------------------------
     def real_score(self):
@@ -217,27 +187,31 @@ class SeedRun:
         exact = BidirectionalTeacher(self.data)
         return lambda x, sigma: exact.velocity(x.double(), sigma.double()).to(x.dtype)
 
+    def dmd_settings(self, spec: RecipeSpec) -> DMDSettings:
+        """The :class:`toy.stages.DMDSettings` of a recipe: the shared budget and DMD configuration, the recipe's
+        generator input."""
+        c, b = self.config, self.config.budget
+        return DMDSettings(
+            generator_optim=b.optim(b.dmd_steps, b.generator_lr),
+            critic_optim=b.optim(b.dmd_steps * c.dmd.critic_updates_per_generator, b.critic_lr),
+            batch_size=b.batch_size,
+            student_sigmas=self.student_sigmas,
+            shift=c.schedule.few_step.shift,
+            generator_input=spec.generator_input,
+            critic_updates_per_generator=c.dmd.critic_updates_per_generator,
+            t_min=c.dmd.t_min,
+            t_max=c.dmd.t_max,
+            context_noise=c.dmd.context_noise,
+            same_exit_across_blocks=c.dmd.same_exit_across_blocks,
+            ema_decay=c.dmd.ema_decay,
+        )
+
     def dmd(self, recipe: Recipe) -> MaskedFrameMLP:
         """Asymmetric DMD of the recipe's initialisation; records the metric curve every ``eval_every`` steps."""
         key = f"dmd/{recipe.value}"
         if key not in self._nets:
             c, spec = self.config, RECIPES[recipe]
-            generator = copy.deepcopy(self.init(spec.init))
-            critic = copy.deepcopy(self.base())
-            settings = DMDSettings(
-                generator_optim=c.budget.optim(c.budget.dmd_steps, c.budget.generator_lr),
-                critic_optim=c.budget.optim(c.budget.dmd_steps * c.dmd.critic_ratio, c.budget.critic_lr),
-                batch_size=c.budget.batch_size,
-                student_sigmas=self.student_sigmas,
-                shift=c.schedule.shift,
-                generator_input=spec.generator_input,
-                critic_ratio=c.dmd.critic_ratio,
-                t_min=c.dmd.t_min,
-                t_max=c.dmd.t_max,
-                context_noise=c.dmd.context_noise,
-                same_exit_across_blocks=c.dmd.same_exit_across_blocks,
-                ema_decay=c.dmd.ema_decay,
-            )
+            generator_net, critic = copy.deepcopy(self.init(spec)), copy.deepcopy(self.base())
             curve: list[dict[str, Any]] = []
             eval_clock, clock = Stopwatch(), Stopwatch()
             n = c.eval.curve_samples
@@ -252,11 +226,13 @@ class SeedRun:
                 if (step + 1) % c.dmd.eval_every == 0 or step + 1 == c.budget.dmd_steps:
                     evaluate(step + 1, model)
 
-            evaluate(0, generator)
-            eval_clock.wall = eval_clock.cpu = 0.0
+            evaluate(0, generator_net)
+            eval_clock.wall = eval_clock.cpu = 0.0  # the step-0 evaluation is not DMD time either
             with clock.running():
-                rng = stage_rng(self.seed, key)
-                result = train_dmd(generator, critic, self.real_score(), self.data, settings, rng, on_step)
+                result = train_dmd(
+                    generator_net, critic, self.real_score(), self.data, self.dmd_settings(spec),
+                    stage_rng(self.seed, key), on_step,
+                )  # fmt: skip
             self._finish(
                 key, result.final, clock.minus(eval_clock), result.generator_losses,
                 critic_final_loss=result.critic_losses[-1], curve=curve,

@@ -15,7 +15,6 @@ expectation (Monte Carlo standard error as error bars). Each figure is written a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -28,7 +27,8 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from cf_ref.io import atomic_path, load_tensors  # noqa: E402
+from cf_ref.io import atomic_path  # noqa: E402
+from toy.run_files import read_outputs  # noqa: E402
 
 FORMATS = ("png", "pdf")
 PANEL_INCHES = 1.9
@@ -38,8 +38,10 @@ COLORS = {
     "teacher/bidirectional": "tab:purple",
     "teacher/ar": "tab:green",
     "bidirectional": "tab:red",
-    "causal": "tab:blue",
+    "ar": "tab:blue",
 }
+STUDENT_NAME = {"bidirectional": "bidirectional-ODE", "ar": "causal-ODE"}
+"""Student label by pair teacher (``PairTeacher`` value)."""
 
 
 def save_figure(fig: plt.Figure, out_dir: Path, stem: str, dpi: int, tight: bool = True) -> list[Path]:
@@ -88,11 +90,10 @@ def _sources(tensors: dict[str, Tensor], name: str, exp: dict) -> list[tuple[str
         ("AR teacher", COLORS["teacher/ar"], tensors[f"{name}/teacher/ar"]),
     ]
     for key, s in exp["students"].items():
-        route = s["route"]
+        teacher = s["pair_teacher"]
         regime = s["context_regime"].replace("_", "-")
-        rows.append(
-            (f"{route}-ODE {s['num_steps']}-step\n({regime} context)", COLORS[route], tensors[f"{name}/student/{key}"])
-        )
+        label = f"{STUDENT_NAME[teacher]} {s['num_steps']}-step\n({regime} context)"
+        rows.append((label, COLORS[teacher], tensors[f"{name}/student/{key}"]))
     return rows
 
 
@@ -159,6 +160,30 @@ def plot_trajectories(tensors: dict[str, Tensor], name: str, out_dir: Path, dpi:
     return save_figure(fig, out_dir, f"trajectories_{name}", dpi)
 
 
+def _ce_panel_1d(ax, spread: Tensor, mean: Tensor, student: Tensor, flow: Tensor) -> None:
+    """One frame of the conditional-expectation figure, d = 1: spread ``[M]`` as a histogram, the rest as lines."""
+    lo, hi = float(spread.min()) - 0.1, float(spread.max()) + 0.1
+    edges = torch.linspace(lo, hi, HIST_BINS // 2 + 1)
+    ax.stairs(_density(spread, edges), edges.numpy(), fill=True, color="0.8", label="teacher x0 over unseen noise")
+    ax.axvline(float(mean), color="k", ls="--", lw=1.2, label="conditional expectation")
+    ax.axvline(float(student), color=COLORS["bidirectional"], lw=1.5, label="bidirectional-ODE student")
+    ax.axvline(float(flow), color=COLORS["teacher/bidirectional"], ls=":", lw=1.5, label="flow map at ε")
+    ax.set_yticks([])
+
+
+def _ce_panel_2d(ax, spread: Tensor, mean: Tensor, student: Tensor, flow: Tensor) -> None:
+    """One frame of the conditional-expectation figure, d ≥ 2 (first two dims): spread ``[M, d]`` as a scatter."""
+    ax.scatter(spread[:, 0], spread[:, 1], s=2, color="0.7", rasterized=True, label="teacher x0 over unseen noise")
+    ax.scatter(mean[0], mean[1], marker="+", color="k", s=80, lw=1.5, label="conditional expectation")
+    ax.scatter(
+        student[0], student[1], marker="o", facecolors="none", edgecolors=COLORS["bidirectional"], s=60, lw=1.5,
+        label="bidirectional-ODE student",
+    )  # fmt: skip
+    flow_color = COLORS["teacher/bidirectional"]
+    ax.scatter(flow[0], flow[1], marker="x", color=flow_color, s=40, lw=1.2, label="flow map at ε")
+    ax.set_aspect("equal", adjustable="datalim")
+
+
 def plot_conditional_expectation(tensors: dict[str, Tensor], name: str, out_dir: Path, dpi: int) -> list[Path]:
     p = f"{name}/conditional_expectation"
     spread, mean = tensors[f"{p}/teacher_outputs"], tensors[f"{p}/mean"]  # [F, M, d], [F, d]
@@ -168,49 +193,9 @@ def plot_conditional_expectation(tensors: dict[str, Tensor], name: str, out_dir:
     for i in range(frames):
         ax = axes[0, i]
         if dim == 1:
-            lo, hi = float(spread[i, :, 0].min()) - 0.1, float(spread[i, :, 0].max()) + 0.1
-            edges = torch.linspace(lo, hi, HIST_BINS // 2 + 1)
-            ax.stairs(
-                _density(spread[i, :, 0], edges),
-                edges.numpy(),
-                fill=True,
-                color="0.8",
-                label="teacher x0 over unseen noise",
-            )
-            ax.axvline(float(mean[i, 0]), color="k", ls="--", lw=1.2, label="conditional expectation")
-            ax.axvline(float(student[i, 0]), color=COLORS["bidirectional"], lw=1.5, label="bidirectional-ODE student")
-            ax.axvline(float(flow[i, 0]), color=COLORS["teacher/bidirectional"], ls=":", lw=1.5, label="flow map at ε")
-            ax.set_yticks([])
+            _ce_panel_1d(ax, spread[i, :, 0], mean[i, 0], student[i, 0], flow[i, 0])
         else:
-            ax.scatter(
-                spread[i, :, 0],
-                spread[i, :, 1],
-                s=2,
-                color="0.7",
-                rasterized=True,
-                label="teacher x0 over unseen noise",
-            )
-            ax.scatter(mean[i, 0], mean[i, 1], marker="+", color="k", s=80, lw=1.5, label="conditional expectation")
-            ax.scatter(
-                student[i, 0],
-                student[i, 1],
-                marker="o",
-                facecolors="none",
-                edgecolors=COLORS["bidirectional"],
-                s=60,
-                lw=1.5,
-                label="bidirectional-ODE student",
-            )
-            ax.scatter(
-                flow[i, 0],
-                flow[i, 1],
-                marker="x",
-                color=COLORS["teacher/bidirectional"],
-                s=40,
-                lw=1.2,
-                label="flow map at ε",
-            )
-            ax.set_aspect("equal", adjustable="datalim")
+            _ce_panel_2d(ax, spread[i], mean[i], student[i], flow[i])
         ax.tick_params(labelsize=6)
         ax.set_title(f"frame {i}: sees ε≤{i}", fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -220,43 +205,34 @@ def plot_conditional_expectation(tensors: dict[str, Tensor], name: str, out_dir:
     return save_figure(fig, out_dir, f"conditional_expectation_{name}", dpi)
 
 
+def _error_bars(ax, students: list[dict], frames: int) -> None:
+    """Per frame, for each student: its error to the flow map (solid) and to the conditional expectation (hatched,
+    with the Monte Carlo error as the error bar)."""
+    bars = []
+    for s in students:
+        label, color = STUDENT_NAME[s["pair_teacher"]], COLORS[s["pair_teacher"]]
+        bars.append((f"{label} → flow map", s["error_to_flow_map"], None, color, None))
+        ce = s["error_to_conditional_expectation"]
+        bars.append((f"{label} → cond. exp.", ce, s["conditional_expectation_mc_error"], color, "///"))
+    width = 0.8 / max(1, len(bars))
+    for b, (label, values, err, color, hatch) in enumerate(bars):
+        xs = [i - 0.4 + width * (b + 0.5) for i in range(frames)]
+        fill = color if hatch is None else "white"
+        ax.bar(xs, values, width, yerr=err, color=fill, edgecolor=color, hatch=hatch, label=label, error_kw={"lw": 0.6})
+    ax.set_xticks(range(frames))
+    ax.tick_params(labelsize=6)
+
+
 def plot_errors(metrics: dict, out_dir: Path, dpi: int) -> list[Path]:
+    """Per dataset (columns) and step count (rows): every student's per-frame regression errors (:func:`_error_bars`)."""
     exps = metrics["experiments"]
     steps = [int(k) for k in metrics["settings"]["grid"]["student_sigmas"]]
     fig, axes = plt.subplots(len(steps), len(exps), figsize=(2.4 * len(exps), 2.0 * len(steps)), squeeze=False)
     for c, (name, exp) in enumerate(exps.items()):
+        frames = len(exp["non_injectivity"]["bidirectional"])
         for r, k in enumerate(steps):
             ax = axes[r, c]
-            chosen = [s for s in exp["students"].values() if s["num_steps"] == k]
-            bars = []
-            for s in chosen:
-                bars.append((f"{s['route']} → flow map", s["error_to_flow_map"], None, COLORS[s["route"]], None))
-                bars.append(
-                    (
-                        f"{s['route']} → cond. exp.",
-                        s["error_to_conditional_expectation"],
-                        s["conditional_expectation_mc_error"],
-                        COLORS[s["route"]],
-                        "///",
-                    )
-                )
-            width = 0.8 / max(1, len(bars))
-            frames = len(exp["non_injectivity"]["bidirectional"])
-            for b, (label, values, err, color, hatch) in enumerate(bars):
-                xs = [i - 0.4 + width * (b + 0.5) for i in range(frames)]
-                ax.bar(
-                    xs,
-                    values,
-                    width,
-                    yerr=err,
-                    color=color if hatch is None else "white",
-                    edgecolor=color,
-                    hatch=hatch,
-                    label=label,
-                    error_kw={"lw": 0.6},
-                )
-            ax.set_xticks(range(frames))
-            ax.tick_params(labelsize=6)
+            _error_bars(ax, [s for s in exp["students"].values() if s["num_steps"] == k], frames)
             ax.set_title(f"{name}, {k}-step", fontsize=8)
             if c == 0:
                 ax.set_ylabel("RMS error", fontsize=7)
@@ -289,16 +265,9 @@ def draw_dataset_unprefixed(name: str, result: dict, tensors: dict[str, Tensor],
 
 def draw_all(run_dir: str | Path, out_dir: str | Path | None = None, dpi: int = 130) -> list[Path]:
     """Re-draw every figure of a run from ``run_dir`` (its ``metrics.json`` and ``plot_data.safetensors``)."""
-    from toy.experiment import METRICS_FILE, PLOT_DATA_FILE
-
-    run_dir = Path(run_dir)
-    out = run_dir if out_dir is None else Path(out_dir)
+    metrics, tensors = read_outputs(run_dir)
+    out = Path(run_dir) if out_dir is None else Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    metrics_path = run_dir / METRICS_FILE
-    if not metrics_path.is_file():
-        raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}: run `cf-ref toy run --out {run_dir}` first")
-    metrics = json.loads(metrics_path.read_text())
-    tensors = load_tensors(run_dir / PLOT_DATA_FILE)
     paths = []
     for name, exp in metrics["experiments"].items():
         paths += draw_dataset(tensors, name, exp, out, dpi)

@@ -16,8 +16,8 @@ def _frames(values: list[float], digits: int = 3) -> str:
 
 
 def _student_label(key: str, entry: dict) -> str:
-    route = "bidirectional-ODE" if entry["route"] == "bidirectional" else "causal-ODE"
-    return f"{route} student, {entry['num_steps']}-step"
+    name = "bidirectional-ODE" if entry["pair_teacher"] == "bidirectional" else "causal-ODE"
+    return f"{name} student, {entry['num_steps']}-step"
 
 
 def _injectivity_table(metrics: dict) -> list[str]:
@@ -27,7 +27,7 @@ def _injectivity_table(metrics: dict) -> list[str]:
     ]
     for name, exp in metrics["experiments"].items():
         ni = exp["non_injectivity"]
-        rows.append(f"| {name} | {_frames(ni['bidirectional'])} | {_frames(ni['causal'])} |")
+        rows.append(f"| {name} | {_frames(ni['bidirectional'])} | {_frames(ni['ar'])} |")
     return rows
 
 
@@ -99,7 +99,7 @@ def _closed_form_table(metrics: dict) -> list[str]:
                 f"| {name} | {k}-step conditional-expectation sampler variance (closed form) | {_frames(values)} |"
             )
         for key, s in exp["students"].items():
-            if s["route"] == "bidirectional":
+            if s["pair_teacher"] == "bidirectional":
                 rows.append(f"| {name} | {_student_label(key, s)}: sample variance | {_frames(s['sample_variance'])} |")
     return rows if found else []
 

@@ -14,7 +14,7 @@ same ``cf_ref`` functions. Networks read states ``[B, F, d]`` and per-frame leve
 4. :func:`train_dmd` — asymmetric DMD: the generator's samples come from a self-forcing rollout
    (:func:`cf_ref.rollout.few_step_rollout` with random exit steps) or, for CausVid, from one teacher-forced
    step on noised data; the real score is the bidirectional model, the fake score a critic trained with the
-   denoising loss ``critic_ratio`` times per generator update.
+   denoising loss ``critic_updates_per_generator`` times per generator update.
 
 Randomness comes from the ``rng`` generator passed to each stage (data, noise, levels, indices, exit
 steps), so a stage is reproducible given its inputs.
@@ -22,7 +22,6 @@ steps), so a stage is reproducible given its inputs.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,22 +38,15 @@ from cf_ref.distill.dmd import (
 )
 from cf_ref.ema import ema_copy, ema_update
 from cf_ref.losses import flow_matching_loss
+from cf_ref.recipes import Forcing, GeneratorInput, PairTeacher
 from cf_ref.rollout import ar_ode_sample, sample_exit_steps
 from cf_ref.schedule import Granularity, interpolate, sample_indices, sample_training_sigmas
 from cf_ref.solvers import Method, VelocityField, integrate
 from toy.data import SequenceData
 from toy.networks import FrameNetBlockwise, MaskedFrameMLP
-from toy.pairs import PairSet, Route
-from toy.recipes import GeneratorInput
+from toy.pairs import PairSet
 from toy.students import ContextRegime, TrainedStudent, ode_loss_closure, sample
 from toy.training import OptimConfig, make_optimizer, optimizer_step, train
-
-
-class Forcing(enum.Enum):
-    """How the AR diffusion teacher sees its history during training."""
-
-    TEACHER = "teacher_forcing"  # clean data history (the paper's AR teacher)
-    DIFFUSION = "diffusion_forcing"  # history noised with independent per-frame levels (the ablation)
 
 
 def sample_data(data: SequenceData, n: int, rng: torch.Generator) -> Tensor:
@@ -128,8 +120,8 @@ def ode_pairs(
     :math:`\Phi_j(\varepsilon_j; c)`.
     """
     traj = integrate(teacher.velocity_field(context), eps, grid, Method.EULER, keep_at=keep_at)
-    route = Route.BIDIRECTIONAL if context is None else Route.CAUSAL
-    return PairSet(route, traj.states, traj.sigmas.to(eps.dtype), traj.end, eps, context)
+    teacher_kind = PairTeacher.BIDIRECTIONAL if context is None else PairTeacher.AR
+    return PairSet(teacher_kind, traj.states, traj.sigmas.to(eps.dtype), traj.end, eps, context)
 
 
 def distill_ode(
@@ -141,9 +133,10 @@ def distill_ode(
     state_granularity: Granularity = Granularity.SAMPLE,
 ) -> list[float]:
     r"""Stage 3 (ODE initialisation) of an existing (warm-started) student: the ODE-regression closure of
-    ``cf-ref toy run`` (:func:`toy.students.ode_loss_closure`, one kept state per sample as published) through
-    :func:`toy.training.train`. The student sees the pairs' clean context (causal pairs) or the noisy
-    trajectory frames of earlier blocks (bidirectional pairs)."""
+    ``cf-ref toy run`` (:func:`toy.students.ode_loss_closure`) through :func:`toy.training.train`, one kept state
+    per sample or per block (``state_granularity``, :attr:`cf_ref.recipes.RecipeSpec.state_granularity`). The
+    student sees the pairs' clean context (causal pairs) or the noisy trajectory frames of earlier blocks
+    (bidirectional pairs)."""
     closure = ode_loss_closure(
         student, pairs.states, pairs.sigmas, pairs.target, pairs.context, batch_size, state_granularity, rng
     )
@@ -232,15 +225,15 @@ def generator_samples(
 
 @dataclass(frozen=True)
 class DMDSettings:
-    """What :func:`train_dmd` needs besides the networks (see :class:`toy.recipes.DMDConfig`)."""
+    """What :func:`train_dmd` needs besides the networks (see :class:`toy.pipeline_config.DMDConfig`)."""
 
     generator_optim: OptimConfig
     critic_optim: OptimConfig
     batch_size: int
     student_sigmas: Tensor  # [K] few-step list
-    shift: float  # DMD / critic levels: shift(u), u ~ U[t_min, t_max]/1000, clamped to [t_min, t_max]/1000
+    shift: float  # DMD / critic levels: clamp(shift(u), t_min/1000, t_max/1000), u ~ U[0, 1) (cf_ref dmd_sigmas)
     generator_input: GeneratorInput = GeneratorInput.SELF_ROLLOUT
-    critic_ratio: int = 5
+    critic_updates_per_generator: int = 5
     t_min: float = 20.0
     t_max: float = 980.0
     context_noise: float = 0.0
@@ -248,8 +241,8 @@ class DMDSettings:
     ema_decay: float | None = None
 
     def __post_init__(self) -> None:
-        if self.critic_ratio < 1:
-            raise ValueError(f"critic_ratio must be >= 1 critic update per generator update, got {self.critic_ratio}")
+        if self.critic_updates_per_generator < 1:
+            raise ValueError(f"critic_updates_per_generator must be >= 1, got {self.critic_updates_per_generator}")
 
 
 @dataclass
@@ -263,8 +256,33 @@ class DMDResult:
 
 
 def _dmd_levels(batch_size: int, num_frames: int, s: DMDSettings, rng: torch.Generator) -> Tensor:
-    """One level per sample, shifted and clamped as in the published DMD: ``[B, F]`` (:func:`cf_ref.distill.dmd.dmd_sigmas`)."""
+    """One level per sample, shifted then clamped as in the published DMD: ``[B, F]``
+    (:func:`cf_ref.distill.dmd.dmd_sigmas`)."""
     return dmd_sigmas(batch_size, num_frames, s.shift, s.t_min, s.t_max, generator=rng)
+
+
+@dataclass
+class _Critic:
+    """The fake score of DMD with its optimiser; :meth:`update` runs one round of critic updates."""
+
+    net: MaskedFrameMLP
+    optim: OptimConfig
+    losses: list[float]
+
+    def __post_init__(self) -> None:
+        self.optimizer, self.scheduler = make_optimizer(self.net.parameters(), self.optim)
+        self.field = self.net.velocity_field()
+
+    def update(self, draw: Callable[[], Tensor], s: DMDSettings, num_frames: int, rng: torch.Generator) -> None:
+        """``critic_updates_per_generator`` denoising steps, each on fresh generator samples ``draw()`` (no
+        gradient) at a fresh level per sample."""
+        for _ in range(s.critic_updates_per_generator):
+            with torch.no_grad():
+                x = draw()
+            value = critic_loss(self.field, x, _dmd_levels(s.batch_size, num_frames, s, rng), noise_like(x, rng))
+            optimizer_step(self.net, self.optimizer, value, self.optim.grad_clip)
+            self.scheduler.step()
+            self.losses.append(float(value.detach()))
 
 
 def train_dmd(
@@ -282,39 +300,26 @@ def train_dmd(
     generator: the block-causal few-step student (trained in place); critic: a bidirectional fake score
     (trained in place, usually initialised from the base model); real_score: a frozen velocity field
     ``(x [B, F, d], sigma [B, F]) -> v`` (the base model, or the exact bidirectional teacher as a check).
-    Every generator update is preceded by ``critic_ratio`` critic updates on fresh generator samples (no
-    gradient), each at a fresh level per sample. ``on_step(step, model)`` is called after every generator
-    update with the model to evaluate (the EMA copy when ``ema_decay`` is set).
+    Every generator update is preceded by ``critic_updates_per_generator`` critic updates on fresh generator
+    samples (no gradient), each at a fresh level per sample. ``on_step(step, model)`` is called after every
+    generator update with the model to evaluate (the EMA copy when ``ema_decay`` is set).
     """
-    s = settings
-    f = data.num_frames
-    critic_opt, critic_sched = make_optimizer(critic.parameters(), s.critic_optim)
-    critic_field = critic.velocity_field()
+    s, f = settings, data.num_frames
+    fake = _Critic(critic, s.critic_optim, [])
     ema = ema_copy(generator) if s.ema_decay is not None else None
-    critic_losses: list[float] = []
     grad_norms: list[float] = []
 
-    def samples() -> Tensor:
+    def draw() -> Tensor:
         return generator_samples(
             generator, s.batch_size, data, s.student_sigmas, s.generator_input, rng, s.context_noise,
             s.same_exit_across_blocks,
         )  # fmt: skip
 
-    def critic_round() -> None:
-        for _ in range(s.critic_ratio):
-            with torch.no_grad():
-                x = samples()
-            sigma = _dmd_levels(s.batch_size, f, s, rng)
-            value = critic_loss(critic_field, x, sigma, noise_like(x, rng))
-            optimizer_step(critic, critic_opt, value, s.critic_optim.grad_clip)
-            critic_sched.step()
-            critic_losses.append(float(value.detach()))
-
     def generator_loss(step: int) -> Tensor:
-        critic_round()
-        x = samples()
+        fake.update(draw, s, f, rng)
+        x = draw()
         sigma = _dmd_levels(s.batch_size, f, s, rng)
-        loss, diagnostics = dmd_generator_loss(x, real_score, critic_field, sigma, noise_like(x, rng))
+        loss, diagnostics = dmd_generator_loss(x, real_score, fake.field, sigma, noise_like(x, rng))
         grad_norms.append(diagnostics["dmd_grad_norm"])
         return loss
 
@@ -325,4 +330,4 @@ def train_dmd(
             on_step(step, generator if ema is None else ema)
 
     history = train(generator, generator_loss, s.generator_optim, on_step=after_step)
-    return DMDResult(history, critic_losses, grad_norms, generator if ema is None else ema)
+    return DMDResult(history, fake.losses, grad_norms, generator if ema is None else ema)

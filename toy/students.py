@@ -2,12 +2,12 @@ r"""Few-step causal students: ODE regression on stored pairs, and their autoregr
 
 The student is a :class:`toy.networks.MaskedFrameMLP` — one MLP per frame over the frame tokens its row of
 the cf_ref visibility lets it read, the toy analogue of the DiT's masked attention. What it reads follows
-the route of its pairs (:mod:`toy.pairs`):
+the teacher of its pairs (:mod:`toy.pairs`, :data:`STUDENT_MODE`):
 
 * bidirectional pairs → ``BLOCK_CAUSAL``: tokens are the trajectory states of all frames; frame i reads the
-  states of frames ≤ i (each at its own σ during training, as in the published ODE regression);
-* causal pairs → ``TEACHER_FORCING``: tokens are ``[clean context ; noisy states]``; frame i reads its own
-  noisy state and the clean frames < i.
+  states of frames ≤ i;
+* causal pairs (AR teacher) → ``TEACHER_FORCING``: tokens are ``[clean context ; noisy states]``; frame i reads
+  its own noisy state and the clean frames < i.
 
 Training minimises :func:`cf_ref.distill.ode.ode_regression_loss`,
 :math:`\mathbb E_k \lVert \hat x_0(x_{\sigma_k}) - \Phi(\varepsilon)\rVert^2`, through the shared loop
@@ -16,7 +16,8 @@ Forcing's ODE regression (``uniform_timestep=True`` in the authors' ``model/ode_
 draws (``Granularity.BLOCK``) are available.
 
 Sampling (:func:`sample`) is :func:`cf_ref.rollout.few_step_rollout` with the
-:class:`toy.networks.FrameNetBlockwise` adapter, in one of two context regimes (:class:`ContextRegime`).
+:class:`toy.networks.FrameNetBlockwise` adapter, in one of two context regimes (:class:`ContextRegime`); each
+student is sampled in the regime it was trained in (:data:`SAMPLING_REGIME`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from torch import Tensor
 
 from cf_ref.distill.ode import ode_regression_loss
 from cf_ref.masks import AttentionMode
+from cf_ref.recipes import PairTeacher
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import Granularity, Prediction, sample_indices
 from toy.networks import FrameNetBlockwise, FrameNetConfig, MaskedFrameMLP
@@ -48,6 +50,13 @@ class ContextRegime(enum.Enum):
 
     CLEAN = "clean"
     SAME_LEVEL = "same_level"
+
+
+STUDENT_MODE = {PairTeacher.BIDIRECTIONAL: AttentionMode.BLOCK_CAUSAL, PairTeacher.AR: AttentionMode.TEACHER_FORCING}
+"""What the student of each pair teacher's pairs reads (see module doc)."""
+
+SAMPLING_REGIME = {PairTeacher.BIDIRECTIONAL: ContextRegime.SAME_LEVEL, PairTeacher.AR: ContextRegime.CLEAN}
+"""The context regime each student was trained in, and is sampled in."""
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""toy.conditional: Monte Carlo conditional expectations of both routes against the Gaussian closed forms."""
+"""toy.conditional: Monte Carlo conditional expectations of both pair teachers' pairs against the Gaussian closed forms."""
 
 import torch
 
+from cf_ref.recipes import PairTeacher
 from toy import closed_form
 from toy.conditional import bidirectional_statistics, causal_statistics, grid_from, joint_state_sampler
 from toy.data import ar1_gaussian, shared_mode_mixture
-from toy.pairs import GridConfig, Route, make_pairs
+from toy.pairs import GridConfig, make_pairs
 
 GRID = GridConfig(teacher_steps=16, shift=2.0, student_steps=(4,))
 COARSE = GridConfig(teacher_steps=8, shift=2.0, student_steps=(4,))  # RK4, 8 steps: ~1e-3 on a Gaussian
@@ -14,7 +15,7 @@ COARSE = GridConfig(teacher_steps=8, shift=2.0, student_steps=(4,))  # RK4, 8 st
 def test_bidirectional_at_noise_is_the_causal_conditional_expectation():
     # σ = 1: E[x0_i | ε_<=i] = μ_i + Σ_{j<=i} R_ij ε_j, lost variance Σ_{j>i} ||R_ij||².
     data = ar1_gaussian(4, 1)
-    pairs = make_pairs(data, Route.BIDIRECTIONAL, 64, COARSE, torch.Generator().manual_seed(0))
+    pairs = make_pairs(data, PairTeacher.BIDIRECTIONAL, 64, COARSE, torch.Generator().manual_seed(0))
     m = 64
     stats = bidirectional_statistics(data, pairs.states[:, 0], 1.0, COARSE, m, torch.Generator().manual_seed(1))
     expected = closed_form.causal_conditional_expectation(data, pairs.noise)
@@ -27,7 +28,7 @@ def test_bidirectional_at_intermediate_level_uses_the_noised_law():
     # σ < 1: the student reads the joint trajectory state of frames <= i; for a Gaussian the conditional
     # expectation is μ + A(x_σ - (1-σ)μ) with A = closed_form.causal_regression_matrix(σ).
     data = ar1_gaussian(3, 2)
-    pairs = make_pairs(data, Route.BIDIRECTIONAL, 96, GRID, torch.Generator().manual_seed(2))
+    pairs = make_pairs(data, PairTeacher.BIDIRECTIONAL, 96, GRID, torch.Generator().manual_seed(2))
     k = 2
     sigma = float(pairs.sigmas[k])
     m = 64
@@ -53,7 +54,7 @@ def test_joint_state_sampler_keeps_visible_frames():
 
 def test_causal_pairs_are_injective_at_every_level():
     data = shared_mode_mixture(3, 1)
-    pairs = make_pairs(data, Route.CAUSAL, 16, GRID, torch.Generator().manual_seed(5))
+    pairs = make_pairs(data, PairTeacher.AR, 16, GRID, torch.Generator().manual_seed(5))
     for k in (0, 2):
         sigma = float(pairs.sigmas[k])
         stats = causal_statistics(

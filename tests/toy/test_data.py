@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from toy import gmm
-from toy.data import SequenceData, ar1_gaussian, independent_gaussian, shared_mode_mixture
+from toy.data import (
+    DatasetKind,
+    DatasetSpec,
+    SequenceData,
+    ar1_gaussian,
+    frames_dependent,
+    independent_gaussian,
+    shared_mode_mixture,
+)
 
 
 @pytest.mark.parametrize("frames,dim,rho,std,drift", [(4, 1, 0.9, 1.0, 0.5), (3, 3, 0.6, 0.7, -0.2)])
@@ -90,3 +98,19 @@ def test_bad_configurations_are_rejected_with_what_was_expected():
         shared_mode_mixture(within_std=0.0)
     with pytest.raises(ValueError, match="-1 < rho < 1"):
         shared_mode_mixture(rho=1.0)
+
+
+@pytest.mark.parametrize(
+    "spec,name,dependent",
+    [
+        (DatasetSpec(DatasetKind.AR1_GAUSSIAN, dim=2), "gaussian_ar1_d2", True),
+        (DatasetSpec(DatasetKind.INDEPENDENT_GAUSSIAN, dim=1), "gaussian_independent_d1", False),
+        (DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=4), "mixture_k4_d2", True),
+    ],
+)
+def test_dataset_specs_build_their_preset_and_say_whether_frames_depend(spec, name, dependent):
+    data = spec.build(3)
+    assert data.name == name and data.num_frames == 3 and frames_dependent(data) is dependent
+    cov = data.covariance()
+    cross = cov[: spec.dim, spec.dim :]  # frame 0 against the later frames
+    assert bool((cross.abs() > 1e-12).any()) is dependent

@@ -1,13 +1,25 @@
-"""toy.evaluation and toy.claims: the measurement helpers and the claim checks on hand-made metrics."""
-
-import copy
+"""toy.evaluation: the measurement helpers against hand computations and known laws."""
 
 import pytest
 import torch
 
-from toy.claims import check_claims
+from cf_ref.injectivity import ConditionalStatistics
+from cf_ref.masks import AttentionMode
+from cf_ref.recipes import PairTeacher
+from cf_ref.schedule import Prediction
 from toy.data import ar1_gaussian, shared_mode_mixture
-from toy.evaluation import SampleSizes, data_frame_std, energy_noise_floor, pooled_rms, rms_per_frame, sample_quality
+from toy.evaluation import (
+    SampleSizes,
+    data_frame_std,
+    energy_noise_floor,
+    pooled_rms,
+    regression_errors,
+    rms_per_frame,
+    sample_quality,
+)
+from toy.networks import FrameNetConfig
+from toy.pairs import PairSet
+from toy.students import TrainedStudent, build_network
 
 
 def test_rms_and_pooling():
@@ -49,50 +61,41 @@ def test_data_frame_std():
     assert torch.allclose(data_frame_std(ar1_gaussian(3, 2, std=2.0)), torch.full((3,), 2.0, dtype=torch.float64))
 
 
-def _metrics() -> dict:
-    """A hand-made metrics document: one Gaussian and one mixture, students that behave as the theory says."""
-    student = {
-        "route": "bidirectional",
-        "num_steps": 1,
-        "error_to_flow_map": [0.6, 0.5, 0.0],
-        "error_to_conditional_expectation": [0.1, 0.1, 0.0],
-        "sample_variance": [0.62, 0.71, 1.0],
-        "energy_distance": 0.3,
-        "off_manifold_fraction": 0.5,
-    }
-    causal = {
-        "route": "causal",
-        "num_steps": 1,
-        "error_to_flow_map": [0.01, 0.01, 0.01],
-        "energy_distance": 0.001,
-        "off_manifold_fraction": 0.001,
-    }
-    exp = {
-        "config": {"num_components": 1, "frame_std": [1.0, 1.0, 1.0], "frames_dependent": True},
-        "non_injectivity": {"bidirectional": [0.38, 0.29, 0.0], "causal": [0.0, 0.0, 0.0]},
-        "closed_form": {"few_step_sampler_variance": {"1": [0.615, 0.712, 1.0]}},
-        "students": {"bidirectional_ode": student, "causal_ode": causal},
-        "teachers": {"ar": {"energy_distance": 0.0, "off_manifold_fraction": 0.001}},
-        "data": {"energy_distance_noise": {"draws": [-0.002, 0.0, 0.003]}},
-    }
-    mix = copy.deepcopy(exp)
-    mix["config"]["num_components"] = 2
-    del mix["closed_form"]
-    return {"settings": {"samples": {"variance": 8192}}, "experiments": {"g": exp, "m": mix}}
+def test_regression_errors_of_a_zero_student_against_a_direct_computation():
+    """A student that predicts x0 = 0 everywhere: every error is the RMS of the reference it is compared with."""
+    g = torch.Generator().manual_seed(0)
+    b, k, f, d, m = 40, 2, 3, 2, 16
+    states = torch.randn(b, k, f, d, generator=g, dtype=torch.float64)
+    pairs = PairSet(PairTeacher.BIDIRECTIONAL, states, torch.tensor([1.0, 0.5], dtype=torch.float64),
+                    torch.randn(b, f, d, generator=g, dtype=torch.float64), states[:, 0])  # fmt: skip
+    ce_pairs = pairs.head(10)
+    stats = [
+        ConditionalStatistics(torch.randn(10, f, d, generator=g), torch.rand(10, f, d, generator=g), torch.zeros(f))
+        for _ in range(k)
+    ]
+    net = build_network(
+        FrameNetConfig(f, d, AttentionMode.BLOCK_CAUSAL, hidden=4, depth=1, prediction=Prediction.X0), 0
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+    out = regression_errors(TrainedStudent(net, pairs.sigmas, []), pairs, ce_pairs, stats, m)
+
+    def rms(x):  # [..., F, d] -> [F]
+        return x.double().pow(2).mean(dim=(0, 2)).sqrt()
+
+    torch.testing.assert_close(_t(out["error_to_flow_map"]), rms(pairs.target))  # same target at each state
+    torch.testing.assert_close(_t(out["error_to_flow_map_ce_subset"]), rms(ce_pairs.target))
+    ce = torch.stack([rms(s.mean) for s in stats])  # [K, F]
+    torch.testing.assert_close(_t(out["error_to_conditional_expectation_per_state"]), ce)
+    torch.testing.assert_close(_t(out["error_to_conditional_expectation"]), ce.pow(2).mean(0).sqrt())
+    mc = torch.stack([(s.variance.double() / m).mean(dim=(0, 2)).sqrt() for s in stats])
+    torch.testing.assert_close(_t(out["conditional_expectation_mc_error"]), mc.pow(2).mean(0).sqrt())
+    debiased = (ce.pow(2) - mc.pow(2)).clamp_min(0)
+    torch.testing.assert_close(_t(out["error_to_conditional_expectation_debiased"]), debiased.mean(0).sqrt())
+    median = pairs.target.pow(2).mean(dim=2).median(dim=0).values.sqrt()
+    torch.testing.assert_close(_t(out["median_error_to_flow_map"]), median)
 
 
-def test_claims_hold_and_fail_where_they_should():
-    metrics = _metrics()
-    claims = check_claims(metrics)
-    assert all(c["holds"] for c in claims), [c for c in claims if not c["holds"]]
-    assert sum(c["dataset"] == "m" and "clearly" in c["claim"] for c in claims) == 2
-    broken = _metrics()
-    broken["experiments"]["g"]["students"]["bidirectional_ode"]["error_to_conditional_expectation"][1] = 0.2
-    broken["experiments"]["g"]["students"]["causal_ode"]["error_to_flow_map"][2] = 0.06
-    broken["experiments"]["g"]["non_injectivity"]["causal"][0] = 0.01
-    failed = {(c["dataset"], c["subject"], c["claim"][:20]) for c in check_claims(broken) if not c["holds"]}
-    assert failed == {
-        ("g", "bidirectional_ode", "converges to the con"),
-        ("g", "causal_ode", "recovers the AR teac"),
-        ("g", "causal pairs", "frame-level injectiv"),
-    }
+def _t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)

@@ -8,14 +8,13 @@ import torch
 
 from cf_ref.distill.cd import consistency_distillation_loss, sample_grid_indices
 from cf_ref.masks import AttentionMode
+from cf_ref.recipes import Forcing, GeneratorInput
 from cf_ref.schedule import sigma_grid
 from toy import closed_form, metrics
 from toy.data import SequenceData, ar1_gaussian, shared_mode_mixture
 from toy.networks import FrameNetConfig, MaskedFrameMLP, with_mode
-from toy.recipes import GeneratorInput
 from toy.stages import (
     DMDSettings,
-    Forcing,
     distill_ode,
     few_step_sample,
     generator_samples,

@@ -4,12 +4,14 @@ import pytest
 import torch
 
 from cf_ref.masks import AttentionMode
+from cf_ref.recipes import PairTeacher
 from cf_ref.schedule import Prediction
 from toy import closed_form
 from toy.data import ar1_gaussian
 from toy.networks import FrameNetConfig
-from toy.pairs import GridConfig, Route, make_pairs
+from toy.pairs import GridConfig, make_pairs
 from toy.students import (
+    STUDENT_MODE,
     ContextRegime,
     StudentConfig,
     TrainedStudent,
@@ -24,12 +26,11 @@ GRID = GridConfig(teacher_steps=8, shift=2.0, student_steps=(2, 1))
 SMALL = StudentConfig(hidden=32, depth=2, batch_size=256, optim=OptimConfig(steps=250, lr=2e-2, final_lr_fraction=0.01))
 
 
-def _train(route: Route, num_steps: int, data, seed: int = 0) -> tuple[TrainedStudent, object]:
-    pairs = make_pairs(data, route, 4096, GRID, torch.Generator().manual_seed(seed)).select(
+def _train(teacher: PairTeacher, num_steps: int, data, seed: int = 0) -> tuple[TrainedStudent, object]:
+    pairs = make_pairs(data, teacher, 4096, GRID, torch.Generator().manual_seed(seed)).select(
         GRID.student_sigmas(num_steps)
     )
-    mode = AttentionMode.BLOCK_CAUSAL if route is Route.BIDIRECTIONAL else AttentionMode.TEACHER_FORCING
-    net_config = SMALL.network(data.num_frames, data.dim, mode)
+    net_config = SMALL.network(data.num_frames, data.dim, STUDENT_MODE[teacher])
     student = train_ode_student(
         net_config, pairs.states, pairs.sigmas, pairs.target, pairs.context, SMALL.optim, SMALL.batch_size, seed=seed
     )
@@ -38,7 +39,7 @@ def _train(route: Route, num_steps: int, data, seed: int = 0) -> tuple[TrainedSt
 
 def test_causal_student_learns_the_ar_flow_map():
     data = ar1_gaussian(3, 1)
-    student, _ = _train(Route.CAUSAL, 1, data)
+    student, _ = _train(PairTeacher.AR, 1, data)
     assert sum(student.history[-20:]) < 0.05 * sum(student.history[:20])
     gen = torch.Generator().manual_seed(9)
     eps = torch.randn(512, 3, 1, generator=gen, dtype=torch.float64)
@@ -49,7 +50,7 @@ def test_causal_student_learns_the_ar_flow_map():
 
 def test_bidirectional_student_learns_the_conditional_expectation_not_the_flow_map():
     data = ar1_gaussian(3, 1)
-    student, _ = _train(Route.BIDIRECTIONAL, 1, data)
+    student, _ = _train(PairTeacher.BIDIRECTIONAL, 1, data)
     eps = torch.randn(512, 3, 1, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     pred = predict_x0(student.net, eps, 1.0).double()
     to_ce = (pred - closed_form.causal_conditional_expectation(data, eps)).pow(2).mean(dim=(0, 2)).sqrt()
@@ -60,8 +61,8 @@ def test_bidirectional_student_learns_the_conditional_expectation_not_the_flow_m
 
 def test_same_seed_same_student():
     data = ar1_gaussian(2, 1)
-    a, _ = _train(Route.CAUSAL, 2, data, seed=3)
-    b, _ = _train(Route.CAUSAL, 2, data, seed=3)
+    a, _ = _train(PairTeacher.AR, 2, data, seed=3)
+    b, _ = _train(PairTeacher.AR, 2, data, seed=3)
     assert a.history == b.history
     assert all(torch.equal(p, q) for p, q in zip(a.net.parameters(), b.net.parameters()))
 

@@ -1,23 +1,12 @@
-r"""The recipes of the field as chains of the toy stages, and their shared (equal-budget) configuration.
+r"""The toy pipeline's one configuration, shared by every recipe (equal budgets), and its two presets.
 
-Every recipe ends with asymmetric DMD on the same block-causal few-step generator; they differ in how that
-generator is initialised and in what it conditions on during DMD:
-
-=====================  ==============================================  ==========================================
-recipe                 initialisation of the few-step causal student   DMD generator input
-=====================  ==============================================  ==========================================
-causvid                bidirectional ODE distillation (base model)     clean data context (teacher-forced, no
-                                                                       self rollout)
-self-forcing           bidirectional ODE distillation (base model)     self rollout (own outputs as context)
-causal-forcing         causal ODE distillation (TF AR teacher)         self rollout
-causal-forcing-pp      causal consistency distillation (TF AR teacher) self rollout
-ar-diffusion-init      the TF AR teacher itself, used with few steps   self rollout
-=====================  ==============================================  ==========================================
-
-All recipes share one :class:`PipelineConfig`: the same networks, batch, step counts, learning rates and
-schedule, so no recipe is tuned more than another. The bidirectional base model (real score, critic
-initialisation, bidirectional ODE teacher) is common to all; the AR-teacher recipes additionally train the
-teacher-forcing AR teacher, which is part of their cost (reported as its own stage).
+The recipes themselves — which initialisation, whose pairs, what the DMD generator conditions on — are
+:data:`cf_ref.recipes.RECIPES`, the vocabulary both tracks speak. This module holds only what is specific to the
+toy: the network size, the schedule (wrapping :class:`cf_ref.schedule.FewStepSchedule`), step counts and learning
+rates, the DMD and CD settings, the evaluation sizes. All recipes share one :class:`PipelineConfig`, so no recipe
+is tuned more than another. The bidirectional base model (real score, critic initialisation, bidirectional ODE
+teacher) is common to all; the AR-teacher recipes additionally train the teacher-forcing AR teacher, which is
+part of their cost (reported as its own stage).
 """
 
 from __future__ import annotations
@@ -26,54 +15,11 @@ import enum
 from dataclasses import dataclass, field
 
 from cf_ref.masks import AttentionMode
-from cf_ref.schedule import few_step_sigmas, sigma_grid, uniform_few_step_timesteps
-from toy.data import SequenceData
-from toy.experiment import DatasetKind, DatasetSpec, Preset
+from cf_ref.schedule import FewStepSchedule
+from toy.data import DatasetKind, DatasetSpec, SequenceData
 from toy.networks import FrameNetConfig
+from toy.preset import Preset
 from toy.training import OptimConfig
-
-
-class Recipe(enum.Enum):
-    CAUSAL_FORCING = "causal-forcing"
-    CAUSAL_FORCING_PP = "causal-forcing-pp"
-    SELF_FORCING = "self-forcing"
-    CAUSVID = "causvid"
-    AR_DIFFUSION_INIT = "ar-diffusion-init"
-
-
-class Init(enum.Enum):
-    """How the few-step causal student is initialised (stage 3)."""
-
-    CAUSAL_ODE = "causal_ode"  # ODE regression on the TF AR teacher's PF-ODE with clean data context
-    CAUSAL_CD = "causal_cd"  # consistency distillation along the TF AR teacher's PF-ODE (EMA target)
-    BIDIRECTIONAL_ODE = "bidirectional_ode"  # ODE regression on the base model's joint PF-ODE
-    AR_DIFFUSION = "ar_diffusion"  # the multi-step TF AR teacher itself
-
-    @property
-    def needs_ar_teacher(self) -> bool:
-        return self is not Init.BIDIRECTIONAL_ODE
-
-
-class GeneratorInput(enum.Enum):
-    """What the generator conditions on while DMD trains it (stage 4)."""
-
-    SELF_ROLLOUT = "self_rollout"  # Self Forcing: AR rollout on its own outputs, gradient through one step
-    DATA_CONTEXT = "data_context"  # CausVid: one step from noised data, teacher-forced on clean data context
-
-
-@dataclass(frozen=True)
-class RecipeSpec:
-    init: Init
-    generator_input: GeneratorInput
-
-
-RECIPES: dict[Recipe, RecipeSpec] = {
-    Recipe.CAUSAL_FORCING: RecipeSpec(Init.CAUSAL_ODE, GeneratorInput.SELF_ROLLOUT),
-    Recipe.CAUSAL_FORCING_PP: RecipeSpec(Init.CAUSAL_CD, GeneratorInput.SELF_ROLLOUT),
-    Recipe.SELF_FORCING: RecipeSpec(Init.BIDIRECTIONAL_ODE, GeneratorInput.SELF_ROLLOUT),
-    Recipe.CAUSVID: RecipeSpec(Init.BIDIRECTIONAL_ODE, GeneratorInput.DATA_CONTEXT),
-    Recipe.AR_DIFFUSION_INIT: RecipeSpec(Init.AR_DIFFUSION, GeneratorInput.SELF_ROLLOUT),
-}
 
 
 class RealScore(enum.Enum):
@@ -106,26 +52,16 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """Noise levels. ``shift`` is Wan's shift of the published setting (5.0): teacher PF-ODE grid, the
-    few-step list and the DMD levels; ``training_shift`` warps the flow-matching training levels of the base
-    model, the AR teachers and the critic."""
+    """Noise levels. ``few_step``: the published schedule (1000/750/500/250, Wan's shift 5, a 48-step teacher
+    grid) — the student's list, the teacher PF-ODE grid (ODE pairs, CD, AR-teacher sampling) and, through its
+    shift, the DMD levels; ``training_shift`` warps the flow-matching training levels of the base model, the AR
+    teachers and the critic."""
 
-    shift: float = 5.0
+    few_step: FewStepSchedule = FewStepSchedule()
     training_shift: float = 1.0
-    student_steps: int = 4  # K: 1000/750/500/250 before the shift
-    ode_steps: int = 48  # N: the teacher PF-ODE grid (ODE pairs, CD, AR-teacher sampling); a multiple of K
 
     def __post_init__(self) -> None:
-        if self.ode_steps % self.student_steps:
-            raise ValueError(f"ode_steps {self.ode_steps} must be a multiple of student_steps {self.student_steps}")
-
-    def student_sigmas(self):
-        """``[K]`` few-step σ list (see :func:`cf_ref.schedule.few_step_sigmas`)."""
-        return few_step_sigmas(uniform_few_step_timesteps(self.student_steps), self.shift)
-
-    def teacher_grid(self):
-        """``[N+1]`` the teacher PF-ODE grid; contains every σ of :meth:`student_sigmas`."""
-        return sigma_grid(self.ode_steps, self.shift)
+        self.few_step.check_on_grid()
 
 
 @dataclass(frozen=True)
@@ -150,7 +86,7 @@ class BudgetConfig:
 class DMDConfig:
     """Asymmetric DMD (see :mod:`cf_ref.distill.dmd`), defaults from the published setting where they apply."""
 
-    critic_ratio: int = 5  # critic updates per generator update
+    critic_updates_per_generator: int = 5
     t_min: float = 20.0  # DMD / critic timesteps are shifted, then clamped to [t_min, t_max]
     t_max: float = 980.0
     context_noise: float = 0.0  # level at which generated blocks are committed to the cache
@@ -179,7 +115,7 @@ MIXTURE_4_MODES = DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    dataset: DatasetSpec = MIXTURE_4_MODES  # the datasets of `cf-ref toy run` (toy.experiment)
+    dataset: DatasetSpec = MIXTURE_4_MODES
     num_frames: int = 4
     network: NetworkConfig = field(default_factory=NetworkConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)

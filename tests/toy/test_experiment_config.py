@@ -1,0 +1,36 @@
+"""toy.experiment_config: the presets' invariants and the settings a run records."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from toy.data import CORE_DATASETS, DatasetKind
+from toy.experiment_config import preset_config
+from toy.preset import Preset
+
+
+def test_paper_preset_adds_the_independent_control_and_is_larger():
+    quick, paper = preset_config(Preset.QUICK), preset_config(Preset.PAPER)
+    assert quick.datasets == CORE_DATASETS and paper.datasets[: len(CORE_DATASETS)] == CORE_DATASETS
+    assert paper.datasets[-1].kind is DatasetKind.INDEPENDENT_GAUSSIAN
+    assert paper.student.hidden > quick.student.hidden and paper.num_pairs > quick.num_pairs
+
+
+def test_describe_is_json_ready_and_lists_every_student_list():
+    settings = preset_config(Preset.QUICK).describe()
+    json.dumps(settings)
+    assert settings["grid"]["method"] == "rk4" and settings["datasets"][0] == {
+        "kind": "gaussian_ar1",
+        "dim": 1,
+        "num_modes": 2,
+    }
+    assert settings["grid"]["student_sigmas"]["1"] == [1.0] and len(settings["grid"]["student_sigmas"]["4"]) == 4
+
+
+def test_inconsistent_sizes_are_refused():
+    quick = preset_config(Preset.QUICK)
+    with pytest.raises(ValueError, match="num_ce_pairs <= num_eval_pairs"):
+        replace(quick, num_ce_pairs=quick.num_eval_pairs + 1)
+    with pytest.raises(ValueError, match="at least one dataset"):
+        replace(quick, datasets=())
