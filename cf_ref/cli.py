@@ -3,6 +3,10 @@
 The shared layer imports neither track: each track registers its click group under the ``cf_ref.commands``
 entry-point group (``pyproject.toml``), and :func:`main` adds whatever is installed. A track that fails to
 import is reported when its command is asked for, not when another one runs.
+
+Errors: the one boundary of every command. A :class:`cf_ref.errors.UserError` (bad input, a corrupt or missing
+file, a folder in use) and an ``OSError`` (permissions, a full disk, a read-only folder) become one line
+``Error: …`` and exit code 1; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +15,17 @@ from importlib.metadata import entry_points
 
 import click
 
+from cf_ref.errors import UserError
+
 COMMANDS_GROUP = "cf_ref.commands"
+
+
+def one_line(exc: BaseException) -> str:
+    """The message a user sees for a :class:`UserError` or ``OSError``."""
+    if isinstance(exc, OSError) and not isinstance(exc, UserError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}:{where}" if where else exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 class TrackGroup(click.Group):
@@ -29,6 +43,12 @@ class TrackGroup(click.Group):
             return command
         entry = self._entries().get(name)
         return None if entry is None else entry.load()
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (UserError, OSError) as exc:
+            raise click.ClickException(one_line(exc)) from None
 
 
 @click.group(cls=TrackGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,6 +1,18 @@
-"""Atomic file output: write to a temporary file in the same folder, fsync, then rename.
+"""Files: atomic output, permissions that follow the umask, UTF-8 input, and checksums of weights.
 
-A crash leaves either the old file or the new one, never a torn one. Weights go through safetensors.
+**Atomic output.** Write to a temporary file in the same folder, fsync, then rename: a crash leaves either the
+old file or the new one, never a torn one. Temporary names start with a dot and contain ``.tmp``
+(:func:`atomic_path`) or are ``.NAME.XXXXXXXX`` folders (:func:`make_temp_dir`); :func:`remove_stale_temporaries`
+removes those a killed writer left behind (call it only on a folder this process owns).
+
+**Permissions.** Files are ``0666 & ~umask``, folders ``0777 & ~umask`` — also for writers that force ``0600``
+(safetensors' ``save_file``, hence diffusers' ``save_pretrained``: :func:`follow_umask`).
+
+**Checksums.** Every safetensors file written by :func:`save_tensors` carries the SHA-256 of its content in its
+own metadata (``content_sha256``: over each tensor in name order, its name, shape and raw bytes), so it stays
+verifiable wherever it is copied; :func:`verify_tensors` recomputes it by streaming the file's byte ranges and
+raises :class:`IntegrityError` on a mismatch. Other files get a whole-file digest (:func:`file_digest`,
+:class:`HashingWriter` while writing) recorded by whoever writes them. Cost: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -8,15 +20,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import hashlib
 import json
 import os
+import re
+import shutil
+import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from cf_ref.errors import InvalidValue, UserError
+
+DIGEST_KEY = "content_sha256"
+_CHUNK = 1 << 20
+
+
+class IntegrityError(UserError):
+    """A file whose content no longer matches the checksum recorded when it was written."""
 
 
 def _umask() -> int:
@@ -78,11 +103,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def save_tensors(
     path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-) -> None:
-    """Atomically save a flat dict of tensors as safetensors (contiguous CPU copies)."""
+) -> str:
+    """Atomically save a flat dict of tensors as safetensors (contiguous CPU copies), with their content digest
+    in the metadata (see module doc); returns the digest."""
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    digest = tensors_digest(flat)
     with atomic_path(path) as tmp:
-        save_file(flat, str(tmp), metadata=metadata)
+        try:
+            save_file(flat, str(tmp), metadata={**(metadata or {}), DIGEST_KEY: digest})
+        except Exception as exc:  # safetensors reports a failed write (disk full, …) as its own error type
+            if isinstance(exc, OSError) or "I/O error" not in str(exc):
+                raise
+            raise OSError(f"cannot write {path}: {exc}") from exc
+    return digest
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
@@ -94,3 +127,221 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
         return load_file(str(path), device=str(device))
     except Exception as exc:  # safetensors raises several types for a corrupt header
         raise ValueError(f"cannot read safetensors file {path}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------------ checksums
+
+
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy()) if t.numel() else memoryview(b"")
+
+
+def _entry_prefix(name: str, shape: list[int]) -> bytes:
+    return json.dumps([name, list(shape)]).encode("utf-8")
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over ``(name, shape, raw bytes)`` of each tensor in name order (contiguous CPU tensors)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name]
+        h.update(_entry_prefix(name, list(t.shape)))
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+
+def read_safetensors_header(fh: BinaryIO, path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of an open safetensors file and the offset where its data starts."""
+    raw = fh.read(8)
+    if len(raw) < 8:
+        raise IntegrityError(f"{path} is not a readable safetensors file (shorter than its 8-byte header length)")
+    (size,) = struct.unpack("<Q", raw)
+    end = fh.seek(0, os.SEEK_END)
+    if size > end - 8:
+        raise IntegrityError(
+            f"{path} is truncated or not a readable safetensors file (header of {size} bytes, file {end})"
+        )
+    fh.seek(8)
+    try:
+        header = json.loads(fh.read(size).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{path} is not a readable safetensors file (unreadable header: {exc})") from None
+    if not isinstance(header, dict):
+        raise IntegrityError(f"{path} is not a readable safetensors file (its header is not a table)")
+    return header, 8 + size
+
+
+def embedded_digest(path: str | os.PathLike) -> str | None:
+    """The content digest a safetensors file records (header only), or None."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        header, _ = read_safetensors_header(fh, path)
+    return (header.get("__metadata__") or {}).get(DIGEST_KEY)
+
+
+def verify_tensors(path: str | os.PathLike, require: bool = False) -> bool:
+    """Check a safetensors file against the digest in its metadata (streamed; memory stays flat).
+
+    Returns True if it was verified, False if the file records no digest (written elsewhere) and ``require`` is
+    off; raises :class:`IntegrityError` if the content differs, the file is truncated, or (``require``) no digest.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        header, start = read_safetensors_header(fh, path)
+        expected = (header.get("__metadata__") or {}).get(DIGEST_KEY)
+        if expected is None:
+            if require:
+                raise IntegrityError(f"{path} records no checksum ({DIGEST_KEY}); it was not written by cf-ref")
+            return False
+        end_of_file = fh.seek(0, os.SEEK_END)
+        h = hashlib.sha256()
+        for name in sorted(k for k in header if k != "__metadata__"):
+            entry = header[name]
+            begin, stop = (start + int(o) for o in entry["data_offsets"])
+            if stop > end_of_file:
+                raise IntegrityError(
+                    f"{path} is truncated: tensor {name!r} ends at byte {stop}, file has {end_of_file}"
+                )
+            h.update(_entry_prefix(name, entry["shape"]))
+            fh.seek(begin)
+            _hash_range(fh, h, stop - begin)
+    if h.hexdigest() != expected:
+        raise IntegrityError(f"{path} is corrupt: its content does not match the checksum recorded when it was written")
+    return True
+
+
+def _hash_range(fh: BinaryIO, h: Any, count: int) -> None:
+    buf = bytearray(min(_CHUNK, max(count, 1)))
+    view = memoryview(buf)
+    while count > 0:
+        n = fh.readinto(view[: min(count, len(buf))])
+        if not n:
+            raise IntegrityError(f"{getattr(fh, 'name', 'file')} ended early while its checksum was computed")
+        h.update(view[:n])
+        count -= n
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a whole file (hex), streamed."""
+    path = Path(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        _hash_range(fh, h, os.fstat(fh.fileno()).st_size)
+    return h.hexdigest()
+
+
+class HashingWriter:
+    """A binary file object that hashes what is written through it (``torch.save(obj, HashingWriter(fh))``)."""
+
+    def __init__(self, fh: BinaryIO):
+        self.fh, self.sha256 = fh, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def hexdigest(self) -> str:
+        return self.sha256.hexdigest()
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> str:
+    """``torch.save`` to ``path`` (not atomic: for files inside a folder that is renamed into place); returns the
+    file's SHA-256, computed while writing."""
+    with open(path, "wb") as fh:
+        writer = HashingWriter(fh)
+        torch.save(obj, writer)
+        writer.flush()
+    return writer.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ folders
+
+
+def follow_umask(path: str | os.PathLike) -> None:
+    """Give ``path`` (and everything under it) the permissions the umask asks for: files ``0666 & ~umask``,
+    folders ``0777 & ~umask`` (undoes writers that force 0600 / 0700)."""
+    mask = _umask()
+    path = Path(path)
+    items = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in items:
+        if p.is_symlink():
+            continue
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+def make_temp_dir(parent: str | os.PathLike, name: str) -> Path:
+    """A new uniquely named folder ``parent/.name.XXXXXXXX`` with the umask's permissions (``mkdtemp`` forces
+    0700); rename it into place when complete."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    names = tempfile._get_candidate_names()  # the same random names mkdtemp uses
+    for _ in range(100):
+        path = parent / f".{name}.{next(names)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for .{name}.* in {parent}")  # pragma: no cover
+
+
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}(\.tmp.*)?$")  # .NAME.XXXXXXXX and .STEM.XXXXXXXX.tmp.EXT
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name is one of this module's temporary names (see module doc)."""
+    return bool(_TEMPORARY.match(name))
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files and folders a killed writer left under ``folder``; returns what was removed.
+    Only for a folder this process owns (a writer running beside it would lose its temporary)."""
+    removed: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        for name in [d for d in dirs if is_temporary(d)]:
+            shutil.rmtree(Path(root) / name, ignore_errors=True)
+            removed.append(Path(root) / name)
+            dirs.remove(name)
+        for name in (f for f in files if is_temporary(f)):
+            (Path(root) / name).unlink(missing_ok=True)
+            removed.append(Path(root) / name)
+    return removed
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Make sure files can be written in folder ``path`` (or, if it does not exist yet, that it can be created:
+    its nearest existing parent is a writable folder) — before any expensive work. Creates nothing."""
+    path = Path(path)
+    if str(path).strip() == "":
+        raise UserError(f"the {what} is empty; give a folder")
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"{what} {path}: {probe} exists and is not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write in {what} {path}: {exc.strerror or exc} ({probe})") from None
+    return path
+
+
+def read_text(path: str | os.PathLike, what: str = "file") -> str:
+    """A UTF-8 text file's content; a clear error for a missing, binary or otherwise encoded file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidValue(f"{what} {path} does not exist")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidValue(
+            f"{what} {path} is not UTF-8 text (byte {exc.start}: {data[exc.start : exc.start + 1]!r}); save it as UTF-8"
+        ) from None
+    if "\x00" in text:
+        raise InvalidValue(f"{what} {path} is a binary file (it contains NUL bytes); expected UTF-8 text")
+    return text

@@ -46,3 +46,10 @@ def machine_summary() -> str:
         f"CPU {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['torch_threads']} torch thread(s), "
         f"GPU {m['gpu']}, torch {m['torch']}{load}"
     )
+
+
+def cuda_unavailable_reason() -> str:
+    """Why CUDA cannot be used here, in words (a CPU-only build, or no GPU visible)."""
+    if torch.version.cuda is None:
+        return "this torch build has no CUDA support (a CPU-only build); use --device cpu"
+    return "no CUDA device is visible (check CUDA_VISIBLE_DEVICES and the driver); use --device cpu"
