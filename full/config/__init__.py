@@ -11,12 +11,13 @@ A run's configuration is built in layers, each overriding the previous one (:mod
 
 :func:`validate` (:mod:`full.config.checks`) then checks the whole configuration and reports *all* problems in one
 :class:`ConfigError`; the resolved configuration is written beside the run (``config.yaml``) by
-:func:`save_config`, and loads back to an equal object.
+:func:`save_config` (the run's own paths relative to the run, so a moved run folder resumes), and loads back to
+an equal object (its paths absolute).
 """
 
 from full.config.checks import validate
 from full.config.errors import ConfigError
-from full.config.layers import build_config, load_config, save_config
+from full.config.layers import absolute_paths, build_config, is_run_config, load_config, save_config
 from full.config.presets import PRESETS
 from full.config.reading import from_dict, merge, parse_override, read_file
 from full.config.schema import (
@@ -65,8 +66,10 @@ __all__ = [
     "TimeDtype",
     "TinyBaseConfig",
     "VideoConfig",
+    "absolute_paths",
     "build_config",
     "from_dict",
+    "is_run_config",
     "load_config",
     "merge",
     "parse_override",

@@ -1,15 +1,37 @@
 """Cross-field validation of a typed :class:`~full.config.schema.RunConfig`: every problem found, in one
-:class:`ConfigError`. One function per section; each appends its problems to ``errors``."""
+:class:`ConfigError`. One function per section; each appends its problems to ``errors``.
+
+Every float setting must be finite and fit a float32 (the values end up in fp32 tensors: ``lr=1e39`` would
+overflow AdamW's update), except those marked :data:`~full.config.schema.UNBOUNDED`, where ``inf`` means no limit.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from cf_ref.recipes import GeneratorInput
 from cf_ref.rollout import CacheGradient
 from cf_ref.schedule import Granularity
 from full.config.errors import ConfigError
-from full.config.schema import LoopConfig, OptimizerConfig, RunConfig
+from full.config.schema import LoopConfig, OptimizerConfig, RunConfig, get_setting, leaf_settings
+
+FLOAT32_MAX = 3.4028234663852886e38
+MAX_LR = 1.0  # AdamW moves each weight by about lr per step: beyond 1 nothing useful can be learned
+
+
+def _check_numbers(config: RunConfig, errors: list[str]) -> None:
+    """Every float setting finite (or inf where that means no limit) and within the float32 range."""
+    for name, f, _ in leaf_settings():
+        value = get_setting(config, name)
+        values = value if isinstance(value, tuple) else (value,)
+        for v in (v for v in values if isinstance(v, float)):
+            if math.isnan(v):
+                errors.append(f"{name} is not a number (nan)")
+            elif math.isinf(v) and not (f.metadata.get("inf") and v > 0):
+                errors.append(f"{name} must be finite, got {v}")
+            elif math.isfinite(v) and abs(v) > FLOAT32_MAX:
+                errors.append(f"{name} = {v:g} overflows a float32 (the largest is {FLOAT32_MAX:.3g})")
 
 
 def _check_loop(loop: LoopConfig, where: str, errors: list[str]) -> None:
@@ -28,8 +50,10 @@ def _check_loop(loop: LoopConfig, where: str, errors: list[str]) -> None:
 
 
 def _check_optim(optim: OptimizerConfig, where: str, errors: list[str]) -> None:
-    if optim.lr <= 0:
-        errors.append(f"{where}.lr must be > 0, got {optim.lr}")
+    if math.isfinite(optim.lr) and not 0 < optim.lr <= MAX_LR:
+        errors.append(
+            f"{where}.lr must lie in (0, {MAX_LR:g}] (AdamW moves each weight by about lr per step), got {optim.lr:g}"
+        )
     if not all(0.0 <= b < 1.0 for b in optim.betas):
         errors.append(f"{where}.betas must lie in [0, 1), got {list(optim.betas)}")
     if optim.weight_decay < 0:
@@ -70,6 +94,8 @@ def _check_schedule(config: RunConfig, errors: list[str]) -> None:
 
 
 def _check_run(config: RunConfig, errors: list[str]) -> None:
+    if not config.out.strip():
+        errors.append("out is empty: give the run's output folder")
     if config.parallel.cpu_threads is not None and config.parallel.cpu_threads < 1:
         errors.append(f"parallel.cpu_threads must be >= 1 or null, got {config.parallel.cpu_threads}")
     if config.seed < 0:
@@ -135,10 +161,16 @@ def _check_dmd(config: RunConfig, errors: list[str]) -> None:
         errors.append("dmd.cache_gradient applies to generator_input self (a KV-cache rollout); set it to none")
 
 
+def problems(config: RunConfig) -> list[str]:
+    """Every problem of the configuration (empty when it is valid)."""
+    errors: list[str] = []
+    for check in (_check_numbers, _check_model, _check_schedule, _check_run, _check_teacher_stages, _check_dmd):
+        check(config, errors)
+    return errors
+
+
 def validate(config: RunConfig) -> None:
     """Cross-field checks; raises one :class:`ConfigError` listing every problem."""
-    errors: list[str] = []
-    for check in (_check_model, _check_schedule, _check_run, _check_teacher_stages, _check_dmd):
-        check(config, errors)
+    errors = problems(config)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cf_ref.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration that cannot run; the message lists every problem found."""

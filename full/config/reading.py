@@ -2,10 +2,12 @@
 coercion of nested plain data into the schema's dataclasses (:mod:`full.config.schema`).
 
 Coercion follows the annotations: a dataclass from a table (unknown keys are errors naming the closest known
-one), an enum from one of its values, ``X | None`` from null or an ``X``, ``tuple[T, ...]`` / ``tuple[A, B]``
-from a list, and ``bool`` / ``int`` / ``float`` / ``str`` strictly (no ``"3"`` for 3, no ``true`` for 1). A
-section whose constructor refuses its values (:class:`cf_ref.schedule.FewStepSchedule`) is reported as a
-:class:`ConfigError` naming the section.
+one, or the new name of a setting that was renamed), an enum from one of its values, ``X | None`` from null or
+an ``X``, ``tuple[T, ...]`` / ``tuple[A, B]`` from a list, ``bool`` / ``int`` / ``str`` strictly (no ``"3"`` for
+3, no ``true`` for 1), and ``float`` from a number or any string Python's ``float`` reads (``"2e-6"``, ``"1E-4"``,
+``".5"``, ``"inf"``: YAML 1.1 reads ``2e-6`` as a string). Every problem is collected (:class:`Problems`) and
+reported in one :class:`ConfigError`; a section whose constructor refuses its values
+(:class:`cf_ref.schedule.FewStepSchedule`) is reported naming the section.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import enum
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cf_ref.errors import UserError
+from cf_ref.io import read_text
 from full.config.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------- plain → typed
@@ -30,6 +35,34 @@ def _type_name(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "one of " + ", ".join(repr(m.value) for m in tp)
     return getattr(tp, "__name__", str(tp))
+
+
+RENAMED = {
+    "model.shift": "schedule.shift",
+    "model.few_step_timesteps": "schedule.timesteps",
+    "ode_pairs.num_steps": "schedule.ode_steps",
+    "cd.num_steps": "schedule.ode_steps",
+    "dmd.rollout": "dmd.generator_input",
+}
+"""Settings that moved: old dotted name → new one (configuration files written before the ``schedule`` section)."""
+
+
+@dataclass
+class Problems:
+    """Every problem found while reading a configuration: ``messages`` (one per problem, naming the setting) and
+    ``settings``, the dotted names that could not be read (their defaults stand in, so later checks that mention
+    them would only repeat the problem)."""
+
+    messages: list[str] = field(default_factory=list)
+    settings: set[str] = field(default_factory=set)
+
+    def add(self, where: str, message: str) -> None:
+        self.settings.add(where)
+        self.messages.append(message)
+
+    def raise_if_any(self, title: str = "invalid configuration") -> None:
+        if self.messages:
+            raise ConfigError(f"{title}:\n  - " + "\n  - ".join(self.messages))
 
 
 def _coerce_union(value: Any, options: tuple[Any, ...], where: str) -> Any:
@@ -67,6 +100,21 @@ def _coerce_enum(value: Any, tp: type[enum.Enum], where: str) -> enum.Enum:
         raise ConfigError(f"{where}: {value!r} is not {_type_name(tp)}") from None
 
 
+def _coerce_float(value: Any, where: str) -> float:
+    """A number, or a string Python's ``float`` reads (``"2e-6"``, ``"1E-4"``, ``".5"``, ``"inf"``)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ConfigError(f"{where}: {value} is too large for a number of this setting") from None
+
+
 def _coerce_scalar(value: Any, tp: Any, where: str) -> Any:
     if value is None:
         raise ConfigError(f"{where}: may not be null")
@@ -79,9 +127,7 @@ def _coerce_scalar(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        return _coerce_float(value, where)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -90,7 +136,8 @@ def _coerce_scalar(value: Any, tp: Any, where: str) -> Any:
 
 
 def coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert ``value`` to the annotated type ``tp``, or raise a ConfigError naming ``where``."""
+    """Convert ``value`` to the annotated type ``tp``, or raise a ConfigError naming ``where`` (every problem
+    inside a table, see :func:`from_dict`)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return _coerce_union(value, typing.get_args(tp), where)
@@ -99,32 +146,65 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a table of settings, got {value!r}")
-        return from_dict(tp, value, where)
+        problems = Problems()
+        built = build_section(tp, value, where, problems)
+        problems.raise_if_any(f"{where}: invalid settings")
+        return built
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _coerce_enum(value, tp, where)
     return _coerce_scalar(value, tp, where)
 
 
-def _unknown_key(cls: type, key: str, where: str) -> ConfigError:
+def _dotted(where: str, key: str) -> str:
+    return key if where == "config" else f"{where}.{key}"
+
+
+def _unknown_key(cls: type, key: str, where: str) -> str:
     names = [f.name for f in dataclasses.fields(cls)]
+    moved = RENAMED.get(_dotted(where, key))
+    if moved is not None:
+        return f"{_dotted(where, key)} is now {moved} (a configuration written by an older cf-ref): rename it"
     close = difflib.get_close_matches(key, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"{where}: unknown setting {key!r}{hint}; known: {', '.join(names)}")
+    return f"{where}: unknown setting {key!r}{hint}; known: {', '.join(names)}"
 
 
-def from_dict(cls: type, data: Mapping[str, Any], where: str = "config") -> Any:
-    """Build dataclass ``cls`` from nested plain data; missing keys keep their defaults."""
+def build_section(cls: type, data: Mapping[str, Any], where: str, problems: Problems) -> Any:
+    """Dataclass ``cls`` from nested plain data, every problem added to ``problems`` (a setting that cannot be
+    read keeps its default, a section that refuses its values is built from its defaults)."""
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
+        name = _dotted(where, key)
         if key not in known:
-            raise _unknown_key(cls, key, where)
-        kwargs[key] = coerce(value, hints[key], f"{where}.{key}" if where != "config" else key)
+            problems.add(name, _unknown_key(cls, key, where))
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                problems.add(name, f"{name}: expected a table of settings, got {value!r}")
+                continue
+            kwargs[key] = build_section(tp, value, name, problems)
+            continue
+        try:
+            kwargs[key] = coerce(value, tp, name)
+        except ConfigError as exc:
+            problems.add(name, str(exc))
     try:
         return cls(**kwargs)
     except ValueError as exc:  # a section that validates itself (FewStepSchedule)
-        raise ConfigError(f"{where}: {exc}") from None
+        problems.add(where, f"{where}: {exc}")
+        return cls()
+
+
+def from_dict(cls: type, data: Mapping[str, Any], where: str = "config") -> Any:
+    """Build dataclass ``cls`` from nested plain data; missing keys keep their defaults. Raises one
+    :class:`ConfigError` listing every problem."""
+    problems = Problems()
+    built = build_section(cls, data, where, problems)
+    problems.raise_if_any()
+    return built
 
 
 # --------------------------------------------------------------------------------------------- plain layers
@@ -174,7 +254,10 @@ def read_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = read_text(path, "config file")
+    except UserError as exc:
+        raise ConfigError(str(exc)) from None
     if path.suffix in (".yaml", ".yml"):
         try:
             data = yaml.safe_load(text)

@@ -9,8 +9,12 @@ section) are cf_ref's own types; the recipe-dependent defaults are those of the 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -21,6 +25,12 @@ from cf_ref.schedule import FewStepSchedule, Granularity, LossWeighting
 
 DEFAULT_RECIPE = Recipe.CAUSAL_FORCING
 _DEFAULT_SPEC = RECIPES[DEFAULT_RECIPE]
+
+PATH = {"path": True}
+"""Field metadata of a setting that names a file or folder: checked before a run starts (:mod:`full.preflight`),
+stored relative to the run when inside it (:func:`full.config.save_config`), free to change on ``--resume``."""
+UNBOUNDED = {"inf": True}
+"""Field metadata of a float setting for which ``inf`` means "no limit" (every other float must be finite)."""
 
 
 class Parallelism(enum.Enum):
@@ -80,7 +90,8 @@ class TinyBaseConfig:
 class ModelConfig:
     """The bidirectional base model (Wan2.1-T2V-1.3B in diffusers layout) and the AR block structure."""
 
-    path: str | None = None  # folder of the base transformer (``from_pretrained``); None with a preset
+    # folder of the base transformer (``from_pretrained``); None with a preset
+    path: str | None = field(default=None, metadata=PATH)
     preset: ModelPreset | None = None
     tiny_base: TinyBaseConfig = field(default_factory=TinyBaseConfig)
     block_size: int = 3  # latent frames per AR block: 3 chunk-wise (published default), 1 frame-wise
@@ -99,8 +110,10 @@ class VideoConfig:
 class DataConfig:
     """Prepared sets (``cf-ref full prepare``); each stage says which one it needs."""
 
-    latents: str | None = None  # (latents, text) set: ar-diffusion, ode-pairs, cd, dmd with generator_input=data
-    prompts: str | None = None  # text-only set for DMD (falls back to the latent set's texts when None)
+    # (latents, text) set: ar-diffusion, ode-pairs, cd, dmd with generator_input=data
+    latents: str | None = field(default=None, metadata=PATH)
+    # text-only set for DMD (falls back to the latent set's texts when None)
+    prompts: str | None = field(default=None, metadata=PATH)
 
 
 @dataclass
@@ -118,7 +131,8 @@ class LoggingConfig:
     log_every: int = 1  # steps between JSONL metric lines
     sample_every: int = 0  # steps between sample videos (0 = only at the end of a stage); not from the paper
     sample_count: int = 1  # prompts sampled each time (0 = no sample videos)
-    vae: str | None = None  # AutoencoderKLWan folder (or a Wan folder with vae/) to decode samples; None = previews
+    # AutoencoderKLWan folder (or a Wan folder with vae/) to decode samples; None = previews
+    vae: str | None = field(default=None, metadata=PATH)
 
 
 @dataclass
@@ -139,14 +153,14 @@ class OptimizerConfig:
     lr: float = 2.0e-6
     betas: tuple[float, float] = (0.0, 0.999)
     weight_decay: float = 0.01
-    max_grad_norm: float = 10.0
+    max_grad_norm: float = field(default=10.0, metadata=UNBOUNDED)  # inf: no clipping
 
 
 @dataclass
 class ARDiffusionConfig:
     """Stage 1: AR diffusion teacher trained from the bidirectional model's weights."""
 
-    init: str | None = None  # weights to start from; None = the base model
+    init: str | None = field(default=None, metadata=PATH)  # weights to start from; None = the base model
     forcing: Forcing = Forcing.TEACHER
     granularity: Granularity = Granularity.BLOCK  # one σ per block
     weighting: LossWeighting = LossWeighting.BELL  # the schedule's training weight
@@ -160,7 +174,7 @@ class ODEPairsConfig:
 
     teacher: PairTeacher = _DEFAULT_SPEC.pair_teacher
     # weights to start from; None = the AR teacher of the run (teacher=ar) or the base model (bidirectional)
-    init: str | None = None
+    init: str | None = field(default=None, metadata=PATH)
     guidance_scale: float = 6.0
     precision: Precision = Precision.FP32  # the published curation runs the teacher in fp32 (bf16: faster)
     storage: StorageDtype = StorageDtype.FLOAT32  # of the stored states (the authors store fp16: half the disk)
@@ -174,8 +188,8 @@ class ODEConfig:
     """Stage 3a: ODE regression of the few-step causal student."""
 
     # weights to start from; None = the AR teacher of the run if the recipe trains one, else the base model
-    init: str | None = None
-    pairs: str | None = None  # ODE-pair set; None = the run's ode-pairs output
+    init: str | None = field(default=None, metadata=PATH)
+    pairs: str | None = field(default=None, metadata=PATH)  # ODE-pair set; None = the run's ode-pairs output
     # trajectory states drawn per video (causal ODE) or per block (self-forcing / causvid): the recipe's
     index_granularity: Granularity = _DEFAULT_SPEC.state_granularity
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1000))  # README: "no less than 1K steps"
@@ -187,7 +201,7 @@ class CDConfig:
     """Stage 3b: causal consistency distillation (Causal Forcing++) on the schedule's grid."""
 
     # weights to start from; None = the run's AR teacher (student, EMA target and teacher alike)
-    init: str | None = None
+    init: str | None = field(default=None, metadata=PATH)
     guidance_scale: float = 3.0  # standard CFG on the teacher's velocity, as model/naive_consistency.py
     ema_decay: float = 0.99  # of the target network (and the exported EMA generator)
     # how the EMA target starts: copy the student at the first update (cf-ref) or blend from the first update on,
@@ -205,8 +219,9 @@ class DMDConfig:
     """Stage 4: asymmetric DMD with self-forcing rollout (or CausVid's data context)."""
 
     # weights to start from; None = the run's ODE, CD or AR-teacher output (generator)
-    init: str | None = None
-    real_score_path: str | None = None  # bidirectional teacher folder (published: Wan2.1-T2V-14B); None = model.path
+    init: str | None = field(default=None, metadata=PATH)
+    # bidirectional teacher folder (published: Wan2.1-T2V-14B); None = model.path
+    real_score_path: str | None = field(default=None, metadata=PATH)
     # CFG w on the real score, v_u + w(v_c - v_u) as everywhere in cf-ref. The authors' guidance_scale 3.0 is applied
     # as x0_c + 3(x0_c - x0_u) (model/dmd.py of Self-/Causal-Forcing), i.e. w = 1 + 3 = 4.
     guidance_scale: float = 4.0
@@ -233,7 +248,7 @@ class RunConfig:
     """Everything a ``cf-ref full train`` run needs."""
 
     recipe: Recipe = DEFAULT_RECIPE
-    out: str = "runs/causal-forcing"
+    out: str = field(default="runs/causal-forcing", metadata=PATH)
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
@@ -248,3 +263,21 @@ class RunConfig:
     ode: ODEConfig = field(default_factory=ODEConfig)
     cd: CDConfig = field(default_factory=CDConfig)
     dmd: DMDConfig = field(default_factory=DMDConfig)
+
+
+def leaf_settings(cls: type = RunConfig, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """Every leaf setting of the schema (sections recursed into): ``(dotted name, field, annotated type)``."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from leaf_settings(hints[f.name], f"{name}.")
+        else:
+            yield name, f, hints[f.name]
+
+
+def get_setting(config: Any, name: str) -> Any:
+    """The value of dotted setting ``name`` in a configuration object."""
+    for part in name.split("."):
+        config = getattr(config, part)
+    return config

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cf_ref.recipes import GeneratorInput, PairTeacher, Recipe
-from full.config import ConfigError, build_config, load_config, save_config
+from full.config import ConfigError, absolute_paths, build_config, load_config, save_config
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -27,7 +27,24 @@ def test_later_layers_win(tmp_path):
 def test_resolved_config_round_trips(tmp_path):
     c = build_config(preset="tiny", recipe="causvid", overrides=["dmd.guidance_scale=2.5", "data.prompts=p"])
     save_config(c, tmp_path / "config.yaml")
-    assert load_config(tmp_path / "config.yaml") == c
+    assert load_config(tmp_path / "config.yaml") == absolute_paths(c)  # paths come back absolute
+
+
+def test_run_paths_are_stored_relative_to_the_run_so_a_moved_run_loads(tmp_path):
+    """Paths inside the run folder are stored relative to it, others absolute: moving the folder moves them."""
+    run = tmp_path / "run"
+    c = build_config(
+        preset="tiny", out=str(run), overrides=[f"data.latents={run}/data/latents", f"data.prompts={tmp_path}/p"]
+    )
+    save_config(c, run / "config.yaml")
+    text = (run / "config.yaml").read_text()
+    assert "out: .\n" in text and "latents: data/latents\n" in text and f"prompts: {tmp_path}/p\n" in text
+    (run).rename(tmp_path / "moved")
+    moved = load_config(tmp_path / "moved" / "config.yaml")
+    assert moved.out == str(tmp_path / "moved") and moved.data.latents == str(tmp_path / "moved" / "data" / "latents")
+    assert moved.data.prompts == str(tmp_path / "p")
+    # given as --config from anywhere, the saved file still means the moved folder
+    assert build_config(tmp_path / "moved" / "config.yaml").out == str(tmp_path / "moved")
 
 
 def test_unknown_preset_and_recipe_are_clear():
