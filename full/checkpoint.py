@@ -5,12 +5,20 @@ A checkpoint is a folder ``<stage>/checkpoints/step-00000100/``::
     <name>.safetensors     full (gathered) weights of every saved module: trained modules and EMA copies
     optimizers.pt          full optimizer state dicts (plain tensors; read with torch.load(weights_only=True))
     rng.pt                 every process's torch (and CUDA) RNG state
-    state.json             step, world size, and the stage's extra state (e.g. EMA bookkeeping) — written last
+    state.json             step, world size, the stage's extra state (e.g. EMA bookkeeping) and every file's
+                           SHA-256 — written last
 
 It is assembled in a temporary folder beside it and renamed into place, then ``latest`` (a text file naming
 the folder) is replaced atomically; a crash leaves the previous checkpoint intact. Older checkpoints are
 pruned only after a new one is complete, so the last good checkpoint always survives — in particular
-when training stops on a NaN (:class:`full.train.TrainingDiverged`), which never writes one.
+when training stops on a NaN (:class:`full.train.TrainingDiverged`), which never writes one, and when a write
+fails (a full disk): the error names the checkpoint that survives.
+
+**Integrity.** Weights carry their content checksum (:func:`cf_ref.io.save_tensors`) and ``state.json`` records
+every file's; :func:`verify_checkpoint` checks them (streamed). :func:`resumable_checkpoint` picks the newest
+checkpoint that passes, moving a corrupt one aside to ``corrupt-step-…`` with a message — resuming from the
+previous good checkpoint replays the same steps exactly (with none left, the error says so). :func:`load_weights` verifies a weights file that
+records a checksum (a stage reading an earlier stage's output).
 
 Weights are gathered with ``torch.distributed.checkpoint.state_dict`` (full state dicts, offloaded to the
 CPU), so the same files come out of one process, DDP or FSDP2, and load into any of them.
@@ -21,8 +29,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +44,26 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from cf_ref.io import load_tensors, save_tensors, write_json, write_text
-from full.distributed import DistContext, Runner, all_gather_object, barrier, reshard_all, unwrap
+from cf_ref.errors import UserError
+from cf_ref.io import (
+    IntegrityError,
+    embedded_digest,
+    file_digest,
+    load_tensors,
+    make_temp_dir,
+    save_tensors,
+    save_torch,
+    verify_tensors,
+    write_json,
+    write_text,
+)
+from full.distributed import DistContext, Runner, all_gather_object, barrier, broadcast_object, reshard_all, unwrap
 
 STATE = "state.json"
 LATEST = "latest"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that is missing, incomplete, corrupt, or does not match the model."""
 
 
@@ -72,8 +91,16 @@ def gather_weights(module: nn.Module, ctx: DistContext) -> dict[str, torch.Tenso
     return {k[n:]: v.detach().cpu() for k, v in sd.items()}
 
 
-def load_weights(module: nn.Module, path: str | Path, ctx: DistContext | None = None, what: str = "weights") -> None:
-    """Load a safetensors file into a module (wrapped or not), strictly, with a clear error on any mismatch."""
+def load_weights(
+    module: nn.Module, path: str | Path, ctx: DistContext | None = None, what: str = "weights", verify: bool = True
+) -> None:
+    """Load a safetensors file into a module (wrapped or not), strictly, with a clear error on any mismatch; with
+    ``verify`` a file that records a checksum is checked against it first."""
+    if verify and Path(path).is_file():
+        try:
+            verify_tensors(path)
+        except IntegrityError as exc:
+            raise CheckpointError(f"{what}: {exc}") from None
     tensors = _read(path, what)
     target, prefix = unwrap(module), _prefix(module)
     reshard_all(module)
@@ -160,28 +187,43 @@ def save_checkpoint(
         name: get_optimizer_state_dict(unwrap(m), opt, options=_full(ctx)) for name, (m, opt) in optimizers.items()
     }
     rngs = all_gather_object(ctx, _rng_state())
+    error = None
     if ctx.is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
         try:
-            for name, sd in weights.items():
-                save_tensors(tmp / f"{name}.safetensors", sd)
-            torch.save(opt_states, tmp / "optimizers.pt")
-            torch.save(rngs, tmp / "rng.pt")
-            write_json(tmp / STATE, {"step": step, "world_size": ctx.world_size, "extra": dict(extra or {})})
-            for f in tmp.iterdir():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        write_text(root / LATEST, final.name + "\n")
-        _prune(root, keep)
-    barrier(ctx)
+            _write_checkpoint(root, final, weights, opt_states, rngs, {"step": step, "world_size": ctx.world_size,
+                                                                       "extra": dict(extra or {})})  # fmt: skip
+            _prune(root, keep)
+        except Exception as exc:  # a failed write (full disk, quota, I/O error): say what survives
+            previous = latest_checkpoint(stage_dir)
+            kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier checkpoint exists"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            error = CheckpointError(
+                f"cannot write checkpoint {final.name} in {root} ({first}); {kept}: free space and resume (--resume)"
+            )
+    error = broadcast_object(ctx, error)
+    if error is not None:
+        raise error
     return final
+
+
+def _write_checkpoint(root: Path, final: Path, weights, opt_states, rngs, state: dict) -> None:
+    """Assemble the checkpoint in a temporary folder, fsync, rename it into place, then point ``latest`` at it."""
+    tmp = make_temp_dir(root, final.name)
+    try:
+        files = {f"{name}.safetensors": save_tensors(tmp / f"{name}.safetensors", sd) for name, sd in weights.items()}
+        files["optimizers.pt"] = save_torch(opt_states, tmp / "optimizers.pt")
+        files["rng.pt"] = save_torch(rngs, tmp / "rng.pt")
+        write_json(tmp / STATE, {**state, "files": files})
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    write_text(root / LATEST, final.name + "\n")
 
 
 def _complete(folder: Path) -> bool:
@@ -206,22 +248,73 @@ def latest_checkpoint(stage_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
+def _state(folder: Path) -> dict[str, Any]:
+    if not _complete(folder):
+        raise CheckpointError(f"{folder} is not a complete checkpoint (no {STATE}); it was interrupted while written")
+    try:
+        return json.loads((folder / STATE).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{folder / STATE} is corrupt: {exc}") from None
+
+
+def verify_checkpoint(folder: str | Path) -> None:
+    """Check every file of a checkpoint against the checksums recorded when it was written (checkpoints written
+    before checksums were recorded pass unchecked); raises :class:`CheckpointError` naming the bad file."""
+    folder = Path(folder)
+    for name, digest in (_state(folder).get("files") or {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {folder} lacks {name}")
+        try:
+            if name.endswith(".safetensors"):  # its own checksum, streamed over its tensors
+                verify_tensors(path, require=True)
+                ok = embedded_digest(path) == digest
+            else:
+                ok = file_digest(path) == digest
+        except IntegrityError as exc:
+            raise CheckpointError(f"checkpoint {folder} is corrupt: {exc}") from None
+        if not ok:
+            raise CheckpointError(f"checkpoint {folder} is corrupt: {name} does not match its recorded checksum")
+
+
+def resumable_checkpoint(stage_dir: str | Path, say: Callable[[str], None] = print) -> Path | None:
+    """The newest checkpoint of a stage that passes :func:`verify_checkpoint`. A corrupt newer one is moved aside
+    (``corrupt-step-…``, beside it) and ``say`` is told which one is used instead."""
+    root = Path(stage_dir) / "checkpoints"
+    corrupt = []
+    for folder in sorted((p for p in root.glob("step-*") if p.is_dir() and _complete(p)), reverse=True):
+        try:
+            verify_checkpoint(folder)
+            return folder
+        except CheckpointError as exc:
+            aside = folder.with_name(f"corrupt-{folder.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(folder, aside)
+            corrupt.append(aside)
+            say(f"{exc}; moved it to {aside} (delete it when done) and looking for an earlier checkpoint")
+    if corrupt:
+        raise CheckpointError(
+            f"no intact checkpoint left in {root} (moved aside: {', '.join(p.name for p in corrupt)}); "
+            "run again with --resume to start the stage over"
+        )
+    return None
+
+
 def load_checkpoint(
     folder: str | Path,
     modules: Mapping[str, nn.Module],
     optimizers: Mapping[str, tuple[nn.Module, torch.optim.Optimizer]],
     ctx: DistContext,
+    verify: bool = True,
 ) -> Resumed:
-    """Restore weights, optimizer states and this process's RNG state from a checkpoint folder."""
+    """Restore weights, optimizer states and this process's RNG state from a checkpoint folder (checked against
+    its checksums first, unless ``verify`` is off because the caller did)."""
     folder = Path(folder)
-    if not _complete(folder):
-        raise CheckpointError(f"{folder} is not a complete checkpoint (no {STATE}); it was interrupted while written")
-    try:
-        state = json.loads((folder / STATE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{folder / STATE} is corrupt: {exc}") from None
+    state = _state(folder)
+    if verify:
+        verify_checkpoint(folder)
     for name, module in modules.items():
-        load_weights(module, folder / f"{name}.safetensors", ctx, what=f"checkpoint weights '{name}'")
+        load_weights(module, folder / f"{name}.safetensors", ctx, what=f"checkpoint weights '{name}'", verify=False)
     try:
         opt_states = torch.load(folder / "optimizers.pt", map_location="cpu", weights_only=True)
         rngs = torch.load(folder / "rng.pt", map_location="cpu", weights_only=True)

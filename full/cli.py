@@ -1,4 +1,8 @@
-"""``cf-ref full …``: the video track (causal Wan2.1 DiT)."""
+"""``cf-ref full …``: the video track (causal Wan2.1 DiT).
+
+Each command parses options and calls the library. Bad input raises a :class:`cf_ref.errors.UserError`, which the
+top-level group prints as one line (:mod:`cf_ref.cli`); no command catches errors itself.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ from pathlib import Path
 
 import click
 
+from cf_ref.errors import UserError
 from cf_ref.recipes import Forcing, PairTeacher, Recipe
 from cf_ref.schedule import DEFAULT_SHIFT
 from full.config import PRESETS
 from full.recipes import Stage
+
+POSITIVE = click.IntRange(1)
 
 
 def _choice(enum_type) -> click.Choice:
@@ -27,8 +34,17 @@ def _device_and_dtype(device: str, dtype: str):
 
     try:
         return resolve_device(device, dtype)
-    except (RuntimeError, ValueError) as exc:
-        raise click.ClickException(f"--device {device} / --dtype {dtype}: {exc}") from None
+    except ValueError as exc:
+        raise UserError(f"--device {device} / --dtype {dtype}: {exc}") from None
+
+
+def _out_folder(value: str) -> Path:
+    """``--out``: not empty, and a folder files can be written in (checked before any work)."""
+    from cf_ref.io import check_writable_dir
+
+    if not value.strip():
+        raise click.BadParameter("is empty; give a folder", param_hint="'--out'")
+    return check_writable_dir(value)
 
 
 def _preset_choice() -> click.Choice:
@@ -64,50 +80,55 @@ def _preset_choice() -> click.Choice:
 @click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
 @click.option("--shift", type=float, default=DEFAULT_SHIFT, show_default=True, help="timestep shift of the σ list")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the first prompt (+i for prompt i)")
-@click.option("--fps", type=int, default=16, show_default=True)
+@click.option("--fps", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
 @click.option("--save-latents", is_flag=True, help="also write the latents (safetensors)")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", "out_dir", required=True, help="folder of the videos (an earlier sample folder: --overwrite)")
+@click.option("--overwrite", is_flag=True, help="replace the videos of an earlier sample in --out")
 def sample(**opts) -> None:
     """Generate videos block by block with the KV cache and write one MP4 per prompt."""
-    from full.sample_files import ModelSource, image_latent_for, open_models, read_prompts, sample_to_folder
+    from full import sample_files as files
     from full.sampler import SampleConfig
 
+    out_dir = _out_folder(opts["out_dir"])
     device, dtype = _device_and_dtype(opts["device"], opts["dtype"])
-    source = ModelSource(opts["preset"], opts["model_dir"], opts["checkpoint"], opts["checkpoint_key"])
-    try:
-        prompts = read_prompts(opts["prompt"], opts["prompts"])
-        components, (height, width), _ = open_models(source, device, dtype)
-        config = SampleConfig(
-            steps=opts["steps"],
-            first_block_steps=opts["first_block_steps"],
-            block_size=opts["block_size"],
-            num_frames=opts["frames"],
-            height=height if opts["height"] is None else opts["height"],
-            width=width if opts["width"] is None else opts["width"],
-            shift=opts["shift"],
-            context_noise=opts["context_noise"],
-            window=opts["window"],
-            sink=opts["sink"],
-            seed=opts["seed"],
+    source = files.ModelSource(opts["preset"], opts["model_dir"], opts["checkpoint"], opts["checkpoint_key"])
+    prompts = files.read_prompts(opts["prompt"], opts["prompts"])
+    earlier = files.existing_outputs(out_dir, prompts, opts["save_latents"])
+    if earlier and not opts["overwrite"]:
+        raise UserError(
+            f"{out_dir} holds an earlier sample ({', '.join(p.name for p in earlier[:3])}); pass --overwrite to "
+            "replace it, or choose another --out"
         )
-        config.validate()
-        components.latent_shape(config.height, config.width)
-        image_latent = None if opts["image"] is None else image_latent_for(components, opts["image"], config)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    components, (height, width), _ = files.open_models(source, device, dtype)
+    config = SampleConfig(
+        steps=opts["steps"],
+        first_block_steps=opts["first_block_steps"],
+        block_size=opts["block_size"],
+        num_frames=opts["frames"],
+        height=height if opts["height"] is None else opts["height"],
+        width=width if opts["width"] is None else opts["width"],
+        shift=opts["shift"],
+        context_noise=opts["context_noise"],
+        window=opts["window"],
+        sink=opts["sink"],
+        seed=opts["seed"],
+    )
+    config.validate()
+    components.latent_shape(config.height, config.width)
+    image_latent = None if opts["image"] is None else files.image_latent_for(components, opts["image"], config)
 
     def report(entry: dict) -> None:
         click.echo(
             f"{entry['file']}: {entry['video_frames']} frames, {entry['fps_generation']:.2f} frames/s of generation"
         )
 
-    sample_to_folder(
+    files.sample_to_folder(
         components,
         prompts,
         config,
-        opts["out_dir"],
+        out_dir,
         image_latent=image_latent,
         fps=opts["fps"],
         save_latents=opts["save_latents"],
@@ -146,22 +167,19 @@ def serve(**opts) -> None:
 
     device, dtype = _device_and_dtype(opts["device"], opts["dtype"])
     source = ModelSource(opts["preset"], opts["model_dir"], opts["checkpoint"], opts["checkpoint_key"])
-    try:
-        components, (height, width), block = open_models(source, device, dtype)
-        config = SampleConfig(
-            block_size=opts["block_size"] or block or 3,
-            num_frames=opts["block_size"] or block or 3,
-            height=height if opts["height"] is None else opts["height"],
-            width=width if opts["width"] is None else opts["width"],
-            window=opts["window"],
-            sink=opts["sink"],
-            context_noise=opts["context_noise"],
-        )
-        config.validate()
-        limits = ServeLimits(max_waiting=opts["max_waiting"])
-        app = create_app(components, ServeSettings(config, source.describe(), limits=limits))
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    components, (height, width), block = open_models(source, device, dtype)
+    config = SampleConfig(
+        block_size=opts["block_size"] or block or 3,
+        num_frames=opts["block_size"] or block or 3,
+        height=height if opts["height"] is None else opts["height"],
+        width=width if opts["width"] is None else opts["width"],
+        window=opts["window"],
+        sink=opts["sink"],
+        context_noise=opts["context_noise"],
+    )
+    config.validate()
+    limits = ServeLimits(max_waiting=opts["max_waiting"])
+    app = create_app(components, ServeSettings(config, source.describe(), limits=limits))
     if opts["host"] not in LOOPBACK:
         click.echo(f"warning: binding to {opts['host']} makes the model reachable from other machines", err=True)
     click.echo(f"serving {source.describe()} on http://{opts['host']}:{opts['port']}/ (Ctrl+C to stop)")
@@ -186,15 +204,14 @@ def serve(**opts) -> None:
 @click.option(
     "--key", default="generator", show_default=True, help="entry of a training checkpoint (generator / generator_ema)"
 )
-@click.option("--head-dim", type=int, default=128, show_default=True, help="attention head size (Wan: 128)")
+@click.option(
+    "--head-dim", type=click.IntRange(1), default=128, show_default=True, help="attention head size (Wan: 128)"
+)
 def convert(src: Path, out_dir: Path, key: str, head_dim: int) -> None:
     """Convert a Wan2.1 / Self-Forcing / Causal-Forcing DiT checkpoint to a diffusers transformer folder."""
     from full.convert import convert_checkpoint
 
-    try:
-        path = convert_checkpoint(src, out_dir, key=key, head_dim=head_dim)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    path = convert_checkpoint(src, out_dir, key=key, head_dim=head_dim)
     click.echo(f"wrote {path} (load with CausalWanTransformer3DModel.from_pretrained)")
 
 
@@ -202,33 +219,18 @@ def convert(src: Path, out_dir: Path, key: str, head_dim: int) -> None:
 # `prepare` and `train`: thin layers over full.prepare, full.config and full.pipeline.
 
 
-def _fail_clearly(fn):
-    """Turn the library's input errors into a one-line CLI error (exit code 1, no traceback)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from full.checkpoint import CheckpointError
-        from full.config import ConfigError
-        from full.data import DataError
-        from full.train import StageStateError, TrainingDiverged
-
-        try:
-            return fn(*args, **kwargs)
-        except (ConfigError, DataError, CheckpointError, StageStateError, TrainingDiverged, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
-
-
 @full.command("prepare")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder of the prepared set.")
 @click.option("--videos", type=click.Path(exists=True, file_okay=False), help="Folder of NAME.mp4 + NAME.txt pairs.")
 @click.option("--latents", type=click.Path(exists=True, file_okay=False), help="Folder of NAME.safetensors + NAME.txt.")
 @click.option("--prompts", type=click.Path(exists=True, dir_okay=False), help="Text file, one prompt per line (DMD).")
-@click.option("--synthetic", type=int, help="Write N synthetic moving-shape latent videos (no models needed).")
 @click.option(
-    "--synthetic-videos", type=int, help="Write N synthetic moving-shape MP4s + captions (input for --videos)."
+    "--synthetic", type=click.IntRange(1), help="Write N synthetic moving-shape latent videos (no models needed)."
+)
+@click.option(
+    "--synthetic-videos",
+    type=click.IntRange(1),
+    help="Write N synthetic moving-shape MP4s + captions (input for --videos).",
 )
 @click.option(
     "--wan",
@@ -239,21 +241,25 @@ def _fail_clearly(fn):
 @click.option("--text-encoder", type=click.Path(exists=True, file_okay=False), help="UMT5 encoder folder.")
 @click.option("--tokenizer", type=click.Path(exists=True, file_okay=False), help="Tokenizer folder.")
 @click.option(
-    "--frames", default=81, show_default=True, help="Video frames (1 + 4k), or latent frames with --synthetic."
+    "--frames",
+    type=click.IntRange(1),
+    default=81,
+    show_default=True,
+    help="Video frames (1 + 4k), or latent frames with --synthetic.",
 )
-@click.option("--height", default=480, show_default=True, help="Pixels, or latent height with --synthetic.")
-@click.option("--width", default=832, show_default=True, help="Pixels, or latent width with --synthetic.")
-@click.option("--channels", default=4, show_default=True, help="Latent channels (--synthetic).")
-@click.option("--text-length", default=512, show_default=True, help="Text tokens per prompt.")
-@click.option("--text-dim", default=32, show_default=True, help="Text embedding width (--synthetic).")
+@click.option("--height", type=POSITIVE, default=480, show_default=True, help="Pixels, or latent height (--synthetic).")
+@click.option("--width", type=POSITIVE, default=832, show_default=True, help="Pixels, or latent width (--synthetic).")
+@click.option("--channels", type=POSITIVE, default=4, show_default=True, help="Latent channels (--synthetic).")
+@click.option("--text-length", type=POSITIVE, default=512, show_default=True, help="Text tokens per prompt.")
+@click.option("--text-dim", type=POSITIVE, default=32, show_default=True, help="Text embedding width (--synthetic).")
 @click.option("--negative-prompt", default=None, help="Negative prompt for CFG (default: Wan's).")
-@click.option("--shard-size", default=64, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--shard-size", type=POSITIVE, default=64, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: CUDA when available.")
-@_fail_clearly
+@click.option("--restart", is_flag=True, help="Delete what an earlier, different request left in --out first.")
 def prepare_command(
     out, videos, latents, prompts, synthetic, synthetic_videos, wan, vae, text_encoder, tokenizer, frames, height,
-    width, channels, text_length, text_dim, negative_prompt, shard_size, seed, device,
+    width, channels, text_length, text_dim, negative_prompt, shard_size, seed, device, restart,
 ) -> None:  # fmt: skip
     """Encode (video, caption) pairs, pre-encoded latents or prompts into a sharded safetensors set.
 
@@ -261,32 +267,39 @@ def prepare_command(
     cf-ref full prepare --videos clips/ --wan Wan2.1-T2V-1.3B-Diffusers --out data/latents
     cf-ref full prepare --prompts prompts.txt --wan Wan2.1-T2V-1.3B-Diffusers --out data/prompts
     cf-ref full prepare --synthetic 64 --frames 4 --height 8 --width 8 --text-length 16 --out data/shapes
+
+    An interrupted prepare resumes when run again with the same request; another request on the same --out is
+    refused (--restart deletes the earlier files first).
     """
+    from cf_ref import run_lock
     from full import prepare as prep
     from full.synthetic import SyntheticSpec, write_synthetic_latents
 
     sources = [x is not None for x in (videos, latents, prompts, synthetic, synthetic_videos)]
     if sum(sources) != 1:
         raise click.UsageError("give exactly one of --videos, --latents, --prompts, --synthetic, --synthetic-videos")
-    if synthetic is not None:
-        spec = SyntheticSpec(synthetic, frames, channels, height, width, text_length, text_dim, seed)
-        click.echo(write_synthetic_latents(out, spec, shard_size))
-        return
-    if synthetic_videos is not None:
-        click.echo(prep.write_synthetic_videos(out, synthetic_videos, frames, height, width, seed))
-        return
-    import torch
+    out = _out_folder(out)
+    with run_lock.exit_on_sigterm(), run_lock.locked(out, on_takeover=click.echo):
+        if synthetic is not None:
+            spec = SyntheticSpec(synthetic, frames, channels, height, width, text_length, text_dim, seed)
+            click.echo(write_synthetic_latents(out, spec, shard_size, restart=restart))
+            return
+        if synthetic_videos is not None:
+            click.echo(prep.write_synthetic_videos(out, synthetic_videos, frames, height, width, seed, restart=restart))
+            return
+        import torch
 
-    negative = prep.WAN_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    text = prep.load_text_encoder(wan, text_encoder, tokenizer, max_length=text_length, device=device)
-    if videos is not None:
-        vae_model = prep.load_vae(wan, vae, device=device)
-        click.echo(prep.prepare_videos(videos, out, vae_model, text, frames, height, width, shard_size, negative))
-    elif latents is not None:
-        click.echo(prep.prepare_latents(latents, out, text, shard_size, negative))
-    else:
-        click.echo(prep.prepare_prompts(prompts, out, text, shard_size, negative))
+        negative = prep.WAN_NEGATIVE_PROMPT if negative_prompt is None else negative_prompt
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        text = prep.load_text_encoder(wan, text_encoder, tokenizer, max_length=text_length, device=device)
+        if videos is not None:
+            vae_model = prep.load_vae(wan, vae, device=device)
+            sizes = (frames, height, width, shard_size, negative)
+            click.echo(prep.prepare_videos(videos, out, vae_model, text, *sizes, restart=restart))
+        elif latents is not None:
+            click.echo(prep.prepare_latents(latents, out, text, shard_size, negative, restart=restart))
+        else:
+            click.echo(prep.prepare_prompts(prompts, out, text, shard_size, negative, restart=restart))
 
 
 @full.command("train", context_settings={"ignore_unknown_options": False})
@@ -305,7 +318,6 @@ def prepare_command(
 @click.option("--resume", is_flag=True, help="Skip finished stages and continue an interrupted one exactly.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: CUDA when available.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-@_fail_clearly
 def train_command(config_path, preset, recipe, stage, forcing, teacher, out, sets, resume, device, overrides) -> None:
     """Train one stage or a whole recipe; the same command on 1 process or under torchrun.
 
@@ -315,6 +327,7 @@ def train_command(config_path, preset, recipe, stage, forcing, teacher, out, set
     torchrun --nproc_per_node 8 -m cf_ref.cli full train --config run.yaml dmd.guidance_scale=3.0
     cf-ref full train --config run.yaml --resume
     """
+    from cf_ref import run_lock
     from full.config import build_config
     from full.distributed import init_distributed, shutdown
     from full.pipeline import run_training
@@ -322,11 +335,13 @@ def train_command(config_path, preset, recipe, stage, forcing, teacher, out, set
     extra = list(sets) + list(overrides)
     extra += [f"ar_diffusion.forcing={forcing}"] if forcing else []
     extra += [f"ode_pairs.teacher={teacher}"] if teacher else []
-    extra += [f"out={out}"] if out else []
-    config = build_config(config_path, extra, preset=preset, recipe=recipe)
+    if out is not None and not out.strip():
+        raise click.BadParameter("is empty; give a folder", param_hint="'--out'")
+    config = build_config(config_path, extra, preset=preset, recipe=recipe, out=out)
     ctx = init_distributed(device)
     try:
-        results = run_training(config, Stage(stage) if stage else None, resume=resume, ctx=ctx)
+        with run_lock.exit_on_sigterm():
+            results = run_training(config, Stage(stage) if stage else None, resume=resume, ctx=ctx)
     finally:
         shutdown(ctx)
     if ctx.is_main:

@@ -19,7 +19,10 @@ from pathlib import Path
 
 import torch
 
+from cf_ref.errors import InvalidValue
+from cf_ref.machine import cuda_unavailable_reason
 from full.model import CausalWanTransformer3DModel
+from full.model_files import ModelFolderError, load_transformer
 from full.presets import Preset, get_preset
 from full.text import TextEncoder, load_text_encoder
 from full.video import load_vae
@@ -45,9 +48,9 @@ class WanComponents:
         factor = self.vae.config.scale_factor_spatial
         _, ph, pw = self.transformer.config.patch_size
         if height < 1 or width < 1:
-            raise ValueError(f"video size {width}x{height} must be positive")
+            raise InvalidValue(f"video size {width}x{height} must be positive")
         if height % (factor * ph) or width % (factor * pw):
-            raise ValueError(
+            raise InvalidValue(
                 f"video size {width}x{height} must be a multiple of {factor * pw}x{factor * ph} "
                 f"(VAE {factor}x times patch {pw}x{ph})"
             )
@@ -72,9 +75,9 @@ def _load_checkpoint_into(transformer: CausalWanTransformer3DModel, checkpoint, 
     try:
         missing, unexpected = transformer.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatches
-        raise ValueError(f"checkpoint {checkpoint} does not fit the model in {model_dir}: {exc}") from exc
+        raise InvalidValue(f"checkpoint {checkpoint} does not fit the model in {model_dir}: {exc}") from exc
     if missing or unexpected:
-        raise ValueError(
+        raise InvalidValue(
             f"checkpoint {checkpoint} does not fit the model in {model_dir}: "
             f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
         )
@@ -92,23 +95,21 @@ def load_components(
     offline; ``checkpoint`` replaces the DiT weights (any layout :mod:`full.convert` reads)."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FileNotFoundError(f"model folder {model_dir} does not exist")
+        raise ModelFolderError(f"model folder {model_dir} does not exist")
     if not (model_dir / "transformer").is_dir():
-        raise FileNotFoundError(f"{model_dir} has no transformer/ folder (expected a diffusers-format Wan2.1 folder)")
-    transformer = CausalWanTransformer3DModel.from_pretrained(
-        model_dir / "transformer", local_files_only=True, torch_dtype=dtype
-    )
+        raise ModelFolderError(f"{model_dir} has no transformer/ folder (expected a diffusers-format Wan2.1 folder)")
+    transformer = load_transformer(model_dir / "transformer", "transformer", dtype)
     if checkpoint is not None:
         _load_checkpoint_into(transformer, checkpoint, checkpoint_key, model_dir)
     transformer = transformer.to(device).eval()
     vae = load_vae(model_dir, device, dtype)
     if vae.config.z_dim != transformer.config.in_channels:
-        raise ValueError(
+        raise InvalidValue(
             f"VAE latents have {vae.config.z_dim} channels, the DiT expects {transformer.config.in_channels}"
         )
     text = load_text_encoder(model_dir, device, dtype, text_length)
     if text.model.config.d_model != transformer.config.text_dim:
-        raise ValueError(
+        raise InvalidValue(
             f"text encoder width {text.model.config.d_model} != DiT text_dim {transformer.config.text_dim}"
         )
     return WanComponents(transformer, vae, text)
@@ -116,10 +117,17 @@ def load_components(
 
 def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[torch.device, torch.dtype]:
     """``auto`` → CUDA when available, else CPU; dtype ``auto`` → bf16 on CUDA, fp32 on CPU."""
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
+    try:
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
+    except RuntimeError as exc:
+        raise InvalidValue(f"unknown device {device!r} ({exc}); use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidValue(f"device {device} requested, but {cuda_unavailable_reason()}")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InvalidValue(f"device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
     if dtype == "auto":
         dtype = "bf16" if dev.type == "cuda" else "fp32"
     if dtype not in dtypes:
-        raise ValueError(f"dtype must be one of auto, {', '.join(dtypes)}; got {dtype!r}")
+        raise InvalidValue(f"dtype must be one of auto, {', '.join(dtypes)}; got {dtype!r}")
     return dev, dtypes[dtype]

@@ -36,11 +36,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from cf_ref.errors import UserError
+from cf_ref.io import follow_umask, make_temp_dir
 
 TOP_LEVEL: tuple[tuple[str, str], ...] = (
     ("text_embedding.0.", "condition_embedder.text_embedder.linear_1."),
@@ -71,6 +73,18 @@ IN_BLOCK: tuple[tuple[str, str], ...] = (
 WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 WAN_HEAD_DIM = 128
 _BLOCK = re.compile(r"^blocks\.(\d+)\.(.*)$")
+REQUIRED = {
+    "patch_embedding.weight": "the patch embedding",
+    "proj_out.weight": "the output head (proj_out / head.head)",
+    "condition_embedder.text_embedder.linear_1.weight": "the text embedding",
+    "condition_embedder.time_embedder.linear_1.weight": "the time embedding",
+    "blocks.0.ffn.net.0.proj.weight": "the first block",
+}
+"""Tensors :func:`infer_config` reads the model's sizes from, and what each is."""
+
+
+class ConvertError(UserError, ValueError):
+    """A checkpoint that cannot be converted: unreadable, another layout, or incomplete."""
 
 
 def _rename(key: str, rules: tuple[tuple[str, str], ...], reverse: bool) -> str | None:
@@ -97,7 +111,7 @@ def _convert(state: dict[str, Tensor], reverse: bool) -> dict[str, Tensor]:
     if unknown:
         what = "diffusers" if reverse else "original Wan2.1"
         hint = " (image-to-video Wan checkpoints are not supported)" if any("img" in k for k in unknown) else ""
-        raise ValueError(f"{len(unknown)} keys are not in the {what} T2V layout{hint}: {sorted(unknown)[:8]}")
+        raise ConvertError(f"{len(unknown)} keys are not in the {what} T2V layout{hint}: {sorted(unknown)[:8]}")
     return out
 
 
@@ -129,7 +143,7 @@ def detect_layout(state: dict[str, Tensor]) -> str:
         return "original"
     if any(k.startswith("blocks.0.attn1.") for k in keys):
         return "diffusers"
-    raise ValueError(f"not a Wan DiT state dict (no blocks.0 attention weights); first keys: {list(keys)[:5]}")
+    raise ConvertError(f"not a Wan DiT state dict (no blocks.0 attention weights); first keys: {list(keys)[:5]}")
 
 
 def to_diffusers_layout(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -140,10 +154,17 @@ def to_diffusers_layout(state: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def infer_config(state: dict[str, Tensor], head_dim: int = WAN_HEAD_DIM) -> dict:
     """``WanTransformer3DModel`` arguments read off a diffusers-layout state dict's shapes."""
+    if head_dim < 1:
+        raise ConvertError(f"head_dim must be >= 1 (Wan: {WAN_HEAD_DIM}), got {head_dim}")
+    missing = [f"{what} ({key})" for key, what in REQUIRED.items() if key not in state]
+    if missing:
+        raise ConvertError(f"the checkpoint lacks {', '.join(missing)}: not a complete Wan DiT")
     patch = state["patch_embedding.weight"]  # [D, C_in, p_t, p_h, p_w]
+    if patch.ndim != 5:
+        raise ConvertError(f"patch_embedding.weight has shape {tuple(patch.shape)}, expected [D, C, p_t, p_h, p_w]")
     dim = patch.shape[0]
     if dim % head_dim:
-        raise ValueError(f"hidden size {dim} is not a multiple of head_dim={head_dim}")
+        raise ConvertError(f"hidden size {dim} is not a multiple of head_dim={head_dim}")
     patch_size = tuple(patch.shape[2:])
     num_layers = 1 + max(int(m.group(1)) for k in state if (m := _BLOCK.match(k)))
     return dict(
@@ -174,18 +195,27 @@ def load_state_dict(path: str | os.PathLike, key: str | None = "generator") -> d
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.suffix == ".safetensors":
         return _load_safetensors(path)
-    obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # torch raises several types for a truncated or foreign file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConvertError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or another format?): {first}"
+        ) from None
     if not isinstance(obj, dict):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, expected a state dict")
+        raise ConvertError(f"{path} holds a {type(obj).__name__}, expected a state dict")
     if all(isinstance(v, Tensor) for v in obj.values()):
         return obj
-    if key is None or key not in obj:
+    if key is None or key not in obj or not isinstance(obj[key], dict):
         entries = [k for k, v in obj.items() if isinstance(v, dict)]
-        raise KeyError(f"{path} is a training checkpoint with entries {entries}; choose one with key=")
+        raise ConvertError(f"{path} is a training checkpoint with entries {entries}; choose one with key= / --key")
     return obj[key]
 
 
 def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    from full.model_files import check_safetensors
+
+    check_safetensors(path)
     from safetensors.torch import load_file
 
     return load_file(str(path))
@@ -198,7 +228,14 @@ def build_model(state: dict[str, Tensor], head_dim: int = WAN_HEAD_DIM):
     state = to_diffusers_layout(state)
     with torch.device("meta"):
         model = CausalWanTransformer3DModel(**infer_config(state, head_dim))
-    model.load_state_dict(state, strict=True, assign=True)
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:  # missing / unexpected keys, shapes that do not fit
+        first = str(exc).strip().splitlines()[0]
+        expected = set(model.state_dict())
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        detail = f"missing {missing[:3]}, unexpected {extra[:3]}" if missing or extra else first
+        raise ConvertError(f"the checkpoint does not make a complete Wan DiT: {detail}") from None
     rope = model.rope  # its tables are buffers outside the state dict: rebuild them on the CPU
     model.rope = type(rope)(rope.attention_head_dim, rope.patch_size, rope.max_seq_len)
     return model.eval()
@@ -210,14 +247,17 @@ def convert_checkpoint(
     """Convert ``src`` to a diffusers transformer folder ``out_dir`` (``config.json`` + safetensors),
     loadable with ``CausalWanTransformer3DModel.from_pretrained(out_dir)``. Written to a temporary folder
     beside ``out_dir`` and renamed into place."""
-    model = build_model(load_state_dict(src, key), head_dim)
+    from cf_ref.io import check_writable_dir
+
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"output folder {out_dir} exists and is not empty")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise ConvertError(f"output folder {out_dir} exists and is not empty; choose another --out")
+    check_writable_dir(out_dir.parent if str(out_dir.parent) else ".", "the output folder's parent")
+    model = build_model(load_state_dict(src, key), head_dim)
+    tmp = make_temp_dir(out_dir.parent, out_dir.name)
     try:
         model.save_pretrained(tmp)
+        follow_umask(tmp)  # safetensors writes 0600
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(tmp, out_dir)

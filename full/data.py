@@ -7,6 +7,13 @@ per-field tensors ``[n, *shape]``. Kinds: ``latents`` (``latents [F,C,H,W]``, ``
 embedding for classifier-free guidance. Shard ``g`` holds source items ``[g·S, (g+1)·S)``, written
 atomically, so an interrupted writer resumes by skipping the shards that exist.
 
+**Same request only.** A writer records what it was asked to make (``request.json``: the kind, shard size and the
+caller's ``request`` — source, sizes, seed, models) before its first shard. A writer started on a folder that holds
+another request's shards is refused with the differences (or, with ``restart``, clears the folder first), so an
+interrupted set is never completed with items of another request. On resume every existing shard is checked
+against the checksum it carries (:func:`cf_ref.io.verify_tensors`); a corrupt one is rewritten. Readers verify
+shards on first use with ``TensorSet(..., verify=True)`` (a stage reading an earlier stage's set).
+
 **Order.** :class:`DataOrder` maps ``(step, micro-batch, rank)`` to sample indices as a pure function of
 the seed: global stream position ``p`` reads ``perm_e[p mod N]`` with ``e = p // N`` and ``perm_e`` a
 seeded permutation, so resuming at step t reads exactly what the uninterrupted run read. The synthetic
@@ -29,12 +36,14 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
-from cf_ref.io import save_tensors, write_json
+from cf_ref.errors import UserError
+from cf_ref.io import IntegrityError, read_text, save_tensors, to_plain, verify_tensors, write_json
 from cf_ref.seeding import generator
 
 FORMAT = "cf-ref-set/1"
 INDEX = "index.json"
 NEGATIVE = "negative.safetensors"
+REQUEST = "request.json"
 
 
 class SetKind(enum.Enum):
@@ -50,19 +59,44 @@ REQUIRED_FIELDS = {
 }
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data set that is missing, corrupt, or does not fit the configuration."""
 
 
 # --------------------------------------------------------------------------------------------- sharded sets
 
 
+def claim_request(folder: Path, request: dict[str, Any], outputs: Sequence[Path], restart: bool = False) -> None:
+    """Make ``folder`` the output of ``request`` (plain data): record it in ``request.json``, or check it against
+    the one recorded there. ``outputs``: the files an earlier writer may have left; if some exist and the request
+    differs (or none was recorded) a :class:`DataError` lists the differences, unless ``restart`` deletes them."""
+    path = folder / REQUEST
+    saved = json.loads(read_text(path, "set request")) if path.is_file() else None
+    if saved == json.loads(json.dumps(request)):
+        return
+    written = [f for f in outputs if f.exists()]
+    if written and not restart:
+        if saved is None:
+            why = "by a writer that recorded no request"
+        else:
+            keys = sorted(k for k in set(saved) | set(request) if saved.get(k) != request.get(k))
+            why = "for another request (" + ", ".join(f"{k}: {saved.get(k)!r} → {request.get(k)!r}" for k in keys)
+            why += ")"
+        raise DataError(
+            f"{folder} holds {len(written)} file(s) written {why}; finish it with the same request, or start it "
+            "clean (--restart: deletes them)"
+        )
+    for f in [*written, path]:
+        f.unlink(missing_ok=True)
+    write_json(path, request)
+
+
 def read_prompts(path: str | Path) -> list[str]:
-    """Prompts from a text file, one per line (blank lines skipped)."""
+    """Prompts from a UTF-8 text file, one per line (blank lines skipped)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"prompt file {path} does not exist")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    prompts = [line.strip() for line in read_text(path, "prompt file").splitlines() if line.strip()]
     if not prompts:
         raise DataError(f"prompt file {path} holds no prompts (expected one prompt per line)")
     return prompts
@@ -75,11 +109,26 @@ class ShardWriter:
     then (one process) ``writer.write_negative(...)`` and ``writer.finish(n)``.
     """
 
-    def __init__(self, out: str | Path, kind: SetKind, shard_size: int, meta: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        out: str | Path,
+        kind: SetKind,
+        shard_size: int,
+        meta: dict[str, Any] | None = None,
+        request: dict[str, Any] | None = None,
+        restart: bool = False,
+    ):
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
         self.out, self.kind, self.shard_size, self.meta = Path(out), kind, shard_size, dict(meta or {})
+        self.request = to_plain({"kind": kind, "shard_size": shard_size, **(self.meta if request is None else request)})
+        self.replaced: list[Path] = []  # corrupt shards found on resume, deleted to be written again
         self.out.mkdir(parents=True, exist_ok=True)
+        self._claim(restart)
+
+    def _claim(self, restart: bool) -> None:
+        written = sorted(self.out.glob("shard-*.safetensors")) + [p for p in (self.out / INDEX,) if p.exists()]
+        claim_request(self.out, self.request, written + [self.out / NEGATIVE], restart)
 
     def shard_path(self, group: int) -> Path:
         return self.out / f"shard-{group:05d}.safetensors"
@@ -89,9 +138,21 @@ class ShardWriter:
         groups = math.ceil(count / self.shard_size)
         out = []
         for g in range(rank, groups, world):
-            if not self.shard_path(g).exists():
+            if not self._intact(self.shard_path(g)):
                 out.append((g, list(range(g * self.shard_size, min(count, (g + 1) * self.shard_size)))))
         return out
+
+    def _intact(self, path: Path) -> bool:
+        """Whether shard ``path`` exists and matches its checksum (a corrupt one is deleted, to be rewritten)."""
+        if not path.exists():
+            return False
+        try:
+            verify_tensors(path)
+            return True
+        except IntegrityError:
+            path.unlink()
+            self.replaced.append(path)
+            return False
 
     def write_group(self, group: int, fields: dict[str, Tensor], captions: Sequence[str]) -> None:
         """Atomically write shard ``group``: fields ``[n, *shape]`` (same n), one caption per item."""
@@ -145,8 +206,9 @@ class ShardWriter:
 class TensorSet:
     """Read access to a set written by :class:`ShardWriter`: ``len``, ``fetch(indices)``, ``negative``, ``meta``."""
 
-    def __init__(self, path: str | Path, kind: SetKind | None = None):
+    def __init__(self, path: str | Path, kind: SetKind | None = None, verify: bool = False):
         self.path = Path(path)
+        self.verify = verify
         index_path = self.path / INDEX
         if not index_path.is_file():
             raise DataError(f"{self.path} is not a prepared set (no {INDEX}); create one with `cf-ref full prepare`")
@@ -177,11 +239,22 @@ class TensorSet:
             path = self.path / self.index["shards"][shard]["file"]
             if not path.is_file():
                 raise DataError(f"shard {path} listed in {self.path / INDEX} is missing")
+            if self.verify:
+                self._verify(path)
             try:
                 self._handles[shard] = safe_open(str(path), framework="pt")
             except Exception as exc:  # safetensors raises several types for a corrupt header
                 raise DataError(f"cannot read shard {path}: {exc}") from exc
         return self._handles[shard]
+
+    def _verify(self, path: Path) -> None:
+        try:
+            verify_tensors(path, require=True)
+        except IntegrityError as exc:
+            raise DataError(
+                f"{exc}; delete it and {INDEX} of the set, then re-run the stage that wrote it (--resume rewrites "
+                "only the missing shard)"
+            ) from None
 
     def fetch(self, indices: Sequence[int], fields: Sequence[str] | None = None) -> dict[str, Tensor]:
         """Items ``indices`` stacked per field: ``{name: [len(indices), *shape]}`` (reads only those rows)."""

@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from cf_ref.errors import UserError
+from cf_ref.machine import cuda_unavailable_reason
 from full.config import Parallelism, Precision
 
 
@@ -68,7 +70,7 @@ def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> Di
     rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        raise UserError(f"device {device or 'cuda'} requested, but {cuda_unavailable_reason()}")
     dev = torch.device("cuda", local) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(dev)

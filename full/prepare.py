@@ -16,6 +16,7 @@ negative prompt's embedding (Wan's default negative prompt unless given).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,9 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from full.data import DataError, SetKind, ShardWriter, read_prompts
+from cf_ref.io import file_digest, read_text
+from full.data import DataError, SetKind, ShardWriter, claim_request, read_prompts
+from full.model_files import check_safetensors, check_vae, load_pretrained, read_config, weight_files
 from full.synthetic import render_rgb, sample_shape_videos
 from full.text import WAN_TEXT_LENGTH, TextEncoder
 from full.video import normalize_latents
@@ -64,8 +67,11 @@ def load_text_encoder(
 
     enc_path = _component(root, text_encoder, "text_encoder")
     tok_path = _component(root, tokenizer, "tokenizer")
-    model = UMT5EncoderModel.from_pretrained(enc_path, local_files_only=True, dtype=dtype).to(device).eval()
-    tok = AutoTokenizer.from_pretrained(tok_path, local_files_only=True)
+    read_config(enc_path, "text encoder")
+    for f in weight_files(enc_path, "text encoder"):
+        check_safetensors(f)
+    model = load_pretrained(UMT5EncoderModel, enc_path, "text encoder", dtype=dtype).to(device).eval()
+    tok = load_pretrained(AutoTokenizer, tok_path, "tokenizer")
     return TextEncoder(tokenizer=tok, model=model, max_length=max_length)
 
 
@@ -78,7 +84,9 @@ def load_vae(root: str | Path | None = None, vae: str | Path | None = None, devi
     """diffusers ``AutoencoderKLWan`` from a local folder (fp32: the encoder's statistics are precision-sensitive)."""
     from diffusers import AutoencoderKLWan
 
-    return AutoencoderKLWan.from_pretrained(_component(root, vae, "vae"), local_files_only=True).to(device).eval()
+    path = _component(root, vae, "vae")
+    check_vae(path, "VAE")
+    return load_pretrained(AutoencoderKLWan, path, "VAE").to(device).eval()
 
 
 def read_video(path: str | Path, frames: int, height: int, width: int) -> Tensor:
@@ -121,7 +129,7 @@ def _captioned(folder: Path, suffixes: Sequence[str]) -> list[tuple[Path, str]]:
     missing = [p.name for p in items if not p.with_suffix(".txt").is_file()]
     if missing:
         raise DataError(f"{len(missing)} item(s) in {folder} have no caption file NAME.txt, e.g. {missing[:3]}")
-    return [(p, p.with_suffix(".txt").read_text(encoding="utf-8").strip()) for p in items]
+    return [(p, read_text(p.with_suffix(".txt"), "caption file").strip()) for p in items]
 
 
 def prepare_videos(
@@ -136,8 +144,10 @@ def prepare_videos(
     negative_prompt: str = WAN_NEGATIVE_PROMPT,
     rank: int = 0,
     world_size: int = 1,
+    restart: bool = False,
 ) -> Path | None:
-    """Encode captioned videos into a ``latents`` set (resumable; process ``rank`` of ``world_size`` does its shards).
+    """Encode captioned videos into a ``latents`` set (resumable; process ``rank`` of ``world_size`` does its shards;
+    only the same request resumes, see :class:`full.data.ShardWriter`; ``restart`` clears another request's files).
 
     Returns the set's folder from rank 0 once the index is written, None on other ranks.
     """
@@ -146,7 +156,10 @@ def prepare_videos(
     if height % 8 or width % 8:
         raise DataError(f"height and width must be multiples of 8 (the VAE's spatial factor), got {height}×{width}")
     items = _captioned(Path(videos), VIDEO_SUFFIXES)
-    writer = ShardWriter(out, SetKind.LATENTS, shard_size, meta={"source": str(videos), "frames": frames})
+    meta = {"source": str(videos), "frames": frames}
+    request = {**_request(videos, text, negative_prompt), "frames": frames, "height": height, "width": width}
+    request["vae"] = _model_name(vae.config.get("_name_or_path"))
+    writer = ShardWriter(out, SetKind.LATENTS, shard_size, meta=meta, request=request, restart=restart)
     for g, chunk in writer.pending_groups(len(items), rank, world_size):
         latents = torch.stack([encode_video(read_video(items[i][0], frames, height, width), vae) for i in chunk])
         captions = [items[i][1] for i in chunk]
@@ -160,12 +173,14 @@ def prepare_latents(
     text: TextEncoder,
     shard_size: int = 64,
     negative_prompt: str = WAN_NEGATIVE_PROMPT,
+    restart: bool = False,
 ) -> Path:
     """Pack already-encoded latents (``name.safetensors`` with key ``latents [F, C, H, W]`` + ``name.txt``)."""
     from cf_ref.io import load_tensors
 
     items = _captioned(Path(latents), (".safetensors",))
-    writer = ShardWriter(out, SetKind.LATENTS, shard_size, meta={"source": str(latents)})
+    request = _request(latents, text, negative_prompt)
+    writer = ShardWriter(out, SetKind.LATENTS, shard_size, {"source": str(latents)}, request, restart)
     shape = None
     for g, chunk in writer.pending_groups(len(items)):
         rows = []
@@ -190,16 +205,32 @@ def prepare_prompts(
     text: TextEncoder,
     shard_size: int = 256,
     negative_prompt: str = WAN_NEGATIVE_PROMPT,
+    restart: bool = False,
 ) -> Path:
     """Encode a prompt file (one per line) into a ``prompts`` set for DMD."""
     lines = read_prompts(prompts)
-    writer = ShardWriter(out, SetKind.PROMPTS, shard_size, meta={"source": str(prompts)})
+    request = {**_request(prompts, text, negative_prompt), "prompts_sha256": file_digest(prompts)}
+    writer = ShardWriter(out, SetKind.PROMPTS, shard_size, {"source": str(prompts)}, request, restart)
     for g, chunk in writer.pending_groups(len(lines)):
         captions = [lines[i] for i in chunk]
         writer.write_group(g, {"text": embed(text, captions)}, captions)
     result = _finish(writer, len(lines), text, negative_prompt, 0)
     assert result is not None
     return result
+
+
+def _model_name(name: object) -> str | None:
+    return os.path.abspath(name) if isinstance(name, str) and name else None
+
+
+def _request(source: str | Path, text: TextEncoder, negative_prompt: str) -> dict:
+    """What a prepared set depends on besides its sizes: the input, the text encoder, the negative prompt."""
+    return {
+        "source": os.path.abspath(source),
+        "text_encoder": _model_name(getattr(text.model.config, "_name_or_path", None)),
+        "text_length": text.max_length,
+        "negative_prompt": negative_prompt,
+    }
 
 
 def _finish(writer: ShardWriter, count: int, text: TextEncoder, negative_prompt: str, rank: int) -> Path | None:
@@ -210,13 +241,17 @@ def _finish(writer: ShardWriter, count: int, text: TextEncoder, negative_prompt:
 
 
 def write_synthetic_videos(
-    out: str | Path, count: int, frames: int, height: int, width: int, seed: int = 0, fps: int = 8
+    out: str | Path, count: int, frames: int, height: int, width: int, seed: int = 0, fps: int = 8, restart=False
 ) -> Path:
-    """Write ``count`` synthetic moving-shape videos as ``video-NNNN.mp4`` + ``.txt`` captions (the prepare path's input)."""
+    """Write ``count`` synthetic moving-shape videos as ``video-NNNN.mp4`` + ``.txt`` captions (the prepare path's
+    input). A folder holding another request's videos is refused (``restart``: they are deleted first)."""
     import imageio.v3 as iio
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    request = {"kind": "synthetic-videos", "count": count, "frames": frames, "height": height, "width": width}
+    request |= {"seed": seed, "fps": fps}
+    claim_request(out, request, sorted(out.glob("video-*.*")), restart)
     for i, video in enumerate(sample_shape_videos(count, seed)):
         rgb = render_rgb(video, frames, height, width)
         iio.imwrite(out / f"video-{i:04d}.mp4", rgb, plugin="pyav", codec="libx264", fps=fps)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cf_ref.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -47,5 +49,5 @@ PRESETS: dict[str, Callable[[], Preset]] = {"tiny": _tiny}
 def get_preset(name: str) -> Preset:
     """The preset ``name``; an unknown name lists the known ones."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+        raise InvalidValue(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
     return PRESETS[name]()

@@ -19,28 +19,31 @@ from pathlib import Path
 
 import torch
 
-from cf_ref.io import save_tensors, to_plain, write_json
+from cf_ref.errors import InvalidValue
+from cf_ref.io import read_text, save_tensors, to_plain, write_json
 from full.components import WAN_SIZE, WanComponents, load_components, load_preset
 from full.sampler import SampleConfig, generate
 from full.video import WAN_FPS, encode_image, load_image, to_uint8, video_frames, write_mp4
+
+MANIFEST = "samples.json"
 
 
 def read_prompts(prompt: str | None, prompts_file: str | os.PathLike | None) -> list[str]:
     """Exactly one of a prompt or a UTF-8 file with one prompt per line → the prompts."""
     if (prompt is None) == (prompts_file is None):
-        raise ValueError("give exactly one of --prompt TEXT or --prompts FILE")
+        raise InvalidValue("give exactly one of --prompt TEXT or --prompts FILE")
     if prompt is not None:
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that were not UTF-8 reach Python as lone surrogates
+            raise InvalidValue("the prompt is not valid UTF-8 text") from None
         if not prompt.strip():
-            raise ValueError("the prompt is empty")
+            raise InvalidValue("the prompt is empty")
         return [prompt]
     path = Path(prompts_file)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path} is not UTF-8 text (one prompt per line)") from exc
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in read_text(path, "prompt file").splitlines() if line.strip()]
     if not lines:
-        raise ValueError(f"{path} holds no prompt (one per line)")
+        raise InvalidValue(f"{path} holds no prompt (one per line)")
     return lines
 
 
@@ -62,10 +65,10 @@ def open_models(
 ) -> tuple[WanComponents, tuple[int, int], int | None]:
     """Load ``source`` → ``(components, default (height, width), the preset's block size or None)``."""
     if (source.preset is None) == (source.model_dir is None):
-        raise ValueError("give exactly one of --model DIR or --preset NAME")
+        raise InvalidValue("give exactly one of --model DIR or --preset NAME")
     if source.preset is not None:
         if source.checkpoint is not None:
-            raise ValueError("--checkpoint replaces a model folder's DiT weights; use it with --model DIR")
+            raise InvalidValue("--checkpoint replaces a model folder's DiT weights; use it with --model DIR")
         components, preset = load_preset(source.preset, device, dtype)
         return components, (preset.height, preset.width), preset.block_size
     components = load_components(source.model_dir, source.checkpoint, source.checkpoint_key, device, dtype)
@@ -75,13 +78,27 @@ def open_models(
 def image_latent_for(components: WanComponents, image_path: str | os.PathLike, config: SampleConfig) -> torch.Tensor:
     """The first frame for image-to-video: the image (exactly the video size) → normalised latent ``[1, 1, C, h, w]``."""
     if config.block_size != 1:
-        raise ValueError("--image needs the frame-wise model (--block 1)")
+        raise InvalidValue("--image needs the frame-wise model (--block 1)")
     image = load_image(image_path, config.height, config.width)
     return encode_image(components.vae, image.to(components.device))
 
 
 def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit] or "prompt"
+
+
+def output_names(prompts: list[str]) -> list[str]:
+    """The file stem of each prompt's video: ``NNN_slug``."""
+    return [f"{i:03d}_{_slug(p)}" for i, p in enumerate(prompts)]
+
+
+def existing_outputs(out_dir: str | os.PathLike, prompts: list[str], save_latents: bool = False) -> list[Path]:
+    """The files of ``out_dir`` that sampling ``prompts`` would replace (an earlier sample's videos, latents,
+    manifest): refuse them before generating unless told to overwrite."""
+    out_dir = Path(out_dir)
+    names = [MANIFEST] + [f"{n}.mp4" for n in output_names(prompts)]
+    names += [f"{n}.safetensors" for n in output_names(prompts)] if save_latents else []
+    return [out_dir / n for n in names if (out_dir / n).exists()]
 
 
 def sample_to_folder(
@@ -102,17 +119,16 @@ def sample_to_folder(
     ``on_sample(entry)`` is called after each video is written (the CLI prints a line)."""
     config.validate()
     if fps < 1:
-        raise ValueError(f"fps must be >= 1, got {fps}")
+        raise InvalidValue(f"fps must be >= 1, got {fps}")
     components.latent_shape(config.height, config.width)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = components.transformer.compute_dtype
     manifest = {"model": model_name, "checkpoint": checkpoint, "config": to_plain(config), "samples": []}
-    for i, prompt in enumerate(prompts):
+    for i, (prompt, name) in enumerate(zip(prompts, output_names(prompts))):
         run = replace(config, seed=config.seed + i)
         embeds = components.text.encode([prompt]).to(dtype)
         result = generate(components, embeds, run, image_latent=image_latent, progress=progress)
-        name = f"{i:03d}_{_slug(prompt)}"
         write_mp4(out_dir / f"{name}.mp4", to_uint8(result.video[0]), fps=fps)
         if save_latents:
             save_tensors(out_dir / f"{name}.safetensors", {"latents": result.latents[0].float()})
@@ -125,5 +141,5 @@ def sample_to_folder(
         manifest["samples"].append(entry)
         if on_sample is not None:
             on_sample(entry)
-    write_json(out_dir / "samples.json", manifest)
+    write_json(out_dir / MANIFEST, manifest)
     return manifest

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from cf_ref.errors import InvalidValue
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
 from full.cache import WanKVCache
@@ -61,22 +62,22 @@ class SampleConfig:
 
     def validate(self) -> None:
         if self.steps < 1 or (self.first_block_steps is not None and self.first_block_steps < 1):
-            raise ValueError(f"steps must be >= 1, got {self.steps} / first block {self.first_block_steps}")
+            raise InvalidValue(f"steps must be >= 1, got {self.steps} / first block {self.first_block_steps}")
         if self.block_size < 1 or self.num_frames < 1:
-            raise ValueError(f"block size and frames must be >= 1, got {self.block_size}, {self.num_frames}")
+            raise InvalidValue(f"block size and frames must be >= 1, got {self.block_size}, {self.num_frames}")
         if self.num_frames % self.block_size:
-            raise ValueError(
+            raise InvalidValue(
                 f"block size {self.block_size} does not divide the number of latent frames {self.num_frames}; "
                 f"use a multiple of {self.block_size} (21 latent frames = 81 video frames)"
             )
         if not 0.0 <= self.context_noise < 1.0:
-            raise ValueError(f"context_noise must be in [0, 1), got {self.context_noise}")
+            raise InvalidValue(f"context_noise must be in [0, 1), got {self.context_noise}")
         if self.window is not None and self.window < 1:
-            raise ValueError(f"window must be >= 1 block or None, got {self.window}")
+            raise InvalidValue(f"window must be >= 1 block or None, got {self.window}")
         if self.sink and self.window is None:
-            raise ValueError("an attention sink needs a rolling cache: set a window")
+            raise InvalidValue("an attention sink needs a rolling cache: set a window")
         if self.shift <= 0:
-            raise ValueError(f"shift must be > 0, got {self.shift}")
+            raise InvalidValue(f"shift must be > 0, got {self.shift}")
 
     def sigmas(self, steps: int | None = None) -> Tensor:
         """The few-step σ list (float64) for ``steps`` (default ``self.steps``): the uniform K-step schedule."""

@@ -10,6 +10,7 @@ padding — the layout of Wan's padded UMT5 embeddings).
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,12 +126,13 @@ class SyntheticSpec:
     seed: int = 0
 
 
-def write_synthetic_latents(out: str | Path, spec: SyntheticSpec, shard_size: int = 64) -> Path:
-    """Write the synthetic moving-shapes set as a ``latents`` set (with the empty caption as negative)."""
+def write_synthetic_latents(out: str | Path, spec: SyntheticSpec, shard_size: int = 64, restart: bool = False) -> Path:
+    """Write the synthetic moving-shapes set as a ``latents`` set (with the empty caption as negative). Only the
+    same ``spec`` resumes an interrupted set (``restart``: another spec's shards are deleted first)."""
     videos = sample_shape_videos(spec.count, spec.seed)
-    writer = ShardWriter(
-        out, SetKind.LATENTS, shard_size, meta={"source": "synthetic moving shapes", "seed": spec.seed}
-    )
+    meta = {"source": "synthetic moving shapes", "seed": spec.seed}
+    request = {"source": "synthetic moving shapes", **dataclasses.asdict(spec)}
+    writer = ShardWriter(out, SetKind.LATENTS, shard_size, meta=meta, request=request, restart=restart)
     for g, chunk in writer.pending_groups(spec.count):
         latents = torch.stack(
             [render_latents(videos[i], spec.frames, spec.channels, spec.height, spec.width) for i in chunk]

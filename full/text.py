@@ -60,11 +60,16 @@ def load_text_encoder(
     """Load ``folder/tokenizer`` and ``folder/text_encoder`` (a diffusers-format Wan folder), offline."""
     from transformers import AutoTokenizer, UMT5EncoderModel
 
+    from full.model_files import ModelFolderError, check_safetensors, load_pretrained, read_config, weight_files
+
     folder = Path(folder)
     for sub in ("tokenizer", "text_encoder"):
         if not (folder / sub).is_dir():
-            raise FileNotFoundError(f"{folder} has no {sub}/ folder (expected a diffusers-format Wan2.1 folder)")
-    tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
-    model = UMT5EncoderModel.from_pretrained(folder / "text_encoder", local_files_only=True, dtype=dtype)
+            raise ModelFolderError(f"{folder} has no {sub}/ folder (expected a diffusers-format Wan2.1 folder)")
+    read_config(folder / "text_encoder", "text encoder")
+    for f in weight_files(folder / "text_encoder", "text encoder"):
+        check_safetensors(f)
+    tokenizer = load_pretrained(AutoTokenizer, folder / "tokenizer", "tokenizer")
+    model = load_pretrained(UMT5EncoderModel, folder / "text_encoder", "text encoder", dtype=dtype)
     length = max_length or min(WAN_TEXT_LENGTH, int(tokenizer.model_max_length))
     return TextEncoder(tokenizer, model.to(device).eval(), length)

@@ -25,8 +25,15 @@ import torch
 from torch import Tensor, nn
 
 from cf_ref.ema import EmaFirstUpdate, ema_decay_at, ema_update
+from cf_ref.errors import UserError
 from cf_ref.io import write_json
-from full.checkpoint import export_weights, latest_checkpoint, load_checkpoint, save_checkpoint
+from full.checkpoint import (
+    export_weights,
+    latest_checkpoint,
+    load_checkpoint,
+    resumable_checkpoint,
+    save_checkpoint,
+)
 from full.config import LoggingConfig, LoopConfig, OptimizerConfig, Precision
 from full.distributed import (
     DistContext,
@@ -46,11 +53,11 @@ from full.logs import RunLogger
 LossFn = Callable[[int], tuple[Tensor, dict[str, float]]]
 
 
-class TrainingDiverged(FloatingPointError):
+class TrainingDiverged(UserError, FloatingPointError):
     """A loss or gradient norm became NaN/inf; training stopped before the update, checkpoints untouched."""
 
 
-class StageStateError(RuntimeError):
+class StageStateError(UserError, RuntimeError):
     """The stage folder already holds work that this invocation would overwrite."""
 
 
@@ -185,8 +192,12 @@ def _resume_point(plan: StagePlan, stage_dir: Path, ctx: DistContext, resume: bo
             f"{stage_dir} already holds checkpoint {latest.name}; pass --resume to continue it, "
             "or choose another output folder"
         )
+    # rank 0 verifies the checksums (falling back past a corrupt checkpoint) and tells the others which one
+    latest = broadcast_object(ctx, resumable_checkpoint(stage_dir, say=print) if ctx.is_main else None)
+    if latest is None:
+        return 0, None
     modules, optimizers = _checkpoint_parts(plan)
-    resumed = load_checkpoint(latest, modules, optimizers, ctx)
+    resumed = load_checkpoint(latest, modules, optimizers, ctx, verify=False)
     for name, count in resumed.extra.get("ema_updates", {}).items():
         plan.trainees[name].ema_updates = int(count)
     return resumed.step, latest

@@ -21,6 +21,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from cf_ref.errors import InvalidValue
 from cf_ref.io import atomic_path
 
 WAN_FPS = 16
@@ -30,10 +31,13 @@ def load_vae(folder: str | os.PathLike, device: str | torch.device = "cpu", dtyp
     """``folder/vae`` of a diffusers-format Wan folder, offline."""
     from diffusers import AutoencoderKLWan
 
+    from full.model_files import ModelFolderError, check_vae, load_pretrained
+
     path = Path(folder) / "vae"
     if not path.is_dir():
-        raise FileNotFoundError(f"{folder} has no vae/ folder (expected a diffusers-format Wan2.1 folder)")
-    return AutoencoderKLWan.from_pretrained(path, local_files_only=True, torch_dtype=dtype).to(device).eval()
+        raise ModelFolderError(f"{folder} has no vae/ folder (expected a diffusers-format Wan2.1 folder)")
+    check_vae(path, "VAE")
+    return load_pretrained(AutoencoderKLWan, path, "VAE", torch_dtype=dtype).to(device).eval()
 
 
 def _stats(vae, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,7 +168,7 @@ def load_image(path: str | os.PathLike, height: int, width: int) -> Tensor:
         img = np.repeat(img[..., None], 3, axis=-1)
     img = img[..., :3]
     if img.shape[:2] != (height, width):
-        raise ValueError(
+        raise InvalidValue(
             f"image {path} is {img.shape[1]}x{img.shape[0]} pixels; the video is {width}x{height}: resize or crop it first"
         )
     x = torch.from_numpy(img.copy()).float() / 127.5 - 1.0

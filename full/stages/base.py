@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from cf_ref.io import follow_umask
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import Granularity, LossWeighting
 from full.checkpoint import load_weights
@@ -48,6 +49,15 @@ def _write_synthetic_set(config: RunConfig, folder: Path) -> None:
     write_synthetic_latents(folder, spec)
 
 
+def asset_paths(config: RunConfig) -> RunConfig:
+    """The configuration a run uses: with the tiny preset and no ``data.latents``, the set it generates,
+    ``<out>/data/latents``; otherwise unchanged. Writes nothing."""
+    if config.model.preset is not ModelPreset.TINY or config.data.latents is not None:
+        return config
+    generated = str(Path(config.out) / "data" / "latents")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, latents=generated))
+
+
 def prepare_assets(config: RunConfig, ctx: DistContext) -> RunConfig:
     """With the tiny preset: write the synthetic latent set (unless ``data.latents`` is given) and the tiny base
     model trained on it under ``<out>``, once; point the configuration at the set. Returns the configuration to
@@ -55,11 +65,12 @@ def prepare_assets(config: RunConfig, ctx: DistContext) -> RunConfig:
     if config.model.preset is not ModelPreset.TINY:
         return config
     base = base_model_dir(config)
-    data = Path(config.data.latents) if config.data.latents else Path(config.out) / "data" / "latents"
-    if ctx.is_main and config.data.latents is None and not (data / "index.json").is_file():
+    config = asset_paths(config)
+    data = Path(config.data.latents)
+    generated = data == Path(config.out) / "data" / "latents"
+    if ctx.is_main and generated and not (data / "index.json").is_file():
         _write_synthetic_set(config, data)
     barrier(ctx)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, latents=str(data)))
     # Every process must take the same branch (it runs collectives): rank 0 looks, the others follow.
     if broadcast_object(ctx, not (base / "config.json").is_file()):
         pretrain_tiny_base(config, ctx, TensorSet(data, SetKind.LATENTS), base)
@@ -101,5 +112,6 @@ def pretrain_tiny_base(config: RunConfig, ctx: DistContext, data: TensorSet, fol
         load_weights(model, final / "model.safetensors", what="tiny base model")
     if ctx.is_main:
         model.save_pretrained(folder)
+        follow_umask(folder)  # safetensors writes 0600
     barrier(ctx)
     return folder

@@ -13,6 +13,7 @@ from full.checkpoint import load_weights
 from full.config import ModelPreset, Parallelism, Precision, RunConfig
 from full.distributed import DistContext, place_frozen, wrap_trainable
 from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
+from full.model_files import load_transformer
 
 
 def base_model_dir(config: RunConfig) -> Path:
@@ -25,12 +26,7 @@ def base_model_dir(config: RunConfig) -> Path:
 def load_model(path: str | Path, what: str) -> CausalWanTransformer3DModel:
     """A causal Wan transformer from a local diffusers-format folder — a transformer folder or a pipeline
     folder with ``transformer/`` — in fp32 on the CPU."""
-    path = Path(path)
-    if (path / "transformer" / "config.json").is_file():
-        path = path / "transformer"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{what}: {path} is not a diffusers transformer folder (no config.json)")
-    return CausalWanTransformer3DModel.from_pretrained(path, local_files_only=True, torch_dtype=torch.float32)
+    return load_transformer(path, what, torch.float32)
 
 
 def build_model(config: RunConfig, init: Path | None, what: str) -> CausalWanTransformer3DModel:

@@ -60,7 +60,7 @@ def check_pairs(pairs: TensorSet, config: RunConfig) -> PairTeacher:
 def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
     cfg, b = config.ode, config.model.block_size
     inputs = stage_inputs(config, STAGE)
-    pairs = TensorSet(inputs.pairs, SetKind.ODE_PAIRS)
+    pairs = TensorSet(inputs.pairs, SetKind.ODE_PAIRS, verify=True)  # an earlier stage's output: checksums
     teacher = check_pairs(pairs, config)
     model = build_model(config, inputs.init, "ODE student")
     pairs.check_latent_shape(latent_shape(config, model), field="target")

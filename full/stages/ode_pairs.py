@@ -27,12 +27,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from cf_ref.io import embedded_digest, file_digest
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import PairTeacher
 from cf_ref.seeding import generator
 from cf_ref.solvers import Method, Trajectory, integrate
 from full.config import Parallelism, Precision, RunConfig
-from full.data import SetKind, ShardWriter, TensorSet
+from full.data import INDEX, SetKind, ShardWriter, TensorSet
 from full.distributed import DistContext, barrier, place_frozen
 from full.model import cast_keeping_fp32
 from full.recipes import Stage
@@ -86,6 +87,17 @@ def _meta(config: RunConfig, inputs: StageInputs, data: TensorSet) -> dict:
     }
 
 
+def _request(config: RunConfig, inputs: StageInputs, data: TensorSet, count: int) -> dict:
+    """What the pairs depend on, for the writer's same-request check: the metadata without file locations, the
+    teacher weights by their checksum and the source set by its index (a moved run folder still matches)."""
+    meta = {k: v for k, v in _meta(config, inputs, data).items() if k not in ("source", "weights")}
+    weights = "base model" if inputs.init is None else (embedded_digest(inputs.init) or str(inputs.init))
+    index = file_digest(data.path / INDEX)
+    cfg = config.ode_pairs
+    return {**meta, "weights": weights, "source_index": index, "count": count, "seed": config.seed,
+            "storage": cfg.storage.value, "precision": cfg.precision.value}  # fmt: skip
+
+
 def _pair_group(runner: nn.Module, config: RunConfig, ctx: DistContext, data: TensorSet, items: list[int]):
     """The pairs of source items ``items`` (one shard), ``cfg.batch_size`` videos per teacher call; the noise of
     item i is drawn from a generator of ``(seed, i)`` alone."""
@@ -125,7 +137,8 @@ def make_pairs(config: RunConfig, ctx: DistContext) -> Path:
     runner = _teacher(config, ctx, inputs, data)
     count = len(data) if cfg.max_pairs is None else min(cfg.max_pairs, len(data))
     out = stage_dir(config, STAGE)
-    writer = ShardWriter(out, SetKind.ODE_PAIRS, cfg.shard_size, meta=_meta(config, inputs, data))
+    request = _request(config, inputs, data, count)
+    writer = ShardWriter(out, SetKind.ODE_PAIRS, cfg.shard_size, meta=_meta(config, inputs, data), request=request)
     groups = writer.pending_groups(count, ctx.rank, ctx.world_size)
     bar = tqdm(total=len(groups), desc=STAGE.value, disable=not (ctx.is_main and config.logging.progress))
     for g, items in groups:

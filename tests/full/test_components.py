@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from full.components import load_components, resolve_device
+from full.model_files import ModelFolderError
 from full.tiny import TINY
 
 
@@ -27,7 +28,7 @@ def test_resolve_device_and_missing_folders(tmp_path):
     assert resolve_device("cpu", "bf16")[1] == torch.bfloat16
     with pytest.raises(ValueError, match="dtype must be one of"):
         resolve_device("cpu", "fp8")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ModelFolderError, match="does not exist"):
         load_components(tmp_path / "nowhere")
-    with pytest.raises(FileNotFoundError, match="no transformer/ folder"):
+    with pytest.raises(ModelFolderError, match="no transformer/ folder"):
         load_components(tmp_path)

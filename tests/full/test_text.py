@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from full.model_files import ModelFolderError
 from full.text import load_text_encoder
 from full.tiny import TINY, tiny_text_encoder, tiny_tokenizer
 
@@ -31,5 +32,5 @@ def test_embeddings_are_zero_past_the_prompt_and_batch_independent(folder):
 
 
 def test_missing_folders_fail_clearly(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tokenizer"):
+    with pytest.raises(ModelFolderError, match="tokenizer"):
         load_text_encoder(tmp_path)

@@ -14,12 +14,13 @@ from tests.full.stages.tiny_run import CTX, QUICK
 
 @pytest.fixture(scope="session")
 def run(tmp_path_factory):
-    """One tiny causal-forcing run (ar-diffusion → ode-pairs → ode → dmd), then cd from the same AR teacher.
-    Returns the resolved configuration (data.latents set)."""
+    """One tiny causal-forcing run (ar-diffusion → ode-pairs → ode → dmd), then cd from the same AR teacher in
+    ``<out>-pp`` (a run folder keeps one recipe). Returns the resolved configuration (data.latents set)."""
     out = tmp_path_factory.mktemp("run")
     config = build_config(preset="tiny", overrides=[f"out={out}", *QUICK])
     run_training(config, ctx=CTX)
-    pp = build_config(preset="tiny", recipe="causal-forcing-pp", overrides=[f"out={out}", *QUICK])
+    teacher = f"cd.init={out}/ar-diffusion/final/model.safetensors"
+    pp = build_config(preset="tiny", recipe="causal-forcing-pp", out=f"{out}-pp", overrides=[*QUICK, teacher])
     run_training(pp, stage=Stage.CD, ctx=CTX)
     return prepare_assets(config, CTX)
 

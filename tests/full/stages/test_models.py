@@ -10,6 +10,7 @@ import torch
 from cf_ref.io import save_tensors
 from full.config import Precision, build_config
 from full.distributed import DistContext
+from full.model_files import ModelFolderError
 from full.stages.models import build_model, frozen, load_model
 from full.tiny import tiny_transformer
 
@@ -29,7 +30,7 @@ def test_load_model_reads_a_transformer_or_a_pipeline_folder(config, tmp_path):
     tiny_transformer(seed=0).save_pretrained(tmp_path / "pipeline" / "transformer")
     b = load_model(tmp_path / "pipeline", "pipeline")
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    with pytest.raises(FileNotFoundError, match="is not a diffusers transformer folder"):
+    with pytest.raises(ModelFolderError, match="is not a diffusers model folder"):
         load_model(tmp_path, "nothing")
 
 
