@@ -314,9 +314,9 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
 def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """Make sure files can be written in folder ``path`` (or, if it does not exist yet, that it can be created:
     its nearest existing parent is a writable folder) — before any expensive work. Creates nothing."""
-    path = Path(path)
-    if str(path).strip() == "":
+    if not str(path).strip():
         raise UserError(f"the {what} is empty; give a folder")
+    path = Path(path)
     probe = path
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

@@ -96,7 +96,11 @@ def read_prompts(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"prompt file {path} does not exist")
-    prompts = [line.strip() for line in read_text(path, "prompt file").splitlines() if line.strip()]
+    try:
+        text = read_text(path, "prompt file")
+    except UserError as exc:
+        raise DataError(str(exc)) from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
     if not prompts:
         raise DataError(f"prompt file {path} holds no prompts (expected one prompt per line)")
     return prompts

@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from cf_ref.io import to_plain
 from full.config import RunConfig
-from full.config.layers import PATH_SETTINGS, absolute_paths
+from full.config.layers import PATH_SETTINGS, relative_table
 from full.recipes import Stage
 
 HOW_NOT_WHAT = (
@@ -88,8 +87,9 @@ def _judge(name: str, finished: set[Stage], started: set[Stage]) -> tuple[bool, 
 
 
 def review_changes(saved: RunConfig, config: RunConfig, finished: set[Stage], started: set[Stage]) -> Review:
-    """Compare the saved and the new configuration (paths compared absolute) and judge every difference."""
-    old, new = _flat(to_plain(absolute_paths(saved))), _flat(to_plain(absolute_paths(config)))
+    """Compare the saved and the new configuration and judge every difference. Paths inside each run's folder are
+    compared relative to it (a moved run is the same run), the others absolute."""
+    old, new = _flat(relative_table(saved, saved.out)), _flat(relative_table(config, config.out))
     review = Review()
     for name in sorted(set(old) | set(new)):
         if name == "out" or old.get(name) == new.get(name):

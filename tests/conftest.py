@@ -30,3 +30,34 @@ def single_thread(single_thread_session):
     """Back to one thread after each test (a CLI test may have asked for more with ``--threads``)."""
     yield
     torch.set_num_threads(1)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nothing can be written in, even by root: mode 0555, and where that is not enough (root ignores
+    modes) the immutable attribute (``chattr +i``); skipped where neither works."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    immutable = False
+
+    def writable() -> bool:
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                return True
+        except OSError:
+            return False
+
+    if writable() and shutil.which("chattr"):
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    if writable():
+        pytest.skip("cannot make a read-only folder here (root without chattr)")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=False)
+    os.chmod(folder, 0o755)

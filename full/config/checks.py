@@ -87,6 +87,8 @@ def _check_schedule(config: RunConfig, errors: list[str]) -> None:
     """The kept ODE states must sit exactly on the teacher's grid: the few-step σ's must be grid points."""
     if config.schedule.ode_steps < 2:
         errors.append(f"schedule.ode_steps must be >= 2, got {config.schedule.ode_steps}")
+    if not all(math.isfinite(v) for v in (config.schedule.shift, *config.schedule.timesteps)):
+        return  # reported by _check_numbers
     try:
         config.schedule.check_on_grid()
     except ValueError as exc:
@@ -164,9 +166,11 @@ def _check_dmd(config: RunConfig, errors: list[str]) -> None:
 def problems(config: RunConfig) -> list[str]:
     """Every problem of the configuration (empty when it is valid)."""
     errors: list[str] = []
-    for check in (_check_numbers, _check_model, _check_schedule, _check_run, _check_teacher_stages, _check_dmd):
+    for check in (_check_model, _check_schedule, _check_run, _check_teacher_stages, _check_dmd):
         check(config, errors)
-    return errors
+    numbers: list[str] = []
+    _check_numbers(config, numbers)  # last: a setting whose range check already spoke is not repeated
+    return errors + [m for m in numbers if not any(e.startswith(m.split(" ", 1)[0] + " ") for e in errors)]
 
 
 def validate(config: RunConfig) -> None:

@@ -134,17 +134,22 @@ def from_dict_checked(table: dict[str, Any]) -> RunConfig:
     return config
 
 
-def save_config(config: RunConfig, path: str | Path) -> None:
-    """Write the resolved configuration as YAML (atomically); :func:`load_config` reads it back. Paths inside the
-    file's folder are stored relative to it, the others absolute (see module doc)."""
-    folder = os.path.abspath(Path(path).parent)
+def relative_table(config: RunConfig, folder: str | Path) -> dict[str, Any]:
+    """``config`` as plain data with the paths inside ``folder`` relative to it and every other path absolute."""
+    folder = os.path.abspath(folder)
 
     def stored(p: str) -> str:
         p = os.path.abspath(p)
         inside = p == folder or p.startswith(folder.rstrip(os.sep) + os.sep)
         return os.path.relpath(p, folder) if inside else p
 
-    text = yaml.safe_dump(_map_paths(to_plain(config), stored), sort_keys=False, allow_unicode=True)
+    return _map_paths(to_plain(config), stored)
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the resolved configuration as YAML (atomically); :func:`load_config` reads it back. Paths inside the
+    file's folder are stored relative to it, the others absolute (see module doc)."""
+    text = yaml.safe_dump(relative_table(config, Path(path).parent), sort_keys=False, allow_unicode=True)
     write_text(path, RUN_HEADER + text)
 
 

@@ -68,3 +68,135 @@ def test_to_plain_turns_configs_and_records_into_json_ready_data():
     assert plain == {"inner": {"pair": [1, 2], "colour": "red"}, "table": {"red": [[1.5, 2.0]]}}
     assert json.loads(json.dumps(plain)) == plain
     assert to_plain(Outer) is Outer  # a class is not an instance: left alone
+
+
+# ------------------------------------------------------------------------------------------------ checksums
+
+
+def _flip_byte_in_data(path, offset_from_end: int = 7) -> None:
+    """Flip one bit of a byte inside the tensor data (the header stays valid)."""
+    raw = bytearray(path.read_bytes())
+    raw[-offset_from_end] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_weights_carry_a_checksum_that_finds_a_flipped_byte(tmp_path):
+    """The digest is SHA-256 over (name, shape, bytes) in name order — recomputed here independently with hashlib —
+    stored in the file's metadata; verification streams the file and finds a single flipped bit."""
+    import hashlib
+    import json as js
+
+    from safetensors import safe_open
+
+    from cf_ref.io import DIGEST_KEY, IntegrityError, verify_tensors
+
+    t = {"w": torch.randn(3, 4), "a": torch.arange(5, dtype=torch.int64), "h": torch.ones(2, dtype=torch.bfloat16)}
+    digest = save_tensors(tmp_path / "w.safetensors", t, metadata={"step": "3"})
+    h = hashlib.sha256()
+    for name in sorted(t):
+        h.update(js.dumps([name, list(t[name].shape)]).encode())
+        h.update(t[name].contiguous().view(torch.uint8).numpy().tobytes())
+    assert digest == h.hexdigest()
+    with safe_open(str(tmp_path / "w.safetensors"), "pt") as fh:
+        assert fh.metadata() == {"step": "3", DIGEST_KEY: digest}
+    assert verify_tensors(tmp_path / "w.safetensors") is True
+    _flip_byte_in_data(tmp_path / "w.safetensors")
+    assert load_tensors(tmp_path / "w.safetensors").keys() == t.keys()  # still loads: only the checksum sees it
+    with pytest.raises(IntegrityError, match="is corrupt"):
+        verify_tensors(tmp_path / "w.safetensors")
+    (tmp_path / "w.safetensors").write_bytes((tmp_path / "w.safetensors").read_bytes()[:-20])
+    with pytest.raises(IntegrityError, match="truncated"):
+        verify_tensors(tmp_path / "w.safetensors")
+    from safetensors.torch import save_file
+
+    save_file(t, str(tmp_path / "foreign.safetensors"))  # written elsewhere: no checksum
+    assert verify_tensors(tmp_path / "foreign.safetensors") is False
+    with pytest.raises(IntegrityError, match="records no checksum"):
+        verify_tensors(tmp_path / "foreign.safetensors", require=True)
+
+
+def test_torch_files_are_hashed_while_written(tmp_path):
+    import hashlib
+
+    from cf_ref.io import file_digest, save_torch
+
+    digest = save_torch({"state": torch.randn(100), "step": 3}, tmp_path / "o.pt")
+    assert digest == hashlib.sha256((tmp_path / "o.pt").read_bytes()).hexdigest() == file_digest(tmp_path / "o.pt")
+    assert torch.load(tmp_path / "o.pt", weights_only=True)["step"] == 3
+
+
+# ------------------------------------------------------------------------------------------------ folders
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_folders_and_weights_follow_the_umask(tmp_path, mask):
+    """safetensors writes 0600 and mkdtemp 0700; what cf_ref writes follows the umask instead."""
+    import os
+
+    from safetensors.torch import save_file
+
+    from cf_ref.io import follow_umask, make_temp_dir
+
+    old = os.umask(mask)
+    try:
+        folder = make_temp_dir(tmp_path, "step-1")
+        save_tensors(folder / "a.safetensors", {"x": torch.zeros(2)})
+        save_file({"x": torch.zeros(2)}, str(folder / "b.safetensors"))
+        assert (folder / "b.safetensors").stat().st_mode & 0o777 == 0o600  # what the library does alone
+        follow_umask(folder)
+    finally:
+        os.umask(old)
+    assert folder.name.startswith(".step-1.") and folder.stat().st_mode & 0o777 == 0o777 & ~mask
+    for f in ("a.safetensors", "b.safetensors"):
+        assert (folder / f).stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    from cf_ref.io import make_temp_dir, remove_stale_temporaries
+
+    ckpt = tmp_path / "stage" / "checkpoints"
+    stale_dir = make_temp_dir(ckpt, "step-00000100")
+    (stale_dir / "model.safetensors").write_bytes(b"x" * 100)
+    (ckpt / ".step-00000050.k2j_3h4g").mkdir()  # the name mkdtemp gave before
+    (tmp_path / "stage" / ".model.ab12cd34.tmp.safetensors").write_bytes(b"x")
+    keep = [ckpt / "step-00000050", tmp_path / ".cache", tmp_path / "stage" / "final.safetensors", tmp_path / ".git"]
+    for k in keep:
+        k.parent.mkdir(parents=True, exist_ok=True)
+        k.mkdir() if "." not in k.name[1:] else k.write_bytes(b"keep")
+    removed = remove_stale_temporaries(tmp_path)
+    assert len(removed) == 3 and all(not p.exists() for p in removed)
+    assert all(k.exists() for k in keep)
+
+
+def test_writable_folder_is_checked_without_creating_it(tmp_path, read_only_dir):
+    from cf_ref.errors import UserError
+    from cf_ref.io import check_writable_dir
+
+    assert check_writable_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # nothing created
+    with pytest.raises(UserError, match="cannot write in output folder"):
+        check_writable_dir(read_only_dir / "out")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is not a folder"):
+        check_writable_dir(tmp_path / "file" / "out")
+    with pytest.raises(UserError, match="empty"):
+        check_writable_dir("")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"caf\xe9\n", r"not UTF-8 text \(byte 3"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not UTF-8|binary"),
+        (b"a\x00b", "binary"),
+    ],
+)
+def test_text_files_must_be_utf8(tmp_path, content, message):
+    from cf_ref.errors import UserError
+    from cf_ref.io import read_text
+
+    (tmp_path / "f.txt").write_bytes(content)
+    with pytest.raises(UserError, match=message):
+        read_text(tmp_path / "f.txt", "prompt file")
+    (tmp_path / "g.txt").write_text("ünïcode ✓\n", encoding="utf-8")
+    assert read_text(tmp_path / "g.txt") == "ünïcode ✓\n"

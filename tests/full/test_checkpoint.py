@@ -91,3 +91,99 @@ def test_weights_mismatch_and_corruption_are_clear(tmp_path):
         load_weights(module, tmp_path / "bad.safetensors")
     with pytest.raises(CheckpointError, match="no file at"):
         load_weights(module, tmp_path / "none.safetensors")
+
+
+def _flip(path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x10  # inside the last tensor's data: the header stays valid
+    path.write_bytes(bytes(raw))
+
+
+def test_every_file_is_checksummed_and_a_flipped_byte_is_found(tmp_path):
+    import hashlib
+    import json
+
+    from full.checkpoint import verify_checkpoint
+
+    module, opt = trained()
+    folder = save_checkpoint(tmp_path, 3, {"gen": module}, {"gen": (module, opt)}, CTX)
+    files = json.loads((folder / "state.json").read_text())["files"]
+    assert sorted(files) == ["gen.safetensors", "optimizers.pt", "rng.pt"]
+    assert files["rng.pt"] == hashlib.sha256((folder / "rng.pt").read_bytes()).hexdigest()
+    verify_checkpoint(folder)
+    for name in ("gen.safetensors", "optimizers.pt"):
+        original = (folder / name).read_bytes()
+        _flip(folder / name)
+        with pytest.raises(CheckpointError, match="is corrupt"):
+            verify_checkpoint(folder)
+        with pytest.raises(CheckpointError, match="is corrupt"):
+            load_checkpoint(folder, {"gen": net(1)}, {"gen": (module, opt)}, CTX)
+        (folder / name).write_bytes(original)
+    verify_checkpoint(folder)
+
+
+def test_a_corrupt_latest_checkpoint_is_moved_aside_for_the_previous_good_one(tmp_path):
+    from full.checkpoint import resumable_checkpoint
+
+    module, opt = trained()
+    for step in (1, 2):
+        save_checkpoint(tmp_path, step, {"gen": module}, {"gen": (module, opt)}, CTX, keep=2)
+    _flip(tmp_path / "checkpoints" / "step-00000002" / "gen.safetensors")
+    said = []
+    assert resumable_checkpoint(tmp_path, say=said.append) == tmp_path / "checkpoints" / "step-00000001"
+    assert len(said) == 1 and "step-00000002 is corrupt" in said[0] and "corrupt-step-00000002" in said[0]
+    assert (tmp_path / "checkpoints" / "corrupt-step-00000002").is_dir()
+    _flip(tmp_path / "checkpoints" / "step-00000001" / "gen.safetensors")
+    with pytest.raises(CheckpointError, match="no intact checkpoint left"):
+        resumable_checkpoint(tmp_path, say=said.append)
+
+
+def test_weights_that_record_a_checksum_are_verified_when_loaded(tmp_path):
+    module, _ = trained()
+    export_weights(tmp_path / "model.safetensors", module, CTX)
+    load_weights(net(1), tmp_path / "model.safetensors")
+    _flip(tmp_path / "model.safetensors")
+    with pytest.raises(CheckpointError, match="student weights: .*model.safetensors is corrupt"):
+        load_weights(net(1), tmp_path / "model.safetensors", what="student weights")
+
+
+def test_checkpoints_follow_the_umask(tmp_path):
+    import os
+
+    module, opt = trained()
+    old = os.umask(0o027)
+    try:
+        folder = save_checkpoint(tmp_path, 1, {"gen": module}, {"gen": (module, opt)}, CTX)
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o750
+    assert all(f.stat().st_mode & 0o777 == 0o640 for f in folder.iterdir())
+
+
+def test_a_failed_checkpoint_write_names_the_checkpoint_that_survives(tmp_path):
+    """A write that fails half-way (here: the process may not write files over 20 kB, as on a full disk) leaves the
+    previous checkpoint intact and says so; no temporary folder is left."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    module, opt = trained()
+    save_checkpoint(tmp_path, 1, {"gen": module}, {"gen": (module, opt)}, CTX)
+    code = f"""
+import resource, sys, torch
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from torch import nn
+from full.checkpoint import CheckpointError, save_checkpoint
+from full.distributed import DistContext, Runner
+m = Runner(nn.Sequential(nn.Linear(4, 2000)))
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+try:
+    save_checkpoint({str(tmp_path)!r}, 2, {{"gen": m}}, {{}}, DistContext())
+except CheckpointError as exc:
+    print(exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "cannot write checkpoint step-00000002" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert f"the previous checkpoint {tmp_path / 'checkpoints' / 'step-00000001'} is intact" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest", "step-00000001"]
+    assert latest_checkpoint(tmp_path).name == "step-00000001"

@@ -115,3 +115,59 @@ def test_convert_cli(state, tmp_path):
     assert all(torch.equal(reloaded[k], state[k]) for k in state)
     result = runner.invoke(main, [*args[:-1], str(tmp_path / "out2"), "--head-dim", "7"])
     assert result.exit_code != 0 and "not a multiple of head_dim" in result.output
+
+
+def _generator_checkpoint(state, path, drop=()):
+    original = {f"model.{k}": v for k, v in diffusers_to_original(state).items() if not k.startswith(drop)}
+    torch.save({"generator": original, "step": 3}, path)
+
+
+@pytest.mark.parametrize(
+    ("make", "args", "message"),
+    [
+        ("truncated", [], "is not a readable PyTorch checkpoint (truncated or another format?)"),
+        ("no-head", [], "lacks the output head (proj_out / head.head)"),
+        ("missing-block-keys", [], "does not make a complete Wan DiT: missing ['blocks.1."),
+        ("good", ["--key", "critic"], "training checkpoint with entries ['generator']; choose one"),
+        ("good", ["--head-dim", "0"], "Invalid value for '--head-dim': 0 is not in the range x>=1"),
+        ("text", [], "is not a readable PyTorch checkpoint"),
+    ],
+)
+def test_convert_failures_are_one_line(state, tmp_path, make, args, message):
+    src = tmp_path / "ckpt.pt"
+    if make == "truncated":
+        _generator_checkpoint(state, src)
+        src.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    elif make == "no-head":
+        _generator_checkpoint(state, src, drop=("head.",))
+    elif make == "missing-block-keys":
+        _generator_checkpoint(state, src, drop=("blocks.1.ffn.",))
+    elif make == "text":
+        src.write_text("not a checkpoint at all\n")
+    else:
+        _generator_checkpoint(state, src)
+    args = args if "--head-dim" in args else [*args, "--head-dim", str(TINY.head_dim)]
+    result = CliRunner().invoke(main, ["full", "convert", "--input", str(src), "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code in (1, 2) and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".o.")]  # no temporary folder left
+
+
+def test_head_dim_zero_in_the_library_is_a_clear_error(state):
+    with pytest.raises(ConvertError, match="head_dim must be >= 1"):
+        infer_config(state, head_dim=0)
+
+
+def test_converted_folder_follows_the_umask(state, tmp_path):
+    import os
+
+    from safetensors.torch import save_file
+
+    save_file(diffusers_to_original(state), str(tmp_path / "wan.safetensors"))
+    old = os.umask(0o022)
+    try:
+        convert_checkpoint(tmp_path / "wan.safetensors", tmp_path / "out", head_dim=TINY.head_dim)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tmp_path / "out").iterdir())

@@ -77,3 +77,49 @@ def test_read_prompts(tmp_path):
         read_prompts(tmp_path / "e.txt")
     with pytest.raises(DataError, match="does not exist"):
         read_prompts(tmp_path / "none.txt")
+
+
+def _flip(path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+def test_a_corrupt_shard_is_found_by_a_verifying_reader_and_rewritten_on_resume(tmp_path):
+    spec = SyntheticSpec(count=4)
+    path = write_synthetic_latents(tmp_path / "syn", spec, shard_size=2)
+    clean = TensorSet(path).fetch([2, 3])
+    _flip(path / "shard-00001.safetensors")
+    assert TensorSet(path).fetch([0])["latents"].shape[0] == 1  # a plain reader does not look
+    with pytest.raises(DataError, match="shard-00001.safetensors is corrupt.*re-run the stage that wrote it"):
+        TensorSet(path, verify=True).fetch([3])
+    TensorSet(path, verify=True).fetch([0])  # the other shard is fine
+    writer = ShardWriter(path, SetKind.LATENTS, 2, request={"source": "synthetic moving shapes", **vars(spec)})
+    assert [g for g, _ in writer.pending_groups(4)] == [1] and writer.replaced == [path / "shard-00001.safetensors"]
+    (path / "index.json").unlink()
+    again = write_synthetic_latents(tmp_path / "syn", spec, shard_size=2)  # the same request: rewrites shard 1
+    assert torch.equal(TensorSet(again, verify=True).fetch([2, 3])["latents"], clean["latents"])
+
+
+def test_a_set_resumes_only_for_the_same_request(tmp_path):
+    from full.data import REQUEST
+
+    ShardWriter(tmp_path, SetKind.PROMPTS, 2, request={"seed": 0}).write_group(0, {"text": torch.zeros(2, 3, 4)}, "ab")
+    assert json.loads((tmp_path / REQUEST).read_text()) == {"kind": "prompts", "shard_size": 2, "seed": 0}
+    ShardWriter(tmp_path, SetKind.PROMPTS, 2, request={"seed": 0})  # the same: fine
+    with pytest.raises(DataError, match=r"another request \(seed: 0 → 1\).*--restart"):
+        ShardWriter(tmp_path, SetKind.PROMPTS, 2, request={"seed": 1})
+    with pytest.raises(DataError, match=r"shard_size: 2 → 3"):
+        ShardWriter(tmp_path, SetKind.PROMPTS, 3, request={"seed": 0})
+    ShardWriter(tmp_path, SetKind.PROMPTS, 2, request={"seed": 1}, restart=True)
+    assert not list(tmp_path.glob("shard-*")) and json.loads((tmp_path / REQUEST).read_text())["seed"] == 1
+    (tmp_path / REQUEST).unlink()
+    (tmp_path / "shard-00000.safetensors").write_bytes(b"left by an older writer")
+    with pytest.raises(DataError, match="recorded no request"):
+        ShardWriter(tmp_path, SetKind.PROMPTS, 2, request={"seed": 1})
+
+
+def test_prompt_files_must_be_utf8(tmp_path):
+    (tmp_path / "p.txt").write_bytes(b"un caf\xe9\n")
+    with pytest.raises(DataError, match=r"not UTF-8 text \(byte 6"):
+        read_prompts(tmp_path / "p.txt")

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cf_ref.io import load_tensors
-from full.config import build_config
+from full.checkpoint import CheckpointError
+from full.config import ConfigError, build_config, load_config
 from full.distributed import DistContext
 from full.logs import read_metrics
 from full.pipeline import run_training
@@ -54,3 +55,111 @@ def test_kill_and_resume_equals_an_uninterrupted_run_bitwise(tmp_path):
     lb = read_metrics(tmp_path / "b" / "dmd" / "metrics.jsonl")
     strip = [{k: v for k, v in r.items() if k not in ("time", "step_time_s")} for r in la]
     assert strip == [{k: v for k, v in r.items() if k not in ("time", "step_time_s")} for r in lb]
+
+
+AR_ONLY = [*TINY_CHAIN, "ar_diffusion.loop.steps=4", "ar_diffusion.loop.checkpoint_every=1"]
+
+
+def test_a_stage_re_run_with_settings_finished_stages_did_not_use_is_refused(tmp_path):
+    """``--stage ode-pairs model.block_size=1`` after ar-diffusion finished with block size 2: refused, listing the
+    difference, and config.yaml keeps what the finished stage used; a later stage's own setting is accepted."""
+    first = build_config(preset="tiny", out=str(tmp_path), overrides=TINY_CHAIN)
+    run_training(first, stage=Stage.AR_DIFFUSION, ctx=CTX)
+    saved = (tmp_path / "config.yaml").read_text()
+    changed = build_config(preset="tiny", out=str(tmp_path), overrides=[*TINY_CHAIN, "model.block_size=1"])
+    with pytest.raises(ConfigError) as info:
+        run_training(changed, stage=Stage.ODE_PAIRS, ctx=CTX)
+    assert "model.block_size: 2 → 1 (stage(s) ar-diffusion already ran with the old value)" in str(info.value)
+    assert (tmp_path / "config.yaml").read_text() == saved and not (tmp_path / "ode-pairs").exists()
+    later = build_config(preset="tiny", out=str(tmp_path), overrides=[*TINY_CHAIN, "ode_pairs.max_pairs=2"])
+    run_training(later, stage=Stage.ODE_PAIRS, ctx=CTX)
+    assert load_config(tmp_path / "config.yaml").ode_pairs.max_pairs == 2
+
+
+def test_every_bad_path_is_found_before_the_first_step(tmp_path):
+    """Four wrong paths of four stages in one message, before anything is written (no folder is created)."""
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00" * 64)
+    bad = [
+        f"dmd.real_score_path={tmp_path}/no-model",
+        f"logging.vae={tmp_path}/no-vae",
+        f"data.prompts={tmp_path}/no-prompts",
+        f"ode.init={tmp_path}/garbage.safetensors",
+    ]
+    config = build_config(preset="tiny", out=str(tmp_path / "run"), overrides=[*TINY_CHAIN, *bad])
+    with pytest.raises(ConfigError) as info:
+        run_training(config, ctx=CTX)
+    text = str(info.value)
+    assert "(4 problem(s), nothing was written)" in text
+    for setting in ("dmd.real_score_path", "logging.vae", "data.prompts", "garbage.safetensors"):
+        assert setting in text
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_latent_size_that_does_not_fit_the_model_is_refused_before_the_set_is_written(tmp_path):
+    config = build_config(preset="tiny", out=str(tmp_path / "run"), overrides=[*TINY_CHAIN, "video.latent_height=7"])
+    with pytest.raises(ConfigError, match="latent_height × latent_width = 7 × 8 is not a multiple of"):
+        run_training(config, ctx=CTX)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_accepts_changes_that_do_not_alter_finished_work(tmp_path, capsys):
+    whole = build_config(preset="tiny", out=str(tmp_path), overrides=TINY_CHAIN)
+    run_training(whole, stage=Stage.AR_DIFFUSION, ctx=CTX)
+    vae = tmp_path / "vae"
+    from full.tiny import tiny_vae
+
+    tiny_vae(seed=1).save_pretrained(vae)
+    fixed = [*TINY_CHAIN, f"logging.vae={vae}", "dmd.guidance_scale=1.5", "ar_diffusion.loop.checkpoint_every=5"]
+    resumed = build_config(preset="tiny", out=str(tmp_path), overrides=fixed)
+    run_training(resumed, stage=Stage.ODE_PAIRS, resume=True, ctx=CTX)
+    said = capsys.readouterr().out
+    assert "logging.vae: None →" in said and "dmd.guidance_scale: 1.0 → 1.5 (only stages that have not started" in said
+    assert load_config(tmp_path / "config.yaml").dmd.guidance_scale == 1.5
+    refused = build_config(preset="tiny", out=str(tmp_path), overrides=[*fixed, "ar_diffusion.optim.lr=0.5"])
+    with pytest.raises(ConfigError, match=r"ar_diffusion.optim.lr: 0.001 → 0.5 \(stage\(s\) ar-diffusion already ran"):
+        run_training(refused, stage=Stage.ODE, resume=True, ctx=CTX)
+
+
+def test_a_moved_run_resumes_and_stale_temporaries_are_removed(tmp_path, capsys):
+    """Interrupted in one folder, moved, resumed from the new place: the final weights equal an uninterrupted
+    run's bit for bit; the temporary folders a kill left behind are gone."""
+    run_training(build_config(preset="tiny", out=str(tmp_path / "a"), overrides=AR_ONLY), Stage.AR_DIFFUSION, ctx=CTX)
+    b = build_config(preset="tiny", out=str(tmp_path / "b"), overrides=AR_ONLY)
+    run_training(b, Stage.AR_DIFFUSION, ctx=CTX, stop_after=2)
+    checkpoints = tmp_path / "b" / "ar-diffusion" / "checkpoints"
+    (checkpoints / ".step-00000003.ab12cd34").mkdir()  # a checkpoint being assembled when the run was killed
+    (checkpoints / ".step-00000003.ab12cd34" / "teacher.safetensors").write_bytes(b"x" * 1000)
+    (tmp_path / "b" / "ar-diffusion" / ".metrics.zz99yy88.tmp.jsonl").write_text("torn")
+    (tmp_path / "b").rename(tmp_path / "moved")
+    moved = build_config(preset="tiny", out=str(tmp_path / "moved"), overrides=AR_ONLY)
+    run_training(moved, Stage.AR_DIFFUSION, resume=True, ctx=CTX)
+    assert "removed 2 temporary file(s) left by an interrupted run" in capsys.readouterr().out
+    assert not list((tmp_path / "moved").rglob(".step-*")) and not list((tmp_path / "moved").rglob("*.tmp.*"))
+    a = load_tensors(tmp_path / "a" / "ar-diffusion" / "final" / "model.safetensors")
+    m = load_tensors(tmp_path / "moved" / "ar-diffusion" / "final" / "model.safetensors")
+    assert a.keys() == m.keys() and all(torch.equal(a[k], m[k]) for k in a)
+    assert load_config(tmp_path / "moved" / "config.yaml").data.latents == str(tmp_path / "moved" / "data" / "latents")
+
+
+def _flip(path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x10  # inside the tensor data: the file still loads, only its checksum differs
+    path.write_bytes(bytes(raw))
+
+
+def test_a_byte_flipped_checkpoint_is_found_and_the_previous_one_resumes_exactly(tmp_path, capsys):
+    whole = build_config(preset="tiny", out=str(tmp_path / "a"), overrides=AR_ONLY)
+    run_training(whole, Stage.AR_DIFFUSION, ctx=CTX)
+    split = build_config(preset="tiny", out=str(tmp_path / "b"), overrides=AR_ONLY)
+    run_training(split, Stage.AR_DIFFUSION, ctx=CTX, stop_after=3)  # checkpoints at steps 2 and 3 kept
+    _flip(tmp_path / "b" / "ar-diffusion" / "checkpoints" / "step-00000003" / "teacher.safetensors")
+    run_training(split, Stage.AR_DIFFUSION, resume=True, ctx=CTX)
+    said = capsys.readouterr().out
+    assert "step-00000003 is corrupt" in said and "resumed from" in said and "step-00000002 at step 2" in said
+    a = load_tensors(tmp_path / "a" / "ar-diffusion" / "final" / "model.safetensors")
+    b = load_tensors(tmp_path / "b" / "ar-diffusion" / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # an earlier stage's output is verified when the next stage reads it
+    _flip(tmp_path / "b" / "ar-diffusion" / "final" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="ar teacher weights: .*final/model.safetensors is corrupt"):
+        run_training(split, Stage.ODE_PAIRS, ctx=CTX)

@@ -147,3 +147,41 @@ def test_cli_bad_inputs_give_clear_errors(tmp_path, folder):
         result = _run([*args, *out])
         assert result.exit_code != 0, args
         assert message in result.output, (args, result.output)
+
+
+def test_cli_hostile_inputs_are_one_line_before_any_generation(tmp_path, read_only_dir):
+    """Each case: exit code 1 or 2, an ``Error:`` line, no traceback, nothing written."""
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 au lait\n")
+    (tmp_path / "binary.txt").write_bytes(bytes(range(256)))
+    base = ["--preset", "tiny", "--frames", "3", "--block", "1", "--steps", "1"]
+    cases = [
+        (["--prompt", "x", "--height", "-64"], "must be positive"),
+        (["--prompt", "x", "--shift", "-5"], "shift must be > 0"),
+        (["--prompt", "x", "--fps", "0"], "Invalid value for '--fps'"),
+        (["--prompt", "x", "--device", "cuda"] if not torch.cuda.is_available() else ["--prompt", "x", "--device", "cuda:99"], "device cuda"),
+        (["--prompt", "caf\udce9"], "the prompt is not valid UTF-8 text"),  # what Python makes of bytes b"caf\xe9"
+        (["--prompts", str(tmp_path / "latin1.txt")], "is not UTF-8 text (byte 3"),
+        (["--prompts", str(tmp_path / "binary.txt")], "is not UTF-8 text"),
+    ]  # fmt: skip
+    for args, message in cases:
+        result = _run([*base, *args, "--out", str(tmp_path / "out")])
+        assert result.exit_code in (1, 2) and message in result.output, (args, result.output)
+        assert "Error: " in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "out").exists()
+    empty = _run([*base, "--prompt", "x", "--out", ""])
+    assert empty.exit_code == 2 and "'--out': is empty" in empty.output
+    locked = _run([*base, "--prompt", "x", "--out", str(read_only_dir / "out")])
+    assert locked.exit_code == 1 and "cannot write in output folder" in locked.output
+
+
+def test_cli_refuses_to_overwrite_an_earlier_sample(tmp_path):
+    args = ["--preset", "tiny", "--prompt", "a cat", "--frames", "2", "--block", "1", "--steps", "1"]
+    assert _run([*args, "--out", str(tmp_path)]).exit_code == 0
+    before = (tmp_path / "000_a_cat.mp4").read_bytes()
+    again = _run([*args, "--seed", "5", "--out", str(tmp_path)])
+    assert again.exit_code == 1 and "holds an earlier sample (samples.json, 000_a_cat.mp4)" in again.output
+    assert (tmp_path / "000_a_cat.mp4").read_bytes() == before
+    other = _run([*args[:3], "a dog", *args[4:], "--out", str(tmp_path)])  # another prompt's file: still refused
+    assert other.exit_code == 1 and "samples.json" in other.output
+    assert _run([*args, "--seed", "5", "--out", str(tmp_path), "--overwrite"]).exit_code == 0
+    assert (tmp_path / "000_a_cat.mp4").read_bytes() != before

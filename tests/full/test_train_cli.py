@@ -163,3 +163,64 @@ def test_kill_minus_nine_then_resume_equals_an_uninterrupted_run(tmp_path):
     a = load_tensors(killed / "ar-diffusion" / "final" / "model.safetensors")
     b = load_tensors(tmp_path / "whole" / "ar-diffusion" / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_runs_on_one_folder_the_second_is_refused_and_the_first_equals_a_lone_run(tmp_path):
+    """A run owns its folder: a second run started while the first works is refused with the owner's pid, writes
+    nothing; the first finishes exactly as if it had been alone."""
+    shared = tmp_path / "shared"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["train", "--preset", "tiny", "--device", "cpu", "--stage", "ar-diffusion", *KILL]
+    cmd = [sys.executable, "-m", "cf_ref.cli", "full", *args, "--out", str(shared)]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (shared / "run.lock").is_file() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    second = CliRunner().invoke(main, ["full", *args, "--out", str(shared)])
+    assert second.exit_code == 1 and f"is in use by pid {first.pid} on host" in second.output, second.output
+    assert "Traceback" not in second.output
+    assert first.wait(timeout=300) == 0, first.stderr.read().decode()[-2000:]
+    assert not (shared / "run.lock").exists()  # released at the end
+    assert invoke(*args, "--out", str(tmp_path / "lone")).exit_code == 0
+    a = load_tensors(shared / "ar-diffusion" / "final" / "model.safetensors")
+    b = load_tensors(tmp_path / "lone" / "ar-diffusion" / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert len((shared / "ar-diffusion" / "metrics.jsonl").read_text().splitlines()) == 60
+
+
+def test_train_inputs_that_used_to_raise_tracebacks_are_one_line(tmp_path):
+    runner = CliRunner()
+    cases = [
+        (["ar_diffusion.optim.lr=1.0e+39"], "ar_diffusion.optim.lr must lie in (0, 1]"),
+        (["video.latent_height=7"], "7 × 8 is not a multiple of the model's patch size 2 × 2"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "device cuda requested, but"))
+    for args, message in cases:
+        result = runner.invoke(main, ["full", "train", "--preset", "tiny", "--out", str(tmp_path / "o"), *args])
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+        assert "Traceback" not in result.output and not (tmp_path / "o").exists()
+    empty = runner.invoke(main, ["full", "train", "--preset", "tiny", "--out", ""])
+    assert empty.exit_code == 2 and "'--out': is empty" in empty.output
+
+
+def test_prepare_resumes_only_the_same_request(tmp_path):
+    """Interrupted with one seed and re-run with another: refused, naming the difference; the same seed finishes
+    the set; --restart starts clean; a set equals one written in one go."""
+    out = tmp_path / "s"
+    args = ["prepare", "--synthetic", "6", "--frames", "4", "--height", "8", "--width", "8", "--shard-size", "2"]
+    args += ["--text-length", "16", "--out", str(out)]
+    assert invoke(*args, "--seed", "0").exit_code == 0
+    (out / "index.json").unlink()
+    (out / "shard-00002.safetensors").unlink()  # as if interrupted before the last shard
+    other = CliRunner().invoke(main, ["full", *args, "--seed", "1"])
+    assert other.exit_code == 1 and "seed: 0 → 1" in other.output and "--restart" in other.output
+    assert not (out / "index.json").exists() and not (out / "shard-00002.safetensors").exists()  # untouched
+    assert invoke(*args, "--seed", "0").exit_code == 0  # the same request resumes
+    assert invoke(*args, "--seed", "1", "--restart").exit_code == 0
+    assert invoke(*args[:-1], str(tmp_path / "fresh"), "--seed", "1").exit_code == 0
+    a, b = TensorSet(out), TensorSet(tmp_path / "fresh")
+    assert torch.equal(a.fetch(range(6))["latents"], b.fetch(range(6))["latents"])
+    for bad, message in ((["--frames", "0"], "'--frames': 0 is not in the range x>=1"), (["--out", ""], "is empty")):
+        result = CliRunner().invoke(main, ["full", *args, *bad])
+        assert result.exit_code == 2 and message in result.output

@@ -81,3 +81,31 @@ def test_fidelity_options_read_their_values_and_default_to_the_method():
     assert authors.cd.time_dtype is TimeDtype.BFLOAT16 and authors.cd.ema_first_update is EmaFirstUpdate.BLEND
     with pytest.raises(ConfigError, match="one of 'none', 'published-leak'"):
         build_config(preset="tiny", overrides=["dmd.cache_gradient=leak"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("ar_diffusion.optim.lr=1.0e+39", "ar_diffusion.optim.lr must lie in (0, 1] (AdamW moves each weight"),
+        ("dmd.optim.lr=inf", "dmd.optim.lr must be finite"),
+        ("dmd.guidance_scale=nan", "dmd.guidance_scale is not a number"),
+        ("dmd.guidance_scale=1e39", "dmd.guidance_scale = 1e+39 overflows a float32"),
+        ("schedule.shift=inf", "schedule.shift must be finite"),
+        ("ode.optim.max_grad_norm=-inf", "ode.optim.max_grad_norm must be > 0"),
+    ],
+)
+def test_absurd_and_non_finite_numbers_are_refused(override, message):
+    with pytest.raises(ConfigError) as info:
+        build_config(preset="tiny", overrides=[override])
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_inf_means_no_limit_where_it_is_sensible():
+    assert build_config(preset="tiny", overrides=["cd.optim.max_grad_norm=inf"]).cd.optim.max_grad_norm == float("inf")
+    assert build_config(preset="tiny", overrides=["dmd.optim.lr=2e-6"]).dmd.optim.lr == 2e-6
+
+
+def test_an_empty_output_folder_is_refused():
+    with pytest.raises(ConfigError, match="out is empty"):
+        build_config(preset="tiny", out="  ")

@@ -81,3 +81,66 @@ def test_coercion_errors_name_the_setting(data, message):
     with pytest.raises(ConfigError) as info:
         from_dict(RunConfig, data)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("2e-6", 2e-6), ("1E-4", 1e-4), (".5", 0.5), ("2.0e-06", 2e-6), ("1_000.5", 1000.5), ("7", 7.0)]
+)
+def test_floats_are_read_as_python_reads_them(tmp_path, text, value):
+    """YAML 1.1 reads ``2e-6`` (no dot) as a string; a float setting takes any string Python's ``float`` reads, in
+    overrides and in files alike."""
+    assert from_dict(RunConfig, merge({}, parse_override(f"dmd.optim.lr={text}"))).dmd.optim.lr == value
+    (tmp_path / "c.yaml").write_text(f"dmd:\n  optim:\n    lr: {text}\n")
+    assert from_dict(RunConfig, read_file(tmp_path / "c.yaml")).dmd.optim.lr == value
+    assert from_dict(RunConfig, {"dmd": {"optim": {"max_grad_norm": "inf"}}}).dmd.optim.max_grad_norm == float("inf")
+    with pytest.raises(ConfigError, match="dmd.optim.lr: expected a number, got '2e-6x'"):
+        from_dict(RunConfig, {"dmd": {"optim": {"lr": "2e-6x"}}})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        from_dict(RunConfig, {"seed": "3"})  # integers stay strict
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
+    """Five problems of different kinds — unknown key, renamed key, wrong type, wrong list length, cross-field
+    check — in one message; no check repeats a problem its setting already has."""
+    from full.config import build_config
+
+    (tmp_path / "five.yaml").write_text(
+        "model:\n  shift: 3\nseed: x\nvideo: {latent_frames: 5}\n"
+        "ar_diffusion:\n  optim: {lr: 2e-6, betas: [0.5]}\ndmd:\n  guidanse_scale: 2\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        build_config(tmp_path / "five.yaml", preset="tiny", overrides=["model.block_size=2", "ode.loop.steps=0"])
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 6, lines
+    for expected in (
+        "did you mean 'guidance_scale'",
+        "model.shift is now schedule.shift",
+        "seed: expected an integer, got 'x'",
+        "ar_diffusion.optim.betas: expected a list of 2 values",
+        "model.block_size 2 does not divide video.latent_frames 5",
+        "ode.loop.steps must be >= 1",
+    ):
+        assert sum(expected in line for line in lines) == 1, expected
+
+
+def test_renamed_settings_of_older_configs_are_named(tmp_path):
+    old = {"ode_pairs": {"num_steps": 48}, "cd": {"num_steps": 48}, "dmd": {"rollout": "self"}}
+    with pytest.raises(ConfigError) as info:
+        from_dict(RunConfig, {**old, "model": {"few_step_timesteps": [1000, 500]}})
+    text = str(info.value)
+    for before, after in [
+        ("ode_pairs.num_steps", "schedule.ode_steps"),
+        ("cd.num_steps", "schedule.ode_steps"),
+        ("dmd.rollout", "dmd.generator_input"),
+        ("model.few_step_timesteps", "schedule.timesteps"),
+    ]:
+        assert f"{before} is now {after}" in text
+
+
+def test_a_binary_or_latin1_config_file_is_one_clear_error(tmp_path):
+    (tmp_path / "a.yaml").write_bytes(b"seed: 1\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"a.yaml is not UTF-8 text \(byte 13"):
+        read_file(tmp_path / "a.yaml")
+    (tmp_path / "b.toml").write_bytes(b"\x00\x01\x02")
+    with pytest.raises(ConfigError, match="binary"):
+        read_file(tmp_path / "b.toml")
