@@ -58,7 +58,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise RuntimeError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
+        raise UserError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
 
 
 def init_distributed(device: str | None = None, timeout_s: float = 1800.0) -> DistContext:
