@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import click
 
+from cf_ref.errors import UserError
 from cf_ref.recipes import Recipe
 from toy.pipeline_config import RealScore, pipeline_config
 from toy.preset import Preset
+
+POSITIVE = click.IntRange(1)
+_threads_option = click.option(
+    "--threads", type=POSITIVE, default=1, show_default=True, help="torch CPU threads per process (tensors are small)."
+)
+
+
+def _out_folder(value: str) -> str:
+    """``--out``: not empty, and writable (checked before any work)."""
+    from cf_ref.io import check_writable_dir
+
+    check_writable_dir(value)
+    return value
 
 
 def _use_threads(threads: int) -> None:
@@ -22,10 +36,16 @@ def toy() -> None:
 
 
 @toy.command("injectivity")
-@click.option("--frames", default=4, show_default=True, help="Frames per sequence.")
-@click.option("--dim", default=1, show_default=True, help="Dimensions per frame.")
-@click.option("--samples", default=256, show_default=True, help="Outer Monte Carlo samples.")
-@click.option("--resamples", default=64, show_default=True, help="Resamples of the unseen noise per sample.")
+@click.option("--frames", type=POSITIVE, default=4, show_default=True, help="Frames per sequence.")
+@click.option("--dim", type=POSITIVE, default=1, show_default=True, help="Dimensions per frame.")
+@click.option("--samples", type=POSITIVE, default=256, show_default=True, help="Outer Monte Carlo samples.")
+@click.option(
+    "--resamples",
+    type=click.IntRange(2),
+    default=64,
+    show_default=True,
+    help="Resamples of the unseen noise per sample.",
+)
 @click.option("--seed", default=0, show_default=True)
 def injectivity(frames: int, dim: int, samples: int, resamples: int, seed: int) -> None:
     """Print the per-frame non-injectivity index of bidirectional and causal ODE pairs on the presets.
@@ -51,10 +71,13 @@ def injectivity(frames: int, dim: int, samples: int, resamples: int, seed: int) 
     "--out", "out_dir", default="runs/toy", show_default=True, type=click.Path(file_okay=False), help="Output folder."
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of every random draw; same seed, same numbers.")
-@click.option("--workers", default=2, show_default=True, help="Datasets run in this many processes (one per core).")
-@click.option("--threads", default=1, show_default=True, help="torch CPU threads per process (the tensors are small).")
+@click.option(
+    "--workers", type=POSITIVE, default=2, show_default=True, help="Datasets run in this many processes (one per core)."
+)
+@_threads_option
 @click.option("--no-plots", is_flag=True, help="Skip the figures (re-draw later with `cf-ref toy plots`).")
-def run(preset: str, out_dir: str, seed: int, workers: int, threads: int, no_plots: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace the results of an earlier run in OUT.")
+def run(preset: str, out_dir: str, seed: int, workers: int, threads: int, no_plots: bool, overwrite: bool) -> None:
     """The injectivity experiment end to end: ODE pairs from both exact teachers, few-step causal students
     trained by ODE regression, and their errors and samples.
 
@@ -63,8 +86,15 @@ def run(preset: str, out_dir: str, seed: int, workers: int, threads: int, no_plo
     timings.json and the figures (PNG + PDF).
     """
     from toy.experiment_config import preset_config
+    from toy.run_files import earlier_results
     from toy.runner import run_to_directory
 
+    earlier = earlier_results(_out_folder(out_dir))
+    if earlier and not overwrite:
+        raise UserError(
+            f"{out_dir} holds an earlier run ({', '.join(p.name for p in earlier)}); pass --overwrite to replace it, "
+            "or choose another --out"
+        )
     _use_threads(threads)
     config = preset_config(Preset(preset))
     metrics, timings = run_to_directory(config, out_dir, seed=seed, workers=workers, figures=not no_plots)
@@ -116,12 +146,13 @@ _real_score_option = click.option(
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/toy-pipeline", show_default=True)
 @_real_score_option
-@click.option("--threads", default=1, show_default=True, help="torch intra-op threads.")
+@_threads_option
 def pipeline(recipe: str, preset: str, seed: int, out: str, real_score: str, threads: int) -> None:
     """Run one recipe's three-stage pipeline with learned networks: base model, AR teacher (if the recipe uses
     one), few-step student initialisation, asymmetric DMD. Writes OUT/pipeline.json and figures."""
     from toy.compare import run_pipeline
 
+    _out_folder(out)
     _use_threads(threads)
     p = Preset(preset)
     result = run_pipeline(pipeline_config(p, RealScore(real_score)), Recipe(recipe), seed, out, p)
@@ -133,11 +164,11 @@ def pipeline(recipe: str, preset: str, seed: int, out: str, real_score: str, thr
 
 
 @toy.command("compare")
-@click.option("--seeds", default=3, show_default=True, help="Number of seeds (0, 1, …).")
+@click.option("--seeds", type=POSITIVE, default=3, show_default=True, help="Number of seeds (0, 1, …).")
 @click.option("--preset", type=click.Choice([p.value for p in Preset]), default=Preset.QUICK.value, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs/toy-compare", show_default=True)
 @_real_score_option
-@click.option("--threads", default=1, show_default=True, help="torch intra-op threads.")
+@_threads_option
 def compare(seeds: int, preset: str, out: str, real_score: str, threads: int) -> None:
     """Run every recipe with equal budgets on several seeds; writes OUT/compare.json, OUT/compare.md
     (mean ± std over seeds) and figures."""
@@ -145,8 +176,7 @@ def compare(seeds: int, preset: str, out: str, real_score: str, threads: int) ->
 
     from toy.compare import run_compare
 
-    if seeds < 1:
-        raise click.BadParameter("need at least one seed", param_hint="--seeds")
+    _out_folder(out)
     _use_threads(threads)
     p = Preset(preset)
     run_compare(pipeline_config(p, RealScore(real_score)), list(range(seeds)), Path(out), p)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from cf_ref.errors import UserError
 from cf_ref.io import load_tensors, save_tensors, write_json, write_text
 from toy.report import summary_markdown
 
@@ -33,10 +34,17 @@ def write_outputs(out_dir: str | Path, metrics: dict, plots: dict[str, Tensor], 
     return out
 
 
+def earlier_results(out_dir: str | Path) -> list[Path]:
+    """The result files of an earlier run in ``out_dir`` (a new run would replace them)."""
+    out = Path(out_dir)
+    return [out / name for name in (METRICS_FILE, SUMMARY_FILE, PLOT_DATA_FILE) if (out / name).exists()]
+
+
 def read_outputs(run_dir: str | Path) -> tuple[dict, dict[str, Tensor]]:
     """``(metrics, plot tensors)`` of a finished run; a clear error if the folder holds none."""
     run_dir = Path(run_dir)
     metrics_path = run_dir / METRICS_FILE
-    if not metrics_path.is_file():
-        raise FileNotFoundError(f"no {METRICS_FILE} in {run_dir}: run `cf-ref toy run --out {run_dir}` first")
-    return json.loads(metrics_path.read_text()), load_tensors(run_dir / PLOT_DATA_FILE)
+    missing = [name for name in (METRICS_FILE, PLOT_DATA_FILE) if not (run_dir / name).is_file()]
+    if missing:
+        raise UserError(f"{run_dir} is not a finished `cf-ref toy run` folder (no {' or '.join(missing)})")
+    return json.loads(metrics_path.read_text(encoding="utf-8")), load_tensors(run_dir / PLOT_DATA_FILE)

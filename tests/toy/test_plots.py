@@ -2,6 +2,7 @@
 
 import pytest
 
+from cf_ref.errors import UserError
 from tests.toy.experiment_configs import tiny_config
 from toy.data import DatasetKind, DatasetSpec
 from toy.plots import draw_all
@@ -25,5 +26,5 @@ def test_every_figure_redrawn_from_the_files(tmp_path):
 
 
 def test_missing_run_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+    with pytest.raises(UserError, match="is not a finished `cf-ref toy run` folder"):
         draw_all(tmp_path)
