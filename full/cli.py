@@ -272,6 +272,7 @@ def prepare_command(
     refused (--restart deletes the earlier files first).
     """
     from cf_ref import run_lock
+    from cf_ref.io import remove_stale_temporaries
     from full import prepare as prep
     from full.synthetic import SyntheticSpec, write_synthetic_latents
 
@@ -280,6 +281,9 @@ def prepare_command(
         raise click.UsageError("give exactly one of --videos, --latents, --prompts, --synthetic, --synthetic-videos")
     out = _out_folder(out)
     with run_lock.exit_on_sigterm(), run_lock.locked(out, on_takeover=click.echo):
+        removed = remove_stale_temporaries(out)  # what a killed prepare was writing; the folder is ours now
+        if removed:
+            click.echo(f"removed {len(removed)} temporary file(s) left by an interrupted prepare")
         if synthetic is not None:
             spec = SyntheticSpec(synthetic, frames, channels, height, width, text_length, text_dim, seed)
             click.echo(write_synthetic_latents(out, spec, shard_size, restart=restart))

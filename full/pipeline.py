@@ -64,7 +64,7 @@ def owning(folder: str | Path, ctx: DistContext) -> Iterator[None]:
     try:
         yield
     finally:
-        if lock is not None:
+        if lock is not None and ctx.is_main:
             run_lock.release(lock)
             with contextlib.suppress(OSError):
                 if created and not any(folder.iterdir()):
