@@ -78,7 +78,14 @@ def _check_changes(config: RunConfig, saved_path: Path) -> None:
     states = {s: (_stage_finished(config, s), _stage_started(config, s)) for s in Stage}
     finished = {s for s, (done, _) in states.items() if done}
     started = {s for s, (_, begun) in states.items() if begun}
-    review = review_changes(load_config(saved_path), config, finished, started)
+    try:
+        saved = load_config(saved_path)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"the run's saved configuration {saved_path} cannot be read (written by an older cf-ref?): {exc}\n"
+            "edit that file as the lines above say, or start a new output folder"
+        ) from None
+    review = review_changes(saved, config, finished, started)
     if review.refused:
         raise ConfigError(
             f"the configuration differs from the run's {saved_path} in settings that work already done used:\n  - "

@@ -163,3 +163,14 @@ def test_a_byte_flipped_checkpoint_is_found_and_the_previous_one_resumes_exactly
     _flip(tmp_path / "b" / "ar-diffusion" / "final" / "model.safetensors")
     with pytest.raises(CheckpointError, match="ar teacher weights: .*final/model.safetensors is corrupt"):
         run_training(split, Stage.ODE_PAIRS, ctx=CTX)
+
+
+def test_a_run_folder_written_by_an_older_cf_ref_is_named(tmp_path):
+    """A config.yaml from before the ``schedule`` section: the re-run says which file and which settings."""
+    config = build_config(preset="tiny", out=str(tmp_path), overrides=TINY_CHAIN)
+    (tmp_path / "config.yaml").write_text("recipe: causal-forcing\nmodel:\n  shift: 5.0\n")
+    with pytest.raises(ConfigError) as info:
+        run_training(config, stage=Stage.AR_DIFFUSION, ctx=CTX)
+    text = str(info.value)
+    assert f"{tmp_path / 'config.yaml'} cannot be read (written by an older cf-ref?)" in text
+    assert "model.shift is now schedule.shift" in text

@@ -60,3 +60,10 @@ def test_example_configs_validate():
     for f in files:
         config = build_config(f)
         assert config.model.path and config.data.latents and config.data.prompts
+
+
+def test_a_refused_schedule_is_reported_with_every_other_problem():
+    with pytest.raises(ConfigError) as info:
+        build_config(preset="tiny", overrides=["schedule.timesteps=[500, 1000]", "seed=-1", "dmd.t_min=990"])
+    lines = str(info.value).splitlines()[1:]
+    assert len(lines) == 3 and "schedule: timesteps must be strictly decreasing" in lines[0]
