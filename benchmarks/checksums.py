@@ -6,8 +6,8 @@ on one ``--gib``-GiB float32 tensor (medians over ``--repeats``, wall and CPU se
 
 * ``save`` — :func:`cf_ref.io.save_tensors` (digest + write + fsync) against ``safetensors.torch.save_file`` alone
   (the cost of the checksum when writing);
-* ``verify`` — :func:`cf_ref.io.verify_tensors` (streamed re-read + SHA-256) and the plain file hashes
-  :func:`cf_ref.io.file_digest` (SHA-256) and BLAKE2b for comparison, from the page cache (the file was just written);
+* ``verify`` — :func:`cf_ref.checksums.verify_tensors` (streamed re-read + SHA-256) and the plain file hashes
+  :func:`cf_ref.checksums.file_digest` (SHA-256) and BLAKE2b for comparison, from the page cache (the file was just written);
 * the hash alone on bytes in memory: SHA-256 and BLAKE2b, GiB/s.
 
     python benchmarks/checksums.py --gib 1 --repeats 3 --json checksums.json
@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from cf_ref.io import file_digest, save_tensors, verify_tensors
+from cf_ref.checksums import file_digest, verify_tensors
+from cf_ref.io import save_tensors
 from cf_ref.machine import machine_info, machine_summary
 
 

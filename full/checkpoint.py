@@ -14,7 +14,7 @@ pruned only after a new one is complete, so the last good checkpoint always surv
 when training stops on a NaN (:class:`full.train.TrainingDiverged`), which never writes one, and when a write
 fails (a full disk): the error names the checkpoint that survives.
 
-**Integrity.** Weights carry their content checksum (:func:`cf_ref.io.save_tensors`) and ``state.json`` records
+**Integrity.** Weights carry their content checksum (:func:`cf_ref.io.save_tensors`, :mod:`cf_ref.checksums`) and ``state.json`` records
 every file's; :func:`verify_checkpoint` checks them (streamed). :func:`resumable_checkpoint` picks the newest
 checkpoint that passes, moving a corrupt one aside to ``corrupt-step-…`` with a message — resuming from the
 previous good checkpoint replays the same steps exactly (with none left, the error says so). :func:`load_weights` verifies a weights file that
@@ -44,19 +44,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from cf_ref.checksums import IntegrityError, embedded_digest, file_digest, save_torch, verify_tensors
 from cf_ref.errors import UserError
-from cf_ref.io import (
-    IntegrityError,
-    embedded_digest,
-    file_digest,
-    load_tensors,
-    make_temp_dir,
-    save_tensors,
-    save_torch,
-    verify_tensors,
-    write_json,
-    write_text,
-)
+from cf_ref.io import load_tensors, make_temp_dir, save_tensors, write_json, write_text
 from full.distributed import DistContext, Runner, all_gather_object, barrier, broadcast_object, reshard_all, unwrap
 
 STATE = "state.json"

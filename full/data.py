@@ -11,7 +11,7 @@ atomically, so an interrupted writer resumes by skipping the shards that exist.
 caller's ``request`` — source, sizes, seed, models) before its first shard. A writer started on a folder that holds
 another request's shards is refused with the differences (or, with ``restart``, clears the folder first), so an
 interrupted set is never completed with items of another request. On resume every existing shard is checked
-against the checksum it carries (:func:`cf_ref.io.verify_tensors`); a corrupt one is rewritten. Readers verify
+against the checksum it carries (:func:`cf_ref.checksums.verify_tensors`); a corrupt one is rewritten. Readers verify
 shards on first use with ``TensorSet(..., verify=True)`` (a stage reading an earlier stage's set).
 
 **Order.** :class:`DataOrder` maps ``(step, micro-batch, rank)`` to sample indices as a pure function of
@@ -36,8 +36,9 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
+from cf_ref.checksums import IntegrityError, verify_tensors
 from cf_ref.errors import UserError
-from cf_ref.io import IntegrityError, read_text, save_tensors, to_plain, verify_tensors, write_json
+from cf_ref.io import read_text, save_tensors, to_plain, write_json
 from cf_ref.seeding import generator
 
 FORMAT = "cf-ref-set/1"

@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
+from cf_ref.checksums import IntegrityError, read_safetensors_header
 from cf_ref.errors import UserError
-from cf_ref.io import IntegrityError, read_safetensors_header, read_text
+from cf_ref.io import read_text
 
 TRANSFORMER_CLASSES = ("WanTransformer3DModel", "CausalWanTransformer3DModel")
 TRANSFORMER_KEYS = ("patch_embedding.weight", "blocks.0.attn1.to_q.weight")

@@ -25,7 +25,8 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from cf_ref.io import file_digest, read_text
+from cf_ref.checksums import file_digest
+from cf_ref.io import read_text
 from full.data import DataError, SetKind, ShardWriter, claim_request, read_prompts
 from full.model_files import check_safetensors, check_vae, load_pretrained, read_config, weight_files
 from full.synthetic import render_rgb, sample_shape_videos

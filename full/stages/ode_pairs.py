@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from cf_ref.io import embedded_digest, file_digest
+from cf_ref.checksums import embedded_digest, file_digest
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import PairTeacher
 from cf_ref.seeding import generator
