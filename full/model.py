@@ -95,6 +95,15 @@ WAN21_T2V_1_3B: dict[str, Any] = dict(
     eps=1e-6,
 )
 
+#: Wan2.1-T2V-14B's transformer configuration (diffusers' ``config.json`` of the released model): 40 blocks,
+#: width 5120 = 40 heads × 128, FFN 13824; the rest as the 1.3B model. The published DMD stage's real score.
+WAN21_T2V_14B: dict[str, Any] = {
+    **WAN21_T2V_1_3B,
+    "num_attention_heads": 40,
+    "ffn_dim": 13824,
+    "num_layers": 40,
+}
+
 
 class CausalWanTransformer3DModel(WanTransformer3DModel):
     """``WanTransformer3DModel`` + causal attention processors (see the module doc for the API)."""
