@@ -105,6 +105,24 @@ WAN21_T2V_14B: dict[str, Any] = {
 }
 
 
+def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
+    r"""Wan's sinusoidal timestep features in float64: ``timestep`` ``[N]`` → ``[N, dim]`` (``dim`` even).
+
+    .. math::  e(t) = \bigl[\cos(t\,\omega_0), \dots, \cos(t\,\omega_{h-1}),\
+               \sin(t\,\omega_0), \dots, \sin(t\,\omega_{h-1})\bigr], \qquad \omega_i = 10000^{-i/h},\ h = dim/2
+
+    — ``sinusoidal_embedding_1d`` of the authors' Wan (``wan/modules/model.py``), which computes it in float64.
+    diffusers' ``Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0)`` is the same formula in float32, whose
+    rounding of :math:`t\,\omega_i` (t up to 1000) alone moves the features by up to ~3e-5.
+    """
+    if dim % 2:
+        raise ValueError(f"the timestep sinusoid needs an even dimension, got {dim}")
+    half = dim // 2
+    omega = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
+    angles = torch.outer(timestep.to(torch.float64), omega)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
 class CausalWanTransformer3DModel(WanTransformer3DModel):
     """``WanTransformer3DModel`` + causal attention processors (see the module doc for the API)."""
 
@@ -210,13 +228,13 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         """Wan's time embedding of ``timestep`` ``[B]`` or ``[B, F]`` (0…1000).
 
         Returns ``temb`` ``[*t, D]`` (final-layer modulation) and ``proj`` ``[*t, 6, D]`` (block
-        modulation), computed like ``WanTimeTextImageEmbedding`` (``dtype`` = the raw text dtype).
+        modulation), computed like ``WanTimeTextImageEmbedding`` (``dtype`` = the raw text dtype) except for
+        the sinusoid, which is float64 as in the authors' Wan (:func:`timestep_sinusoid`).
         """
         ce = self.condition_embedder
-        freq = ce.timesteps_proj(timestep.flatten())
+        freq = timestep_sinusoid(timestep.flatten(), ce.timesteps_proj.num_channels)
         emb_dtype = next(iter(ce.time_embedder.parameters())).dtype
-        if freq.dtype != emb_dtype and emb_dtype != torch.int8:
-            freq = freq.to(emb_dtype)
+        freq = freq.to(torch.float32 if emb_dtype == torch.int8 else emb_dtype)
         temb = ce.time_embedder(freq).to(dtype)
         proj = ce.time_proj(ce.act_fn(temb))
         temb = temb.unflatten(0, timestep.shape)

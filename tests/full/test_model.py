@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from diffusers import WanTransformer3DModel
+from diffusers.models.embeddings import Timesteps
 
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import ar_ode_sample, few_step_rollout
@@ -12,7 +14,7 @@ from cf_ref.schedule import few_step_sigmas, sigma_grid
 from cf_ref.solvers import classifier_free_guidance
 from full.attention import MaskKernel
 from full.cache import LayerKV
-from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
+from full.model import CausalWanTransformer3DModel, cast_keeping_fp32, timestep_sinusoid
 from full.tiny import transformer_kwargs
 
 BC, TF, BI = AttentionMode.BLOCK_CAUSAL, AttentionMode.TEACHER_FORCING, AttentionMode.BIDIRECTIONAL
@@ -45,20 +47,56 @@ def kv_rollout_velocity(model, x, sigma, text, block, window=None, commit=None, 
     return torch.cat(outs, dim=1), cache
 
 
+def numpy_sinusoid(t: np.ndarray, dim: int) -> np.ndarray:
+    """Wan's ``sinusoidal_embedding_1d`` in numpy float64: ``[cos(t·ω_i) ; sin(t·ω_i)]``, ω_i = 10000^(-i/h)."""
+    half = dim // 2
+    angles = np.outer(t.astype(np.float64), 10000.0 ** (-np.arange(half, dtype=np.float64) / half))
+    return np.concatenate([np.cos(angles), np.sin(angles)], axis=1)
+
+
+class NumpyFloat64Timesteps(torch.nn.Module):
+    """A stand-in for diffusers' ``Timesteps`` computing the sinusoid in float64 with numpy (then float32)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(numpy_sinusoid(t.double().numpy(), self.dim)).float()
+
+
+@pytest.mark.parametrize("dim", [2, 8, 256])
+def test_timestep_sinusoid_is_the_float64_formula(dim):
+    t = torch.tensor([0.0, 1.0, 249.7, 500.0, 937.5, 1000.0], dtype=torch.float32)
+    out = timestep_sinusoid(t, dim)
+    assert out.dtype == torch.float64 and out.shape == (6, dim)
+    np.testing.assert_allclose(out.numpy(), numpy_sinusoid(t.numpy(), dim), rtol=0, atol=1e-13)
+    # diffusers' float32 Timesteps is the same formula, short of float32 rounding of t·ω (t ≤ 1000)
+    stock = Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0)(t).double()
+    assert 0 < float((stock - out).abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="even"):
+        timestep_sinusoid(t, 7)
+
+
 @torch.no_grad()
 def test_bidirectional_equals_stock_diffusers(model, latents, text):
+    """Equal to the stock forward given the float64 sinusoid (computed independently, numpy), and within the
+    float32 sinusoid's rounding of the stock forward as it ships."""
     stock = WanTransformer3DModel(**transformer_kwargs()).eval()
     stock.load_state_dict(model.state_dict())
     sigma = torch.tensor([0.3, 0.8])
+    shipped = stock_velocity(stock, latents, sigma, text)
+    stock.condition_embedder.timesteps_proj = NumpyFloat64Timesteps(transformer_kwargs()["freq_dim"])
     ref = stock_velocity(stock, latents, sigma, text)
     assert ref.abs().mean() > 0.05  # a non-degenerate output
     v = model.velocity(latents, sigma, text, mode=BI)
     torch.testing.assert_close(v, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(v, shipped, rtol=0, atol=2e-5)
     # the same per-sample level given per frame goes through the folded per-frame modulation
     v_frames = model.velocity(latents, sigma[:, None].expand(2, 6), text, mode=BI)
     torch.testing.assert_close(v_frames, ref, rtol=0, atol=1e-5)
     # the stock forward still works (bidirectionally) with the causal processors installed
-    torch.testing.assert_close(stock_velocity(model, latents, sigma, text), ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(stock_velocity(model, latents, sigma, text), shipped, rtol=0, atol=1e-6)
 
 
 @torch.no_grad()
