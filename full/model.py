@@ -77,6 +77,7 @@ from full.attention import (
     resolve_kernel,
 )
 from full.cache import LayerKV, TextContext, WanKVCache
+from full.static_cache import StaticKVCache, StaticLayerKV, new_kv_cache
 
 #: The released transformers' configurations live with the rest of each base model's settings in
 #: :mod:`full.architectures` (re-exported here): ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)`` builds the
@@ -225,13 +226,17 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         return self._masks[key]
 
     # ------------------------------------------------------------------ core
-    def _cached_or_empty(self, cache: WanKVCache, layer: int, batch: int) -> tuple[Tensor, Tensor]:
-        kv = cache.get(layer)
-        if kv is not None:
-            return kv
+    def _cached_or_empty(
+        self, cache: WanKVCache, layer: int, batch: int, frames: int
+    ) -> tuple[Tensor, Tensor] | StaticLayerKV:
+        """This layer's cache prefix for a pass of ``frames`` frames: the cached ``(key, value)`` (empty ones
+        while the cache is empty) or, for a :class:`~full.static_cache.StaticKVCache`, its fixed-shape view."""
         heads, head_dim = self.config.num_attention_heads, self.config.attention_head_dim
         empty = torch.empty(batch, 0, heads, head_dim, device=self.device, dtype=self.compute_dtype)
-        return empty, empty
+        if isinstance(cache, StaticKVCache):
+            return cache.layer(layer, empty, frames)
+        kv = cache.get(layer)
+        return kv if kv is not None else (empty, empty)
 
     def run(
         self,
@@ -272,7 +277,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if cache is not None and sinks is None:
             sinks = [LayerKV() for _ in self.blocks]
         for i, block in enumerate(self.blocks):
-            cached = None if cache is None else self._cached_or_empty(cache, i, b)
+            cached = None if cache is None else self._cached_or_empty(cache, i, b, f)
             self_inputs = SelfAttentionInputs(rotary, fold, mask, cached, sinks[i] if sinks is not None else None)
             kv = (text.keys[i], text.values[i]) if text.keys is not None else None
             cross_inputs = CrossAttentionInputs(text.hidden, kv, fold)
@@ -424,10 +429,11 @@ class CausalWanBlockwise:
             raise ValueError(f"window must be >= 1 block or None, got {window}")
         self.model, self.text, self.block_size, self.window = model, text, block_size, window
 
-    def new_cache(self) -> WanKVCache:
-        """An empty cache sized for this model (tokens per frame are fixed by the first block)."""
-        capacity = None if self.window is None else (self.window - 1) * self.block_size
-        return WanKVCache(num_layers=len(self.model.blocks), tokens_per_frame=None, capacity_frames=capacity)
+    def new_cache(self, kind: str = "dynamic", max_frames: int | None = None) -> WanKVCache:
+        """An empty cache sized for this model (tokens per frame are fixed by the first block): ``kind``
+        ``"dynamic"`` (:class:`~full.cache.WanKVCache`) or ``"static"`` (:class:`~full.static_cache.StaticKVCache`,
+        holding ``max_frames`` frames without a window)."""
+        return new_kv_cache(kind, len(self.model.blocks), self.block_size, self.window, max_frames=max_frames)
 
     def _positions(self, x: Tensor, block: int, cache: WanKVCache) -> Tensor:
         self.model._check_latents(x)
@@ -486,8 +492,8 @@ class GuidedBlockwise:
     def __init__(self, inner: CausalWanBlockwise, scale: float):
         self.inner, self.scale = inner, scale
 
-    def new_cache(self) -> WanKVCache:
-        return self.inner.new_cache()
+    def new_cache(self, kind: str = "dynamic", max_frames: int | None = None) -> WanKVCache:
+        return self.inner.new_cache(kind, max_frames)
 
     def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
         return guided_velocity(lambda xx, ss: self.inner.velocity(xx, ss, block, cache), x, sigma, self.scale)
