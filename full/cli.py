@@ -55,7 +55,7 @@ def _preset_choice() -> click.Choice:
 
 @full.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="diffusers-format Wan2.1 folder")
-@click.option("--preset", type=_preset_choice(), help="models by name (tiny: random, built in code; offline)")
+@click.option("--preset", type=_preset_choice(), help="models by name (tiny, tiny-ti2v-5b: random, built in code)")
 @click.option(
     "--checkpoint", type=click.Path(path_type=Path), help="DiT weights: converted folder/safetensors or a generator .pt"
 )
@@ -63,7 +63,9 @@ def _preset_choice() -> click.Choice:
 @click.option("--prompt", help="one prompt")
 @click.option("--prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="file, one prompt a line")
 @click.option(
-    "--image", type=click.Path(path_type=Path), help="first frame (PNG/JPEG of the video size); frame-wise only"
+    "--image",
+    type=click.Path(path_type=Path),
+    help="first frame (PNG/JPEG of the video size): prefilled (--block 1) or frame 0 of the first block (TI2V)",
 )
 @click.option("--steps", type=click.IntRange(1, 1000), default=4, show_default=True, help="denoising steps per block")
 @click.option("--first-block-steps", type=click.IntRange(1, 1000), help="steps for the first block (CF++ 1/2-step: 4)")
