@@ -210,6 +210,12 @@ def check_supported(config: Mapping[str, Any]) -> None:
             "image cross-attention (an I2V / FLF2V Wan transformer: image_dim / added_kv_proj_dim set) is not "
             f"supported by the causal processors; {supported_line()}"
         )
+    c_in, c_out = config.get("in_channels", 16), config.get("out_channels", 16)
+    if c_out is not None and c_in != c_out:
+        raise UnsupportedArchitecture(
+            f"the transformer reads {c_in} channels and writes {c_out}: an image-conditioned (channel-concatenating "
+            f"I2V) Wan model, which the causal processors do not serve; {supported_line()}"
+        )
     patch = tuple(config.get("patch_size", (1, 2, 2)))
     if patch[0] != 1:
         raise UnsupportedArchitecture(f"causal modes need a temporal patch size of 1, got {patch}; {supported_line()}")

@@ -69,6 +69,8 @@ TINY_TI2V_5B = TinyConfig(
 )
 #: Architecture name → its tiny configuration (the mode tests run over all of them).
 TINY_ARCHITECTURES: dict[str, TinyConfig] = {c.arch: c for c in (TINY, TINY_T2V_14B, TINY_TI2V_5B)}
+#: Model preset name (``model.preset`` of a training config, ``--preset`` of sample) → its tiny configuration.
+TINY_PRESETS: dict[str, TinyConfig] = {"tiny": TINY, "tiny-ti2v-5b": TINY_TI2V_5B}
 
 
 def transformer_kwargs(cfg: TinyConfig = TINY) -> dict:
