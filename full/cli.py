@@ -368,8 +368,9 @@ def train_command(config_path, preset, recipe, stage, forcing, teacher, out, set
 @click.option(
     "--variant", "variants", multiple=True, help="setting for every recipe, e.g. dmd.score_shift=8 (repeatable)"
 )
+@click.option("--jobs", type=int, default=1, show_default=True, help="seeds run in parallel processes")
 @click.option("--no-figures", is_flag=True, help="skip the figures and videos (compare.json / compare.md only)")
-def compare_command(preset, seeds, out, recipes, variants, no_figures) -> None:
+def compare_command(preset, seeds, out, recipes, variants, jobs, no_figures) -> None:
     """Every recipe on bouncing-shape videos with known ground truth, through the full track's stages, scored.
 
     \b
@@ -378,7 +379,7 @@ def compare_command(preset, seeds, out, recipes, variants, no_figures) -> None:
     """
     from full.small.compare import run_compare
 
-    run_compare(preset, seeds, out, recipes, variants, figures=not no_figures)
+    run_compare(preset, seeds, out, recipes, variants, figures=not no_figures, jobs=jobs)
     click.echo(f"wrote {out / 'compare.json'} and {out / 'compare.md'}")
 
 

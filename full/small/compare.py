@@ -11,8 +11,10 @@ another request there is refused. Everything finished is reused, so an interrupt
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +26,10 @@ from full.config import parse_override
 from full.distributed import DistContext, init_distributed
 from full.recipes import Stage, recipe_stages
 from full.small.evaluate import cached_reference, evaluate
+from full.small.figures import write_figures
 from full.small.run import prepare_seed, providers, recipe_config, run_config, run_recipes
 from full.small.settings import SmallSettings, get_settings
+from full.small.summary import compare_document, markdown
 from full.stage_inputs import final_weights
 
 COMPARED = (Recipe.CAUSAL_FORCING, Recipe.CAUSAL_FORCING_PP, Recipe.SELF_FORCING, Recipe.CAUSVID)
@@ -96,6 +100,22 @@ def evaluate_seed(
     return out
 
 
+def run_seed(preset: str, out: Path, seed: int, recipes, variants, ctx: DistContext | None = None):
+    """One seed: data, base model, every recipe, the scores; returns ``(seed, scores, {cpu_s, wall_s})``."""
+    settings = get_settings(preset)
+    ctx = ctx or init_distributed("cpu")
+    seed_dir = out / f"seed-{seed}"
+    t0 = time.process_time(), time.perf_counter()
+    prepare_seed(settings, seed_dir, seed, ctx, variants)
+    run_recipes(settings, seed_dir, seed, recipes, ctx, variants)
+    result = evaluate_seed(settings, seed_dir, seed, recipes, variants)
+    return seed, result, {"cpu_s": time.process_time() - t0[0], "wall_s": time.perf_counter() - t0[1]}
+
+
+def _run_seed_job(args) -> tuple:
+    return run_seed(*args)
+
+
 def run_compare(
     preset: str,
     seeds: int,
@@ -104,8 +124,10 @@ def run_compare(
     variants: Sequence[str] = (),
     ctx: DistContext | None = None,
     figures: bool = True,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Run the comparison (module doc) and write its outputs; returns the ``compare.json`` document."""
+    """Run the comparison (module doc) and write its outputs; returns the ``compare.json`` document. ``jobs``: seeds
+    run in that many processes at once (each single-process, CPU)."""
     settings = get_settings(preset)
     if seeds < 1:
         raise InvalidValue(f"--seeds must be >= 1, got {seeds}")
@@ -114,22 +136,19 @@ def run_compare(
         parse_override(v)  # a malformed variant is refused before anything is written
     out = Path(out)
     claim_folder(out, {"preset": preset, "variants": list(variants)})
-    ctx = ctx or init_distributed("cpu")
-    per_seed, timings = {}, {}
-    for seed in range(seeds):
-        seed_dir = out / f"seed-{seed}"
-        t0 = time.process_time(), time.perf_counter()
-        prepare_seed(settings, seed_dir, seed, ctx, variants)
-        run_recipes(settings, seed_dir, seed, chosen, ctx, variants)
-        per_seed[seed] = evaluate_seed(settings, seed_dir, seed, chosen, variants)
-        timings[seed] = {"cpu_s": time.process_time() - t0[0], "wall_s": time.perf_counter() - t0[1]}
-    from full.small.summary import compare_document, markdown
-
+    if jobs < 1:
+        raise InvalidValue(f"--jobs must be >= 1, got {jobs}")
+    args = [(preset, out, seed, chosen, tuple(variants)) for seed in range(seeds)]
+    if jobs == 1:
+        done = [run_seed(*a, ctx=ctx) for a in args]
+    else:
+        with ProcessPoolExecutor(min(jobs, seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_run_seed_job, args))
+    per_seed = {seed: result for seed, result, _ in done}
+    timings = {seed: t for seed, _, t in done}
     result = compare_document(settings, chosen, variants, per_seed, timings, machine_info())
     write_json(out / "compare.json", to_plain(result))
     write_text(out / "compare.md", markdown(result))
     if figures:
-        from full.small.figures import write_figures
-
         write_figures(result, settings, out)
     return result

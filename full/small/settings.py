@@ -31,7 +31,7 @@ class SmallSettings:
     fps: int = 6
 
 
-def _layer(frames: int, latent: int, loops: dict[str, tuple[int, int]], ode_steps: int, threads: int) -> dict:
+def _layer(frames: int, latent: int, loops: dict[str, tuple[int, int]], ode_steps: int, pairs: int) -> dict:
     """The stage layer: video size, CPU fp32, no previews, the per-stage (steps, batch) ``loops``."""
 
     def loop(stage: str) -> dict:
@@ -42,11 +42,11 @@ def _layer(frames: int, latent: int, loops: dict[str, tuple[int, int]], ode_step
         "model": {"block_size": 3},
         "video": {"latent_frames": frames, "latent_height": latent, "latent_width": latent},
         "schedule": {"ode_steps": ode_steps},
-        "parallel": {"strategy": "ddp", "precision": "fp32", "gradient_checkpointing": False, "cpu_threads": threads},
+        "parallel": {"strategy": "ddp", "precision": "fp32", "gradient_checkpointing": False, "cpu_threads": 1},
         "logging": {"progress": False, "sample_count": 0},
         "ar_diffusion": {"loop": loop("ar_diffusion"), "optim": {"lr": 1e-3}},
         # guidance 1: the synthetic caption fixes the colour exactly, so CFG w > 1 only over-saturates it
-        "ode_pairs": {"guidance_scale": 1.0, "batch_size": 32, "shard_size": 64},
+        "ode_pairs": {"guidance_scale": 1.0, "batch_size": 32, "shard_size": 64, "max_pairs": pairs},
         "ode": {"loop": loop("ode"), "optim": {"lr": 1e-3}},
         "cd": {"guidance_scale": 1.0, "loop": loop("cd"), "optim": {"lr": 1e-3}},
         "dmd": {
@@ -65,7 +65,7 @@ SMOKE = SmallSettings(
     data=BounceSpec(count=16, frames=6, pixels=8, patch=2, size=0.2, speed=(0.05, 0.1), text_length=8, text_dim=16),
     model=TinyConfig(latent_channels=12, num_layers=1, num_heads=2, head_dim=16, ffn_dim=32, text_dim=16),
     base=TinyBaseConfig(steps=4, batch_size=4, lr=2e-3, videos=16),
-    stages=_layer(6, 4, {"ar_diffusion": (3, 4), "ode": (3, 4), "cd": (3, 4), "dmd": (2, 2)}, 4, 1),
+    stages=_layer(6, 4, {"ar_diffusion": (3, 4), "ode": (3, 4), "cd": (3, 4), "dmd": (2, 2)}, 4, 8),
     eval_videos=4,
 )
 
@@ -73,8 +73,8 @@ SMALL = SmallSettings(
     name="small",
     data=BounceSpec(count=512, frames=12, pixels=16, patch=2, text_length=8, text_dim=32),
     model=TinyConfig(latent_channels=12, num_layers=3, num_heads=4, head_dim=32, ffn_dim=256, text_dim=32, freq_dim=64),
-    base=TinyBaseConfig(steps=1500, batch_size=16, lr=1e-3, videos=512),
-    stages=_layer(12, 8, {"ar_diffusion": (400, 16), "ode": (400, 16), "cd": (400, 16), "dmd": (300, 8)}, 16, 1),
+    base=TinyBaseConfig(steps=800, batch_size=8, lr=1e-3, videos=512),
+    stages=_layer(12, 8, {"ar_diffusion": (250, 8), "ode": (250, 8), "cd": (250, 8), "dmd": (150, 4)}, 16, 128),
     eval_videos=64,
 )
 
