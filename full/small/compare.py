@@ -18,6 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cf_ref.errors import InvalidValue, UserError
 from cf_ref.io import to_plain, write_json, write_text
 from cf_ref.machine import machine_info
@@ -104,6 +106,7 @@ def run_seed(preset: str, out: Path, seed: int, recipes, variants, ctx: DistCont
     """One seed: data, base model, every recipe, the scores; returns ``(seed, scores, {cpu_s, wall_s})``."""
     settings = get_settings(preset)
     ctx = ctx or init_distributed("cpu")
+    torch.set_num_threads(1)  # small tensors gain nothing from more threads; on a loaded machine they spin
     seed_dir = out / f"seed-{seed}"
     t0 = time.process_time(), time.perf_counter()
     prepare_seed(settings, seed_dir, seed, ctx, variants)

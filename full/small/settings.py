@@ -72,9 +72,9 @@ SMOKE = SmallSettings(
 SMALL = SmallSettings(
     name="small",
     data=BounceSpec(count=512, frames=12, pixels=16, patch=2, text_length=8, text_dim=32),
-    model=TinyConfig(latent_channels=12, num_layers=3, num_heads=4, head_dim=32, ffn_dim=256, text_dim=32, freq_dim=64),
-    base=TinyBaseConfig(steps=800, batch_size=8, lr=1e-3, videos=512),
-    stages=_layer(12, 8, {"ar_diffusion": (250, 8), "ode": (250, 8), "cd": (250, 8), "dmd": (150, 4)}, 16, 128),
+    model=TinyConfig(latent_channels=12, num_layers=2, num_heads=4, head_dim=32, ffn_dim=256, text_dim=32, freq_dim=64),
+    base=TinyBaseConfig(steps=600, batch_size=8, lr=1e-3, videos=512),
+    stages=_layer(12, 8, {"ar_diffusion": (200, 8), "ode": (200, 8), "cd": (150, 8), "dmd": (100, 4)}, 16, 128),
     eval_videos=64,
 )
 
