@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from cf_ref.granularity import Granularity
 from cf_ref.io import follow_umask
+from cf_ref.losses import LossWeighting
 from cf_ref.masks import AttentionMode
-from cf_ref.schedule import Granularity, LossWeighting
 from full.checkpoint import load_weights
 from full.config import LoopConfig, OptimizerConfig, RunConfig
 from full.data import SetKind, TensorSet
