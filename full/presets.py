@@ -42,8 +42,24 @@ def _tiny() -> Preset:
     )
 
 
+def _tiny_ti2v_5b() -> Preset:
+    import functools
+
+    from full.tiny import TINY_TI2V_5B, write_tiny_pipeline
+
+    return Preset(
+        functools.partial(write_tiny_pipeline, cfg=TINY_TI2V_5B),
+        TINY_TI2V_5B.height,
+        TINY_TI2V_5B.width,
+        TINY_TI2V_5B.text_length,
+        3,
+        "tiny random Wan2.2-TI2V-5B-shaped models: 48 latent channels, a Wan2.2-config VAE (16x); --image conditions "
+        "frame 0 of the first block",
+    )
+
+
 #: Preset name → a function building its :class:`Preset` (nothing is imported until one is used).
-PRESETS: dict[str, Callable[[], Preset]] = {"tiny": _tiny}
+PRESETS: dict[str, Callable[[], Preset]] = {"tiny": _tiny, "tiny-ti2v-5b": _tiny_ti2v_5b}
 
 
 def get_preset(name: str) -> Preset:

@@ -74,6 +74,7 @@ class ModelPreset(enum.Enum):
     """Models built in code instead of loaded from a folder."""
 
     TINY = "tiny"  # a few layers, small dims, trained on the synthetic set first (full.stages.base): offline CPU
+    TINY_TI2V_5B = "tiny-ti2v-5b"  # the same, Wan2.2-TI2V-5B-shaped (48 latent channels; full.tiny.TINY_TI2V_5B)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch
 from cf_ref.masks import block_causal_visibility, token_mask
 from cf_ref.schedule import timestep_from_sigma
 from full.sink import SinkKVCache
+from full.static_cache import new_kv_cache
 
 
 def test_eviction_keeps_the_first_frames_and_the_last_capacity():
@@ -35,11 +36,12 @@ def sink_visibility(frames: int, block: int, window: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("block,window", [(1, 2), (2, 1), (1, 3)])
-def test_kv_cached_passes_with_a_sink_equal_one_masked_forward(model, latents, text, block, window):
+def test_kv_cached_passes_with_a_sink_equal_one_masked_forward(arch, block, window, cache_kind):
+    _, model, latents, text = arch
     sigma = torch.rand(2, latents.shape[1] // block, generator=torch.Generator().manual_seed(4))
     sigma = sigma.repeat_interleave(block, dim=1)
     bw = model.blockwise(text, block, window=window)
-    cache = SinkKVCache(num_layers=len(model.blocks), capacity_frames=(window - 1) * block, sink_frames=block)
+    cache = new_kv_cache(cache_kind, len(model.blocks), block, window, sink=True)  # a SinkKVCache when dynamic
     outs = []
     with torch.no_grad():
         for j in range(latents.shape[1] // block):
