@@ -29,8 +29,10 @@ def numbers(cell: str) -> list[float]:
 def test_tables_hold_the_metrics(metrics):
     summary = summary_markdown(metrics)
     (name, exp), close = next(iter(metrics["experiments"].items())), {"rel": 5e-3, "abs": 5e-4}
-    held = sum(c["holds"] for c in metrics["claims"])
-    assert f"Claims holding: {held} / {len(metrics['claims'])}." in summary
+    for kind in ("theorem", "expectation"):  # the claims line counts each kind
+        claims = [c for c in metrics["claims"] if c["kind"] == kind]
+        held = sum(c["holds"] for c in claims)
+        assert f"{'theorem checks' if kind == 'theorem' else 'expectations'} {held}/{len(claims)} hold" in summary
     eta = cells(summary, name, width=3)  # the first table: non-injectivity of bidirectional and causal pairs
     assert numbers(eta[0]) == pytest.approx(exp["non_injectivity"]["bidirectional"], **close)
     assert numbers(eta[1]) == pytest.approx(exp["non_injectivity"]["ar"], **close)
@@ -49,7 +51,11 @@ def test_tables_hold_the_metrics(metrics):
 def test_every_claim_is_a_row_with_its_verdict(metrics):
     summary = summary_markdown(metrics)
     for c in metrics["claims"]:
-        value, threshold, verdict = cells(summary, c["dataset"], c["subject"], c["claim"])
+        value, threshold, margin, verdict = cells(
+            summary, c["dataset"], c["subject"], f"{c['claim']} ({c['statement']})"
+        )
         assert float(value) == pytest.approx(c["value"], abs=5e-5)
-        assert float(threshold) == pytest.approx(c["threshold"], abs=5e-5)
+        relation, number = threshold.split(" ")
+        assert relation == c["relation"] and float(number) == pytest.approx(c["threshold"], abs=5e-5)
+        assert float(margin) == pytest.approx(c["margin"], abs=5e-5)
         assert verdict == ("yes" if c["holds"] else "**no**")
