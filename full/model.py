@@ -65,6 +65,7 @@ from torch import Tensor
 from cf_ref.masks import AttentionMode, frame_visibility
 from cf_ref.schedule import sigma_per_frame, timestep_from_sigma
 from cf_ref.solvers import guided_velocity
+from full.architectures import WAN21_T2V_1_3B, WAN21_T2V_14B, WAN22_TI2V_5B, check_supported  # noqa: F401
 from full.attention import (
     CausalWanCrossAttnProcessor,
     CausalWanSelfAttnProcessor,
@@ -78,32 +79,9 @@ from full.attention import (
 from full.cache import LayerKV, TextContext, WanKVCache
 from full.static_cache import StaticKVCache, StaticLayerKV, new_kv_cache
 
-#: Wan2.1-T2V-1.3B's transformer configuration (diffusers' ``config.json`` of the released model): 30 blocks,
-#: width 1536 = 12 heads × 128, FFN 8960, UMT5 text width 4096. ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)``
-#: builds the real-size model with random weights (benchmarks, memory checks).
-WAN21_T2V_1_3B: dict[str, Any] = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=12,
-    attention_head_dim=128,
-    in_channels=16,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    ffn_dim=8960,
-    num_layers=30,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    eps=1e-6,
-)
-
-#: Wan2.1-T2V-14B's transformer configuration (diffusers' ``config.json`` of the released model): 40 blocks,
-#: width 5120 = 40 heads × 128, FFN 13824; the rest as the 1.3B model. The published DMD stage's real score.
-WAN21_T2V_14B: dict[str, Any] = {
-    **WAN21_T2V_1_3B,
-    "num_attention_heads": 40,
-    "ffn_dim": 13824,
-    "num_layers": 40,
-}
+#: The released transformers' configurations live with the rest of each base model's settings in
+#: :mod:`full.architectures` (re-exported here): ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)`` builds the
+#: real-size model with random weights (benchmarks, memory checks).
 
 
 def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
@@ -130,10 +108,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
     @functools.wraps(WanTransformer3DModel.__init__)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.config.added_kv_proj_dim is not None or self.config.image_dim is not None:
-            raise ValueError("CausalWanTransformer3DModel supports the text-to-video Wan architecture only")
-        if self.config.patch_size[0] != 1:
-            raise ValueError(f"causal modes need a temporal patch size of 1, got {tuple(self.config.patch_size)}")
+        check_supported(self.config)
         self.install_causal_processors()
         self.mask_kernel = MaskKernel.AUTO
         self._masks: dict[Hashable, Any] = {}

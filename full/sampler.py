@@ -19,8 +19,9 @@ device), the re-noising inside the rollout comes from a generator on the model's
 the first (so with more than one step a CUDA video differs from the CPU one, as CUDA and CPU draws differ). A longer video
 therefore starts with exactly the blocks of a shorter one with the same seed.
 
-Image-to-video (frame-wise model): the image's latent is committed as frame 0 and generation starts at
-frame 1. Long streams: with a ``window`` the cache rolls (optionally keeping the first block as an attention
+Image-to-video: the image's latent is latent frame 0, clean, at level 0 (:mod:`cf_ref.first_frame`). The frame-wise
+model commits it as block 0 (:meth:`BlockSampler.prefill`) and generation starts at frame 1; a chunk-wise model
+(Wan2.2-TI2V-5B's way, :meth:`BlockSampler.condition_first_frame`) denoises block 0's other frames around it. Long streams: with a ``window`` the cache rolls (optionally keeping the first block as an attention
 sink, :mod:`full.sink`); when the RoPE table (``rope_max_seq_len`` frames) would run out, the held frames are
 re-committed at positions from 0 (re-anchoring), so a stream has no length limit.
 """
@@ -35,6 +36,7 @@ import torch
 from torch import Tensor
 
 from cf_ref.errors import InvalidValue
+from cf_ref.first_frame import FirstFrameConditioned
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
 from full.cache import WanKVCache
@@ -183,6 +185,7 @@ class BlockSampler:
         self.generated = 0  # blocks generated so far
         self.emitted = 0  # blocks emitted (the prefill counts)
         self.frames = 0  # latent frames emitted (absolute; RoPE positions restart when re-anchored)
+        self.first_frame: Tensor | None = None  # the image block 0 is conditioned on (chunk-wise image-to-video)
 
     # ------------------------------------------------------------------ cache bookkeeping
     def _new_cache(self) -> WanKVCache:
@@ -303,10 +306,22 @@ class BlockSampler:
         self.sync()
         return self._emit(x, True, {"dit": time.perf_counter() - t0})
 
+    def condition_first_frame(self, image_latent: Tensor) -> None:
+        """Make the image's latent ``[B, 1, C, h, w]`` frame 0 of the first block, clean at level 0, the other
+        frames of that block denoised around it (TI2V; :class:`cf_ref.first_frame.FirstFrameConditioned`)."""
+        _, (c, h, w) = self._require_model(), self.latent_shape
+        if self.generated or self.cache.num_frames:
+            raise RuntimeError("the first frame is conditioned before the first generated block")
+        if tuple(image_latent.shape) != (self.batch, 1, c, h, w):
+            raise ValueError(f"image latent must be [{self.batch}, 1, {c}, {h}, {w}], got {tuple(image_latent.shape)}")
+        self.first_frame = image_latent.to(device=self.device, dtype=torch.float32)
+
     @torch.no_grad()
     def next_block(self) -> Block:
         """Denoise, commit and decode the next block."""
         model, cfg = self._require_model(), self.config
+        if self.generated == 0 and self.first_frame is not None:
+            model = FirstFrameConditioned(model, self.first_frame)
         self._reanchor_if_needed()
         steps = cfg.first_block_steps if self.generated == 0 and cfg.first_block_steps else self.steps
         noise = self.noise.block((self.batch, cfg.block_size, *self.latent_shape), self.device)
@@ -321,6 +336,8 @@ class BlockSampler:
             generator=self.noise.renoise,
         )
         self.cache.rebase()
+        if isinstance(model, FirstFrameConditioned):
+            out.x0[:, :1] = self.first_frame  # exactly the image (the rollout's x − σ(x − c)/σ rounds)
         self.sync()
         timings = {"dit": time.perf_counter() - t0, "steps": float(steps)}
         self.generated += 1
@@ -360,8 +377,9 @@ def generate(
 ) -> SampleResult:
     """Generate ``config.num_frames`` latent frames for prompts ``text_embeds`` ``[B, L, D_text]`` (and decode).
 
-    image_latent: ``[B, 1, C, h, w]`` normalised latent of the first frame (image-to-video, ``block_size`` 1).
-    noise: default :meth:`NoiseSource.from_seed` of ``config.seed``.
+    image_latent: ``[B, 1, C, h, w]`` normalised latent of the first frame (image-to-video: prefilled with
+    ``block_size`` 1, else frame 0 of the first block). noise: default :meth:`NoiseSource.from_seed` of
+    ``config.seed``.
     """
     from tqdm.auto import tqdm
 
@@ -371,8 +389,11 @@ def generate(
     sampler.sync()
     start = time.perf_counter()
     sampler.set_text(text_embeds, negative_embeds)
-    blocks = [sampler.prefill(image_latent)] if image_latent is not None else []
-    count = (config.num_frames - (1 if image_latent is not None else 0)) // config.block_size
+    prefill = image_latent is not None and config.block_size == 1
+    blocks = [sampler.prefill(image_latent)] if prefill else []
+    if image_latent is not None and not prefill:
+        sampler.condition_first_frame(image_latent)
+    count = (config.num_frames - (1 if prefill else 0)) // config.block_size
     timings = {}
     for j in tqdm(range(count), desc="blocks", disable=not progress):
         blocks.append(sampler.next_block())

@@ -19,9 +19,11 @@ from typing import Any
 import torch
 
 from cf_ref.ema import EmaFirstUpdate
+from cf_ref.granularity import Granularity
+from cf_ref.losses import LossWeighting
 from cf_ref.recipes import RECIPES, Forcing, GeneratorInput, PairTeacher, Recipe
 from cf_ref.rollout import CacheGradient
-from cf_ref.schedule import FewStepSchedule, Granularity, LossWeighting
+from cf_ref.schedule import FewStepSchedule
 
 DEFAULT_RECIPE = Recipe.CAUSAL_FORCING
 _DEFAULT_SPEC = RECIPES[DEFAULT_RECIPE]
@@ -72,6 +74,7 @@ class ModelPreset(enum.Enum):
     """Models built in code instead of loaded from a folder."""
 
     TINY = "tiny"  # a few layers, small dims, trained on the synthetic set first (full.stages.base): offline CPU
+    TINY_TI2V_5B = "tiny-ti2v-5b"  # the same, Wan2.2-TI2V-5B-shaped (48 latent channels; full.tiny.TINY_TI2V_5B)
 
 
 @dataclass

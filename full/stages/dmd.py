@@ -50,10 +50,10 @@ from cf_ref.distill.dmd import (
     score_on_grid,
     self_rollout_samples,
 )
+from cf_ref.granularity import Granularity, sample_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import GeneratorInput
 from cf_ref.rollout import sample_exit_steps
-from cf_ref.schedule import Granularity, sample_indices
 from cf_ref.solvers import VelocityField
 from cf_ref.time_grid import train_grid
 from full.config import RunConfig

@@ -12,6 +12,7 @@ from cf_ref.masks import AttentionMode
 from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, sigma_grid
 from cf_ref.solvers import classifier_free_guidance
+from full.architectures import ARCHITECTURES, TimestepInput
 from full.attention import MaskKernel
 from full.cache import LayerKV
 from full.model import CausalWanTransformer3DModel, cast_keeping_fp32, timestep_sinusoid
@@ -21,7 +22,8 @@ BC, TF, BI = AttentionMode.BLOCK_CAUSAL, AttentionMode.TEACHER_FORCING, Attentio
 
 
 def stock_velocity(stock: WanTransformer3DModel, x, sigma, text):
-    """diffusers' own forward, in cf_ref layout: [B, F, C, H, W] ↔ [B, C, F, H, W], t = 1000σ."""
+    """diffusers' own forward, in cf_ref layout: [B, F, C, H, W] ↔ [B, C, F, H, W], t = 1000σ. sigma ``[B]``, or
+    ``[B, L]`` per token (Wan2.2's ``expand_timesteps`` input)."""
     out = stock(x.permute(0, 2, 1, 3, 4), sigma * 1000, text).sample
     return out.permute(0, 2, 1, 3, 4)
 
@@ -79,14 +81,15 @@ def test_timestep_sinusoid_is_the_float64_formula(dim):
 
 
 @torch.no_grad()
-def test_bidirectional_equals_stock_diffusers(model, latents, text):
+def test_bidirectional_equals_stock_diffusers(arch):
     """Equal to the stock forward given the float64 sinusoid (computed independently, numpy), and within the
     float32 sinusoid's rounding of the stock forward as it ships."""
-    stock = WanTransformer3DModel(**transformer_kwargs()).eval()
+    cfg, model, latents, text = arch
+    stock = WanTransformer3DModel(**transformer_kwargs(cfg)).eval()
     stock.load_state_dict(model.state_dict())
     sigma = torch.tensor([0.3, 0.8])
     shipped = stock_velocity(stock, latents, sigma, text)
-    stock.condition_embedder.timesteps_proj = NumpyFloat64Timesteps(transformer_kwargs()["freq_dim"])
+    stock.condition_embedder.timesteps_proj = NumpyFloat64Timesteps(transformer_kwargs(cfg)["freq_dim"])
     ref = stock_velocity(stock, latents, sigma, text)
     assert ref.abs().mean() > 0.05  # a non-degenerate output
     v = model.velocity(latents, sigma, text, mode=BI)
@@ -100,8 +103,26 @@ def test_bidirectional_equals_stock_diffusers(model, latents, text):
 
 
 @torch.no_grad()
+def test_per_frame_levels_equal_stock_per_token_timesteps(arch):
+    """Per-frame σ [B, F] (folded modulation) = diffusers' per-token timesteps [B, L] (Wan2.2's expand_timesteps
+    input, the way the TI2V model was trained), each frame's level repeated over its 16 tokens; with frame 0 at
+    σ = 0, as TI2V conditions the first frame."""
+    cfg, model, latents, text = arch
+    stock = WanTransformer3DModel(**transformer_kwargs(cfg)).eval()
+    stock.load_state_dict(model.state_dict())
+    sigma = per_block_sigma(2, 6, 1)
+    sigma[:, 0] = 0.0
+    stock.condition_embedder.timesteps_proj = NumpyFloat64Timesteps(transformer_kwargs(cfg)["freq_dim"])
+    ref = stock_velocity(stock, latents, sigma.repeat_interleave(16, dim=1), text)
+    torch.testing.assert_close(model.velocity(latents, sigma, text, mode=BI), ref, rtol=0, atol=1e-5)
+    expected = TimestepInput.PER_TOKEN if cfg.arch == "wan2.2-ti2v-5b" else TimestepInput.PER_SAMPLE
+    assert ARCHITECTURES[cfg.arch].timesteps is expected
+
+
+@torch.no_grad()
 @pytest.mark.parametrize("block", [1, 3])
-def test_block_causal_ignores_later_blocks_and_bidirectional_does_not(model, latents, text, block):
+def test_block_causal_ignores_later_blocks_and_bidirectional_does_not(arch, block):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, block)
     cut = 3  # frames [3, 6) are changed: whole blocks for b = 1 and b = 3
     changed = latents.clone()
@@ -118,7 +139,8 @@ def test_block_causal_ignores_later_blocks_and_bidirectional_does_not(model, lat
 
 
 @torch.no_grad()
-def test_per_frame_timesteps_change_only_their_frame_in_frame_wise_mode(model, latents, text):
+def test_per_frame_timesteps_change_only_their_frame_in_frame_wise_mode(arch):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, 1)
     other = sigma.clone()
     other[:, 2] = 0.05
@@ -130,7 +152,8 @@ def test_per_frame_timesteps_change_only_their_frame_in_frame_wise_mode(model, l
 
 @torch.no_grad()
 @pytest.mark.parametrize("block,window", [(1, None), (3, None), (1, 2), (2, 1)])
-def test_kv_cache_rollout_equals_one_block_causal_forward(model, latents, text, block, window, cache_kind):
+def test_kv_cache_rollout_equals_one_block_causal_forward(arch, block, window, cache_kind):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, block)
     full = model.velocity(latents, sigma, text, mode=BC, block_size=block, window=window)
     kv, cache = kv_rollout_velocity(model, latents, sigma, text, block, window, cache=cache_kind)
@@ -141,7 +164,8 @@ def test_kv_cache_rollout_equals_one_block_causal_forward(model, latents, text, 
 
 @torch.no_grad()
 @pytest.mark.parametrize("block", [1, 3])
-def test_teacher_forcing_equals_block_causal_given_clean_prefix(model, latents, text, block, cache_kind):
+def test_teacher_forcing_equals_block_causal_given_clean_prefix(arch, block, cache_kind):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, block)
     clean = torch.randn_like(latents)
     tf = model.velocity(latents, sigma, text, mode=TF, block_size=block, clean=clean)
@@ -157,7 +181,8 @@ def test_teacher_forcing_equals_block_causal_given_clean_prefix(model, latents, 
 
 
 @torch.no_grad()
-def test_teacher_forcing_with_noisy_context_equals_a_cache_committed_at_that_level(model, latents, text, cache_kind):
+def test_teacher_forcing_with_noisy_context_equals_a_cache_committed_at_that_level(arch, cache_kind):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, 3)
     context = torch.randn_like(latents)
     tf = model.velocity(

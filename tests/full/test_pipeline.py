@@ -174,3 +174,20 @@ def test_a_run_folder_written_by_an_older_cf_ref_is_named(tmp_path):
     text = str(info.value)
     assert f"{tmp_path / 'config.yaml'} cannot be read (written by an older cf-ref?)" in text
     assert "model.shift is now schedule.shift" in text
+
+
+@pytest.mark.parametrize("recipe", ["causal-forcing", "causal-forcing-pp"])
+def test_every_stage_runs_on_the_tiny_ti2v_5b_model(tmp_path, recipe):
+    """The Wan2.2-TI2V-5B-shaped tiny preset (48 latent channels) through each recipe's chain, a few steps a stage:
+    AR diffusion, ODE pairs, ODE (causal-forcing) or CD (causal-forcing-pp), and DMD."""
+    from full.model_files import load_transformer
+
+    overrides = [*TINY_CHAIN, "dmd.loop.steps=2", "cd.loop.steps=2", "cd.loop.batch_size=2"]
+    config = build_config(preset="tiny-ti2v-5b", recipe=recipe, out=str(tmp_path), overrides=overrides)
+    results = run_training(config, ctx=CTX)
+    init = [Stage.ODE_PAIRS, Stage.ODE] if recipe == "causal-forcing" else [Stage.CD]
+    assert list(results) == [Stage.AR_DIFFUSION, *init, Stage.DMD]
+    base = load_transformer(tmp_path / "base-model", "base", torch.float32)
+    assert base.config.in_channels == 48 and base.config.num_attention_heads == 3
+    final = load_tensors(results[Stage.DMD] / "model.safetensors")
+    assert final["patch_embedding.weight"].shape[1] == 48

@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from cf_ref.cli import main
+from cf_ref.masks import AttentionMode
 from cf_ref.rollout import few_step_rollout
 from full.convert import diffusers_to_original
 from full.sampler import SampleConfig, generate, load_components
@@ -73,8 +74,27 @@ def test_image_to_video_keeps_the_image_latent_as_frame_zero(components, embeds)
     result = generate(components, embeds, config, image_latent=image)
     assert result.latents.shape[1] == 3
     torch.testing.assert_close(result.latents[:, :1], image)
-    with pytest.raises(ValueError, match="frame-wise"):
-        generate(components, embeds, SampleConfig(**SMALL), image_latent=image)
+
+
+def test_chunk_wise_image_to_video_equals_block_causal_passes_with_a_clean_frame_zero(components, embeds):
+    """TI2V with blocks of 3: frame 0 is the image at σ = 0 in block 0's pass; one step, so each block's x̂0 is
+    its noise minus the block-causal velocity of [earlier clean frames ; image or noise] (computed without cache)."""
+    image = torch.randn(1, 1, TINY.latent_channels, 8, 8, generator=torch.Generator().manual_seed(3))
+    config = SampleConfig(**SMALL, steps=1, seed=4)
+    result = generate(components, embeds, config, image_latent=image, decode=False)
+    g = torch.Generator().manual_seed(4)
+    torch.randint(0, 2**62, (1,), generator=g)  # the draw that seeds the re-noising stream
+    noise = torch.cat([torch.randn(1, 3, TINY.latent_channels, 8, 8, generator=g) for _ in range(2)], dim=1)
+    model, bc = components.transformer, AttentionMode.BLOCK_CAUSAL
+    with torch.no_grad():
+        x = torch.cat([image, noise[:, 1:3]], dim=1)
+        v = model.velocity(x, torch.tensor([[0.0, 1, 1]]), embeds, mode=bc, block_size=3)
+        first = torch.cat([image, noise[:, 1:3] - v[:, 1:]], dim=1)
+        x = torch.cat([first, noise[:, 3:]], dim=1)
+        v = model.velocity(x, torch.tensor([[0.0, 0, 0, 1, 1, 1]]), embeds, mode=bc, block_size=3)
+        expected = torch.cat([first, noise[:, 3:] - v[:, 3:]], dim=1)
+    torch.testing.assert_close(result.latents, expected, rtol=0, atol=1e-5)
+    assert torch.equal(result.latents[:, :1], image)
 
 
 def test_checkpoint_replaces_the_dit_weights(folder, tmp_path):
@@ -146,7 +166,6 @@ def test_cli_bad_inputs_give_clear_errors(tmp_path, folder):
     imageio.imwrite(tmp_path / "small.png", np.zeros((32, 32, 3), dtype=np.uint8))
     cases += [
         (["--preset", "tiny", "--prompt", "x", "--block", "1", "--frames", "2", "--image", str(tmp_path / "small.png")], "32x32 pixels"),
-        (["--preset", "tiny", "--prompt", "x", "--image", str(tmp_path / "small.png")], "frame-wise"),
     ]  # fmt: skip
     for args, message in cases:
         result = _run([*args, *out])

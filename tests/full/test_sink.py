@@ -36,7 +36,8 @@ def sink_visibility(frames: int, block: int, window: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("block,window", [(1, 2), (2, 1), (1, 3)])
-def test_kv_cached_passes_with_a_sink_equal_one_masked_forward(model, latents, text, block, window, cache_kind):
+def test_kv_cached_passes_with_a_sink_equal_one_masked_forward(arch, block, window, cache_kind):
+    _, model, latents, text = arch
     sigma = torch.rand(2, latents.shape[1] // block, generator=torch.Generator().manual_seed(4))
     sigma = sigma.repeat_interleave(block, dim=1)
     bw = model.blockwise(text, block, window=window)
