@@ -46,10 +46,12 @@ GOALS = {"dit_ms_per_chunk": 250.0, "e2e_fps": 25.0, "first_frame_s": 0.3}
 
 
 def measure(components, text, config: SampleConfig, repeats: int) -> dict:
-    """Medians over ``repeats`` runs (after one warm-up run that also compiles / captures)."""
+    """Medians over ``repeats`` runs after one warm-up run that also compiles / captures (0: the warm-up run alone,
+    a smoke check)."""
     rows = {}
     for decode in (False, True):
-        timings = [generate(components, text, config, decode=decode).timings for _ in range(repeats + 1)][1:]
+        timings = [generate(components, text, config, decode=decode).timings for _ in range(repeats + 1)]
+        timings = timings[1:] or timings
         key = "e2e" if decode else "dit"
         total = statistics.median(t["total"] for t in timings)
         rows[f"{key}_fps"] = video_frames(config.num_frames) / total
@@ -118,7 +120,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--blocks", type=int, nargs="+", default=[3, 1], help="block sizes (3 chunk-, 1 frame-wise)")
     parser.add_argument("--frames", type=int, default=21, help="latent frames (21 = 81 video frames)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs after the warm-up (0: none, smoke)")
     parser.add_argument("--out", type=Path, required=True, help="folder for sampling.md / sampling.json")
     args = parser.parse_args()
     print(machine_summary(), flush=True)

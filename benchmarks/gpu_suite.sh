@@ -8,9 +8,9 @@
 # time leaves a line in summary.md and the suite goes on):
 #   1. sampling (benchmarks/gpu_sampling.py): eager (dynamic and static cache), compiled, CUDA graphs; chunk-wise and
 #      frame-wise; DiT-only ms per block incl. the cache pass, DiT and end-to-end FPS with the Wan VAE, first-block
-#      latency — Wan2.1-T2V-1.3B + Wan VAE with random weights, bf16, 480×832, 81 frames           (limit 270 s)
+#      latency — Wan2.1-T2V-1.3B + Wan VAE with random weights, bf16, 480×832, 81 frames           (limit 240 s)
 #   2. training (benchmarks/full_train_speed.py --size wan-1.3b): step time and peak memory per stage, batch 1,
-#      21 latent frames, bf16, gradient checkpointing, 3 timed steps                                 (limit 150 s)
+#      21 latent frames, bf16, gradient checkpointing, 3 timed steps                                 (limit 180 s)
 #   3. the plan's predictions (cf-ref full plan), when this checkout has the command                (limit 30 s)
 # Then summary.md collects the tables: paste them into docs/benchmarks.md.
 set -u
@@ -23,10 +23,10 @@ SUMMARY="$OUT/summary.md"
 START=$(date +%s)
 
 if [ "${SUITE_TINY:-0}" = "1" ]; then
-  SAMPLING=(--tiny --frames 6 --repeats 1)
+  SAMPLING=(--tiny --frames 3 --repeats 0)
   TRAIN=(--size tiny --device cpu --steps 1 --warmup 1 --pairs 1)
 else
-  SAMPLING=(--repeats 2)
+  SAMPLING=(--repeats 1)
   TRAIN=(--size wan-1.3b --device cuda --steps 3 --warmup 1 --pairs 1)
 fi
 
@@ -54,10 +54,10 @@ part() {  # part NAME LIMIT_S COMMAND...: run with a time limit, log to $OUT/NAM
   echo
 } >"$SUMMARY"
 
-part sampling 270 python "$HERE/gpu_sampling.py" "${SAMPLING[@]}" --out "$OUT"
-part training 150 python "$HERE/full_train_speed.py" "${TRAIN[@]}" --json "$OUT/training.json"
+part sampling 240 python "$HERE/gpu_sampling.py" "${SAMPLING[@]}" --out "$OUT"
+part training 180 python "$HERE/full_train_speed.py" "${TRAIN[@]}" --json "$OUT/training.json"
 if cf-ref full plan --help >/dev/null 2>&1; then
-  part plan 30 cf-ref full plan --config "$ROOT/full/config/published_chunkwise.yaml" --gpus 1 --gpu H100 \
+  part plan 30 cf-ref full plan --config "$ROOT/configs/full/causal_forcing_chunkwise.yaml" --gpus 1 --gpu H100 \
     --json "$OUT/plan.json"
 else
   echo "- plan: this checkout has no \`cf-ref full plan\`; predictions not run" >>"$SUMMARY"
