@@ -9,8 +9,9 @@ and the ring has wrapped, then one block is profiled (``torch.profiler``, CPU) w
 * **matmul** — self time of ``aten::mm / addmm / bmm / baddbmm / matmul`` and the patch embedding's convolution;
 * **attention** — self time of the SDPA kernels (``aten::_scaled_dot_product_*``, and ``aten::_softmax`` should
   SDPA fall back to its math path);
-* **other** — every other op's self time (``torch.cat``, copies, norms, RoPE, modulation, masks, Python-side
-  glue the profiler attributes to ops): the overhead, reported as a share of the block's total self time.
+* **other** — every other op's self time: the overhead, reported as a share of the block's total self time; split
+  into **data movement** (``cat``, copies, dtype casts, indexing, allocation — where a cache's bookkeeping shows)
+  and **elementwise** compute (norms, GELU, RoPE and modulation arithmetic, which eager PyTorch runs op by op).
 
     python benchmarks/full_cache_overhead.py                         # frame-wise, window 3, 1 thread
     python benchmarks/full_cache_overhead.py --block 3 --window 2 --json out.json
@@ -39,6 +40,17 @@ MATMUL |= {"aten::convolution", "aten::_convolution", "aten::conv3d", "aten::_mk
 ATTENTION_PREFIX = ("aten::_scaled_dot_product", "aten::scaled_dot_product", "aten::_softmax")
 
 
+MOVEMENT = {
+    "aten::cat", "aten::copy_", "aten::clone", "aten::_to_copy", "aten::to", "aten::contiguous", "aten::index_copy_",
+    "aten::index_select", "aten::index", "aten::slice", "aten::select", "aten::as_strided", "aten::view",
+    "aten::expand", "aten::reshape", "aten::_unsafe_view", "aten::unflatten", "aten::flatten", "aten::permute",
+    "aten::transpose", "aten::t", "aten::empty", "aten::empty_like", "aten::zeros", "aten::zero_", "aten::fill_",
+    "aten::empty_strided", "aten::resolve_conj", "aten::resolve_neg", "aten::unbind", "aten::split",
+    "aten::split_with_sizes", "aten::chunk", "aten::narrow", "aten::detach", "aten::alias", "aten::lift_fresh",
+    "aten::repeat_interleave", "aten::unsqueeze", "aten::squeeze", "aten::_reshape_alias", "aten::new_empty",
+}  # fmt: skip
+
+
 def category(name: str) -> str:
     if name in MATMUL:
         return "matmul"
@@ -62,12 +74,17 @@ def profile_block(step, top: int = 8) -> dict:
             others.append((seconds, event.key, event.count))
     total = sum(times.values())
     others.sort(reverse=True)
+    movement = sum(s for s, k, _ in others if k in MOVEMENT)
     return {
         **times,
         "total": total,
         "wall": wall,
         "other_share": times["other"] / total,
+        "movement": movement,
+        "movement_share": movement / total,
+        "elementwise_share": (times["other"] - movement) / total,
         "top_other": [{"op": k, "s": round(s, 4), "calls": c} for s, k, c in others[:top]],
+        "all_other": [{"op": k, "s": round(s, 5), "calls": c} for s, k, c in others],
     }
 
 
@@ -93,9 +110,9 @@ def run(args: argparse.Namespace, cache_kind: str) -> dict:
     for _ in range(warm):
         step()
     runs = [profile_block(step) for _ in range(args.repeats)]
-    keys = ("matmul", "attention", "other", "total", "wall", "other_share")
+    keys = ("matmul", "attention", "other", "total", "wall", "other_share", "movement_share", "elementwise_share")
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
-    out["top_other"] = runs[-1]["top_other"]
+    out["top_other"], out["all_other"] = runs[-1]["top_other"], runs[-1]["all_other"]
     out["cached_frames"] = cache.cached_frames
     return out
 
@@ -131,7 +148,8 @@ def main() -> None:
         results["caches"][kind] = r
         print(
             f"{kind:8s} block {r['wall']:.2f} s wall, self time: matmul {r['matmul']:.2f} s, attention "
-            f"{r['attention']:.2f} s, other {r['other']:.3f} s = {100 * r['other_share']:.2f} % "
+            f"{r['attention']:.2f} s, other {r['other']:.3f} s = {100 * r['other_share']:.2f} % (data movement "
+            f"{100 * r['movement_share']:.2f} %, elementwise {100 * r['elementwise_share']:.2f} %) "
             f"(cache holds {r['cached_frames']} frames; run {r['process_wall_s']:.0f} s wall, "
             f"{r['process_cpu_s']:.0f} s CPU)"
         )
