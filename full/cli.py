@@ -86,6 +86,12 @@ def _preset_choice() -> click.Choice:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
 @click.option("--save-latents", is_flag=True, help="also write the latents (safetensors)")
+@click.option(
+    "--cache", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True,
+    help="KV cache: growing tensors, or preallocated fixed-shape slots (needed by --cuda-graphs)",
+)  # fmt: skip
+@click.option("--compile", "compile_blocks", is_flag=True, help="torch.compile the transformer blocks")
+@click.option("--cuda-graphs", is_flag=True, help="replay each block's passes as CUDA graphs (CUDA; --cache static)")
 @click.option("--out", "out_dir", required=True, help="folder of the videos (an earlier sample folder: --overwrite)")
 @click.option("--overwrite", is_flag=True, help="replace the videos of an earlier sample in --out")
 def sample(**opts) -> None:
@@ -103,6 +109,8 @@ def sample(**opts) -> None:
             f"{out_dir} holds an earlier sample ({', '.join(p.name for p in earlier[:3])}); pass --overwrite to "
             "replace it, or choose another --out"
         )
+    if opts["cuda_graphs"] and not str(device).startswith("cuda"):
+        raise UserError(f"--cuda-graphs needs a CUDA device, got --device {opts['device']} ({device})")
     components, (height, width), _ = files.open_models(source, device, dtype)
     config = SampleConfig(
         steps=opts["steps"],
@@ -116,6 +124,9 @@ def sample(**opts) -> None:
         window=opts["window"],
         sink=opts["sink"],
         seed=opts["seed"],
+        cache=opts["cache"],
+        compile=opts["compile_blocks"],
+        cuda_graphs=opts["cuda_graphs"],
     )
     config.validate()
     components.latent_shape(config.height, config.width)
