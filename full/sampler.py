@@ -41,7 +41,7 @@ from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
 from full.cache import WanKVCache
 from full.components import WanComponents, load_components  # noqa: F401  (re-exported: the sampler's inputs)
-from full.sink import SinkKVCache
+from full.sink import SinkKVCache, SinkPositions, temporal_rotation
 from full.video import StreamingDecoder, video_frames
 
 
@@ -59,6 +59,7 @@ class SampleConfig:
     context_noise: float = 0.0  # σ of the cache pass (0 = clean)
     window: int | None = None  # rolling KV cache, in blocks (None = whole history)
     sink: bool = False  # keep the first block in the rolling cache (attention sink)
+    sink_positions: str = "fixed"  # fixed | adjacent: the sink's RoPE positions once the window moved (full.sink)
     guidance_scale: float = 1.0  # CFG with a negative prompt when != 1 (the distilled students use none)
     seed: int = 0
 
@@ -78,6 +79,9 @@ class SampleConfig:
             raise InvalidValue(f"window must be >= 1 block or None, got {self.window}")
         if self.sink and self.window is None:
             raise InvalidValue("an attention sink needs a rolling cache: set a window")
+        positions = [p.value for p in SinkPositions]
+        if self.sink_positions not in positions:
+            raise InvalidValue(f"sink_positions must be one of {', '.join(positions)}, got {self.sink_positions!r}")
         if self.shift <= 0:
             raise InvalidValue(f"shift must be > 0, got {self.shift}")
 
@@ -181,7 +185,14 @@ class BlockSampler:
         capacity = None if window is None else (window - 1) * b
         layers = len(self.components.transformer.blocks)
         if self.config.sink:
-            return SinkKVCache(num_layers=layers, capacity_frames=capacity, sink_frames=b)
+            rope = self.components.transformer.rope
+            return SinkKVCache(
+                num_layers=layers,
+                capacity_frames=capacity,
+                sink_frames=b,
+                positions=SinkPositions(self.config.sink_positions),
+                rotation=lambda delta: temporal_rotation(rope, delta),
+            )
         return WanKVCache(num_layers=layers, capacity_frames=capacity)
 
     def _record(self, x: Tensor, sigma: Tensor, start: int) -> None:
