@@ -79,6 +79,13 @@ def _preset_choice() -> click.Choice:
 @click.option("--width", type=int, help="pixels [832; tiny: 64]")
 @click.option("--window", type=click.IntRange(1), help="rolling KV cache length in blocks (default: whole history)")
 @click.option("--sink", is_flag=True, help="keep the first block in the rolling cache (attention sink; needs --window)")
+@click.option(
+    "--sink-positions",
+    type=click.Choice(["fixed", "adjacent"]),
+    default="fixed",
+    show_default=True,
+    help="RoPE positions of the sink: where written, or just before the window (the authors' long-video model)",
+)
 @click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
 @click.option("--shift", type=float, default=DEFAULT_SHIFT, show_default=True, help="timestep shift of the σ list")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the first prompt (+i for prompt i)")
@@ -123,6 +130,7 @@ def sample(**opts) -> None:
         context_noise=opts["context_noise"],
         window=opts["window"],
         sink=opts["sink"],
+        sink_positions=opts["sink_positions"],
         seed=opts["seed"],
         cache=opts["cache"],
         compile=opts["compile_blocks"],
