@@ -40,10 +40,10 @@ from cf_ref.first_frame import FirstFrameConditioned
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
 from full.cache import WanKVCache
+from full.cache_choice import CACHE_KINDS, new_kv_cache
 from full.components import WanComponents, load_components  # noqa: F401  (re-exported: the sampler's inputs)
 from full.graphs import GraphedBlockwise, compile_blocks
 from full.sink import SinkPositions, temporal_rotation
-from full.static_cache import CACHE_KINDS, new_kv_cache
 from full.video import StreamingDecoder, video_frames
 
 
