@@ -56,6 +56,7 @@ def make_plan(
     real_score: str | None = None,
     families: Sequence[str] = tuple(BUILDERS),
     progress: Callable[[str], None] | None = None,
+    count_flops: bool = True,
 ) -> Plan:
     """Simulate ``families`` of ``config`` on each rank count of ``ranks`` (see module doc)."""
     if not ranks or min(ranks) < 1:
@@ -77,7 +78,7 @@ def make_plan(
         p.gradient_checkpointing,
     )
     start = time.perf_counter()
-    steps = simulate(config, arch, ranks, families, progress)
+    steps = simulate(config, arch, ranks, families, progress, count_flops)
     return Plan(steps, base_name, real_name, ctx, time.perf_counter() - start)
 
 

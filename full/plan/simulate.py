@@ -81,9 +81,11 @@ def simulate(
     ranks: Iterable[int],
     families: Iterable[str] = tuple(BUILDERS),
     progress: Callable[[str], None] | None = None,
+    count_flops: bool = True,
 ) -> dict[int, list[StepPlan]]:
     """Every step of ``families`` for each rank count. FLOPs are counted on the first rank count and shared; the
-    :data:`RANK_INDEPENDENT` families are simulated once. ``progress`` gets a line after each simulation."""
+    :data:`RANK_INDEPENDENT` families are simulated once. ``progress`` gets a line after each simulation;
+    ``count_flops=False``: memory only."""
     results: dict[int, list[StepPlan]] = {}
     counted: dict[str, OpCount] = {}
     once: dict[str, list[StepPlan]] = {}
@@ -94,7 +96,7 @@ def simulate(
                 plans += once[family]
                 continue
             start = time.perf_counter()
-            done = simulate_family(config, family, n, arch, count=not counted)
+            done = simulate_family(config, family, n, arch, count=count_flops and not counted)
             if family in RANK_INDEPENDENT:
                 once[family] = done
             plans += done
