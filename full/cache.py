@@ -112,11 +112,12 @@ class WanKVCache:
             raise ValueError(f"{key.shape[1]} tokens is not a whole number of {self.tokens_per_frame}-token frames")
         if detach:
             key, value = key.detach(), value.detach()
-        key, value = self.update(layer, key, value)
-        if self.capacity_frames is not None:
-            keep = self.capacity_frames * self.tokens_per_frame
-            start = max(0, key.shape[1] - keep)
-            key, value = key[:, start:], value[:, start:]
+        with torch.enable_grad():  # commits run under no_grad: keep the graph the cache already carries, if any
+            key, value = self.update(layer, key, value)
+            if self.capacity_frames is not None:
+                keep = self.capacity_frames * self.tokens_per_frame
+                start = max(0, key.shape[1] - keep)
+                key, value = key[:, start:], value[:, start:]
         self.layers[layer].key, self.layers[layer].value = key, value
 
     def advance(self, frames: int) -> None:

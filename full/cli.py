@@ -367,3 +367,42 @@ def train_command(config_path, preset, recipe, stage, forcing, teacher, out, set
     if ctx.is_main:
         for s, path in results.items():
             click.echo(f"{s.value}: {path}")
+
+
+@full.command("compare")
+@click.option("--preset", default="small", show_default=True, help="small-track preset: smoke (seconds) or small")
+@click.option("--seeds", type=int, default=3, show_default=True, help="seeds 0 … N-1 (N >= 1)")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="output folder (resumed if it holds this run)"
+)
+@click.option(
+    "--recipe",
+    "recipes",
+    multiple=True,
+    help="recipe to run (repeatable; default: causal-forcing, causal-forcing-pp, self-forcing, causvid)",
+)
+@click.option(
+    "--variant", "variants", multiple=True, help="setting for every recipe, e.g. dmd.score_shift=8 (repeatable)"
+)
+@click.option("--jobs", type=int, default=1, show_default=True, help="seeds run in parallel processes")
+@click.option("--no-figures", is_flag=True, help="skip the figures and videos (compare.json / compare.md only)")
+def compare_command(preset, seeds, out, recipes, variants, jobs, no_figures) -> None:
+    """Every recipe on bouncing-shape videos with known ground truth, through the full track's stages, scored.
+
+    \b
+    cf-ref full compare --preset smoke --seeds 1 --out runs/smoke
+    cf-ref full compare --preset small --seeds 3 --out runs/small
+    """
+    from full.small.compare import run_compare
+
+    run_compare(preset, seeds, out, recipes, variants, figures=not no_figures, jobs=jobs)
+    click.echo(f"wrote {out / 'compare.json'} and {out / 'compare.md'}")
+
+
+@full.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def report_command(run_dir) -> None:
+    """Loss curves of every stage (PNG + PDF) and a markdown summary of a run's metrics.jsonl files."""
+    from full.report import write_report
+
+    click.echo(f"wrote {write_report(run_dir)}")

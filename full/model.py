@@ -77,10 +77,29 @@ from full.attention import (
     resolve_kernel,
 )
 from full.cache import LayerKV, TextContext, WanKVCache
+from full.static_cache import StaticKVCache, StaticLayerKV, new_kv_cache
 
 #: The released transformers' configurations live with the rest of each base model's settings in
 #: :mod:`full.architectures` (re-exported here): ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)`` builds the
 #: real-size model with random weights (benchmarks, memory checks).
+
+
+def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
+    r"""Wan's sinusoidal timestep features in float64: ``timestep`` ``[N]`` → ``[N, dim]`` (``dim`` even).
+
+    .. math::  e(t) = \bigl[\cos(t\,\omega_0), \dots, \cos(t\,\omega_{h-1}),\
+               \sin(t\,\omega_0), \dots, \sin(t\,\omega_{h-1})\bigr], \qquad \omega_i = 10000^{-i/h},\ h = dim/2
+
+    — ``sinusoidal_embedding_1d`` of the authors' Wan (``wan/modules/model.py``), which computes it in float64.
+    diffusers' ``Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0)`` is the same formula in float32, whose
+    rounding of :math:`t\,\omega_i` (t up to 1000) alone moves the features by up to ~3e-5.
+    """
+    if dim % 2:
+        raise ValueError(f"the timestep sinusoid needs an even dimension, got {dim}")
+    half = dim // 2
+    omega = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
+    angles = torch.outer(timestep.to(torch.float64), omega)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
 class CausalWanTransformer3DModel(WanTransformer3DModel):
@@ -185,13 +204,13 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         """Wan's time embedding of ``timestep`` ``[B]`` or ``[B, F]`` (0…1000).
 
         Returns ``temb`` ``[*t, D]`` (final-layer modulation) and ``proj`` ``[*t, 6, D]`` (block
-        modulation), computed like ``WanTimeTextImageEmbedding`` (``dtype`` = the raw text dtype).
+        modulation), computed like ``WanTimeTextImageEmbedding`` (``dtype`` = the raw text dtype) except for
+        the sinusoid, which is float64 as in the authors' Wan (:func:`timestep_sinusoid`).
         """
         ce = self.condition_embedder
-        freq = ce.timesteps_proj(timestep.flatten())
+        freq = timestep_sinusoid(timestep.flatten(), ce.timesteps_proj.num_channels)
         emb_dtype = next(iter(ce.time_embedder.parameters())).dtype
-        if freq.dtype != emb_dtype and emb_dtype != torch.int8:
-            freq = freq.to(emb_dtype)
+        freq = freq.to(torch.float32 if emb_dtype == torch.int8 else emb_dtype)
         temb = ce.time_embedder(freq).to(dtype)
         proj = ce.time_proj(ce.act_fn(temb))
         temb = temb.unflatten(0, timestep.shape)
@@ -207,13 +226,17 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         return self._masks[key]
 
     # ------------------------------------------------------------------ core
-    def _cached_or_empty(self, cache: WanKVCache, layer: int, batch: int) -> tuple[Tensor, Tensor]:
-        kv = cache.get(layer)
-        if kv is not None:
-            return kv
+    def _cached_or_empty(
+        self, cache: WanKVCache, layer: int, batch: int, frames: int
+    ) -> tuple[Tensor, Tensor] | StaticLayerKV:
+        """This layer's cache prefix for a pass of ``frames`` frames: the cached ``(key, value)`` (empty ones
+        while the cache is empty) or, for a :class:`~full.static_cache.StaticKVCache`, its fixed-shape view."""
         heads, head_dim = self.config.num_attention_heads, self.config.attention_head_dim
         empty = torch.empty(batch, 0, heads, head_dim, device=self.device, dtype=self.compute_dtype)
-        return empty, empty
+        if isinstance(cache, StaticKVCache):
+            return cache.layer(layer, empty, frames)
+        kv = cache.get(layer)
+        return kv if kv is not None else (empty, empty)
 
     def run(
         self,
@@ -254,7 +277,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if cache is not None and sinks is None:
             sinks = [LayerKV() for _ in self.blocks]
         for i, block in enumerate(self.blocks):
-            cached = None if cache is None else self._cached_or_empty(cache, i, b)
+            cached = None if cache is None else self._cached_or_empty(cache, i, b, f)
             self_inputs = SelfAttentionInputs(rotary, fold, mask, cached, sinks[i] if sinks is not None else None)
             kv = (text.keys[i], text.values[i]) if text.keys is not None else None
             cross_inputs = CrossAttentionInputs(text.hidden, kv, fold)
@@ -406,10 +429,11 @@ class CausalWanBlockwise:
             raise ValueError(f"window must be >= 1 block or None, got {window}")
         self.model, self.text, self.block_size, self.window = model, text, block_size, window
 
-    def new_cache(self) -> WanKVCache:
-        """An empty cache sized for this model (tokens per frame are fixed by the first block)."""
-        capacity = None if self.window is None else (self.window - 1) * self.block_size
-        return WanKVCache(num_layers=len(self.model.blocks), tokens_per_frame=None, capacity_frames=capacity)
+    def new_cache(self, kind: str = "dynamic", max_frames: int | None = None) -> WanKVCache:
+        """An empty cache sized for this model (tokens per frame are fixed by the first block): ``kind``
+        ``"dynamic"`` (:class:`~full.cache.WanKVCache`) or ``"static"`` (:class:`~full.static_cache.StaticKVCache`,
+        holding ``max_frames`` frames without a window)."""
+        return new_kv_cache(kind, len(self.model.blocks), self.block_size, self.window, max_frames=max_frames)
 
     def _positions(self, x: Tensor, block: int, cache: WanKVCache) -> Tensor:
         self.model._check_latents(x)
@@ -468,8 +492,8 @@ class GuidedBlockwise:
     def __init__(self, inner: CausalWanBlockwise, scale: float):
         self.inner, self.scale = inner, scale
 
-    def new_cache(self) -> WanKVCache:
-        return self.inner.new_cache()
+    def new_cache(self, kind: str = "dynamic", max_frames: int | None = None) -> WanKVCache:
+        return self.inner.new_cache(kind, max_frames)
 
     def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
         return guided_velocity(lambda xx, ss: self.inner.velocity(xx, ss, block, cache), x, sigma, self.scale)

@@ -4,7 +4,7 @@ A preset is a :class:`Preset`: a function that writes a diffusers-format Wan fol
 ``vae/``, ``text_encoder/``, ``tokenizer/``) plus its video size, text length and block size; loading then
 takes the same path as a real checkpoint (:func:`full.components.load_preset`). This module imports nothing
 heavy, so the command line can list the names. ``tiny`` builds random tiny models in code. A trained preset —
-the small track's student of issue 12 (``small``) — is one more entry of :data:`PRESETS` whose ``write``
+the small track's trained student (``small``, not built yet) — is one more entry of :data:`PRESETS` whose ``write``
 copies (or builds and caches) its folder; nothing else has to change.
 """
 

@@ -39,6 +39,7 @@ from cf_ref.errors import InvalidValue
 from cf_ref.first_frame import FirstFrameConditioned
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
+from full.attention import apply_rotary
 from full.cache import WanKVCache
 from full.components import WanComponents, load_components  # noqa: F401  (re-exported: the sampler's inputs)
 from full.sink import SinkKVCache, SinkPositions, temporal_rotation
@@ -191,7 +192,7 @@ class BlockSampler:
                 capacity_frames=capacity,
                 sink_frames=b,
                 positions=SinkPositions(self.config.sink_positions),
-                rotation=lambda delta: temporal_rotation(rope, delta),
+                rotation=lambda key, delta: apply_rotary(key, *temporal_rotation(rope, delta)),
             )
         return WanKVCache(num_layers=layers, capacity_frames=capacity)
 

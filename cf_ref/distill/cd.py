@@ -31,15 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cf_ref.granularity import Granularity, sample_indices
 from cf_ref.losses import x0_regression_loss
-from cf_ref.schedule import (
-    NUM_TRAIN_TIMESTEPS,
-    Granularity,
-    broadcast_sigma,
-    interpolate,
-    sample_indices,
-    x0_from_velocity,
-)
+from cf_ref.schedule import NUM_TRAIN_TIMESTEPS, broadcast_sigma, interpolate, x0_from_velocity
 from cf_ref.solvers import Method, VelocityField, step
 from cf_ref.time_grid import nearest_grid_sigma, rounded_sigma, train_grid
 

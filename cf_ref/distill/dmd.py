@@ -29,9 +29,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cf_ref.granularity import Granularity, sample_training_sigmas
 from cf_ref.losses import flow_matching_loss
 from cf_ref.rollout import BlockwiseModel, few_step_rollout
-from cf_ref.schedule import Granularity, broadcast_sigma, interpolate, sample_training_sigmas, x0_from_velocity
+from cf_ref.schedule import broadcast_sigma, interpolate, x0_from_velocity
 from cf_ref.solvers import VelocityField
 from cf_ref.time_grid import nearest_grid_sigma
 
@@ -113,7 +114,7 @@ def dmd_sigmas(
     :math:`\sigma = \mathrm{clamp}(\mathrm{shift}(u),\ t_{min}/1000,\ t_{max}/1000)`, ``u ~ U[0, 1)``.
 
     With the published shift 5 and [20, 980], 0.4 % of the draws sit at the floor σ = 0.02 and 9.3 % at the
-    ceiling 0.98 (:func:`cf_ref.schedule.sample_training_sigmas` with ``Granularity.SAMPLE``).
+    ceiling 0.98 (:func:`cf_ref.granularity.sample_training_sigmas` with ``Granularity.SAMPLE``).
     """
     return sample_training_sigmas(
         batch_size, num_frames, Granularity.SAMPLE, shift=shift, t_min=t_min, t_max=t_max, generator=generator,
@@ -152,7 +153,7 @@ def data_context_samples(
     r"""CausVid's generator samples ``[B, F, *S]``: one teacher-forced step from noised data, no rollout.
 
     Each block of the data ``x0 [B, F, *S]`` is noised to the few-step level :math:`\sigma_k`,
-    ``k = index [B, F]`` (one draw per block, :func:`cf_ref.schedule.sample_indices`), and the generator
+    ``k = index [B, F]`` (one draw per block, :func:`cf_ref.granularity.sample_indices`), and the generator
     predicts :math:`\hat x_0 = x - \sigma_k v_\theta(x, \sigma_k \mid x_{0,<j})` with the clean data of
     earlier blocks as context: ``teacher_forced(x, σ)`` is the generator evaluated teacher-forced on ``x0``.
     """

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from cf_ref.granularity import Granularity
 from cf_ref.recipes import GeneratorInput
 from cf_ref.rollout import CacheGradient
-from cf_ref.schedule import Granularity
 from full.config.errors import ConfigError
 from full.config.schema import LoopConfig, OptimizerConfig, RunConfig, get_setting, leaf_settings
 

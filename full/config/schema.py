@@ -19,9 +19,11 @@ from typing import Any
 import torch
 
 from cf_ref.ema import EmaFirstUpdate
+from cf_ref.granularity import Granularity
+from cf_ref.losses import LossWeighting
 from cf_ref.recipes import RECIPES, Forcing, GeneratorInput, PairTeacher, Recipe
 from cf_ref.rollout import CacheGradient
-from cf_ref.schedule import FewStepSchedule, Granularity, LossWeighting
+from cf_ref.schedule import FewStepSchedule
 
 DEFAULT_RECIPE = Recipe.CAUSAL_FORCING
 _DEFAULT_SPEC = RECIPES[DEFAULT_RECIPE]

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
+from cf_ref.granularity import Granularity
 from cf_ref.io import follow_umask
+from cf_ref.losses import LossWeighting
 from cf_ref.masks import AttentionMode
-from cf_ref.schedule import Granularity, LossWeighting
 from full.checkpoint import load_weights
 from full.config import LoopConfig, OptimizerConfig, RunConfig
 from full.data import SetKind, TensorSet
@@ -28,7 +29,7 @@ from full.stages.batches import stage_batches
 from full.stages.models import base_model_dir, trainable
 from full.stages.randomness import step_random
 from full.synthetic import SyntheticSpec, write_synthetic_latents
-from full.tiny import TINY_PRESETS, tiny_transformer
+from full.tiny import TINY_PRESETS, TinyConfig, tiny_transformer
 from full.train import StagePlan, Trainee, Update, make_optimizer, run_stage
 
 NAME = "base-pretrain"
@@ -99,10 +100,13 @@ def _pretrain_plan(config: RunConfig, ctx: DistContext, data: TensorSet, model, 
     return StagePlan(NAME, {"base": trainee}, lambda step: [Update("base", lambda m: loss(step, m))], {"model": runner})
 
 
-def pretrain_tiny_base(config: RunConfig, ctx: DistContext, data: TensorSet, folder: Path) -> Path:
-    """Train the tiny base model (see module doc) and save it to ``folder``; returns ``folder``."""
+def pretrain_tiny_base(
+    config: RunConfig, ctx: DistContext, data: TensorSet, folder: Path, sizes: TinyConfig | None = None
+) -> Path:
+    """Train the tiny base model (see module doc; ``sizes``: its architecture, e.g. the small track's; default the
+    model preset's tiny configuration) and save it to ``folder``; returns ``folder``."""
     tb = config.model.tiny_base
-    tiny = TINY_PRESETS[config.model.preset.value]
+    tiny = sizes if sizes is not None else TINY_PRESETS[config.model.preset.value]
     model = tiny_transformer(seed=config.seed, cfg=tiny)
     if tb.steps > 0:
         loop = LoopConfig(steps=tb.steps, batch_size=tb.batch_size, checkpoint_every=tb.steps, keep_checkpoints=1)

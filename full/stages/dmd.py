@@ -56,10 +56,11 @@ from cf_ref.distill.dmd import (
     self_rollout_samples,
 )
 from cf_ref.first_frame import FirstFrameConditioned
+from cf_ref.granularity import Granularity, sample_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import GeneratorInput
 from cf_ref.rollout import sample_exit_steps
-from cf_ref.schedule import FewStepSchedule, Granularity, sample_indices
+from cf_ref.schedule import FewStepSchedule
 from cf_ref.solvers import VelocityField
 from cf_ref.time_grid import train_grid
 from full.config import RunConfig

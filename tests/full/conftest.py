@@ -46,3 +46,10 @@ def tiny_components():
 
     components, _ = load_preset("tiny")
     return components
+
+
+@pytest.fixture(params=["dynamic", "static"])
+def cache_kind(request):
+    """Both KV caches (:class:`full.cache.WanKVCache`, :class:`full.static_cache.StaticKVCache`): the equivalence
+    tests that take this fixture run over each."""
+    return request.param

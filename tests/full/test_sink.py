@@ -9,6 +9,7 @@ import torch
 from cf_ref.masks import block_causal_visibility, token_mask
 from cf_ref.schedule import timestep_from_sigma
 from full.sink import SinkKVCache
+from full.static_cache import new_kv_cache
 
 
 def test_eviction_keeps_the_first_frames_and_the_last_capacity():
@@ -35,12 +36,12 @@ def sink_visibility(frames: int, block: int, window: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("block,window", [(1, 2), (2, 1), (1, 3)])
-def test_kv_cached_passes_with_a_sink_equal_one_masked_forward(arch, block, window):
+def test_kv_cached_passes_with_a_sink_equal_one_masked_forward(arch, block, window, cache_kind):
     _, model, latents, text = arch
     sigma = torch.rand(2, latents.shape[1] // block, generator=torch.Generator().manual_seed(4))
     sigma = sigma.repeat_interleave(block, dim=1)
     bw = model.blockwise(text, block, window=window)
-    cache = SinkKVCache(num_layers=len(model.blocks), capacity_frames=(window - 1) * block, sink_frames=block)
+    cache = new_kv_cache(cache_kind, len(model.blocks), block, window, sink=True)  # a SinkKVCache when dynamic
     outs = []
     with torch.no_grad():
         for j in range(latents.shape[1] // block):
@@ -85,8 +86,7 @@ def test_adjacent_sink_equals_the_sink_committed_just_before_the_window(arch, bl
     """The authors' long-video anchor: each block sees the sink as if it had been committed at the positions just
     before the window's oldest frame. Reference: a plain cache holding [the sink block committed at those
     positions ; the window's K/V], queried at the block's absolute positions."""
-    import functools
-
+    from full.attention import apply_rotary
     from full.cache import WanKVCache
     from full.sink import SinkPositions, temporal_rotation
 
@@ -94,7 +94,10 @@ def test_adjacent_sink_equals_the_sink_committed_just_before_the_window(arch, bl
     frames = latents.shape[1]
     sigma = torch.rand(2, frames // block, generator=torch.Generator().manual_seed(5)).repeat_interleave(block, dim=1)
     bw = model.blockwise(text, block, window=window)
-    rotation = functools.partial(temporal_rotation, model.rope)
+
+    def rotation(key, delta):
+        return apply_rotary(key, *temporal_rotation(model.rope, delta))
+
     cache = SinkKVCache(len(model.blocks), None, (window - 1) * block, sink_frames=block,
                         positions=SinkPositions.ADJACENT, rotation=rotation)  # fmt: skip
     seen = []
