@@ -35,8 +35,8 @@ def embeds(components):
     return components.text.encode(["a red ball bouncing"])
 
 
-def test_block_by_block_generation_equals_one_rollout_and_decodes_in_stream(components, embeds):
-    config = SampleConfig(**SMALL, context_noise=0.05, seed=7)
+def test_block_by_block_generation_equals_one_rollout_and_decodes_in_stream(components, embeds, cache_kind):
+    config = SampleConfig(**SMALL, context_noise=0.05, seed=7, cache=cache_kind)
     result = generate(components, embeds, config)
     assert result.latents.shape == (1, 6, TINY.latent_channels, 8, 8)
     assert result.video.shape == (1, video_frames(6), 3, TINY.height, TINY.width)
@@ -53,12 +53,13 @@ def test_block_by_block_generation_equals_one_rollout_and_decodes_in_stream(comp
     assert set(result.timings) == {"dit", "decode", "first_block", "total"} and result.fps > 0
 
 
-def test_seeds_first_block_steps_and_window(components, embeds):
-    base = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=1), decode=False)
-    again = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=1), decode=False)
-    other = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=2), decode=False)
-    first4 = generate(components, embeds, SampleConfig(**SMALL, steps=2, first_block_steps=4, seed=1), decode=False)
-    rolling = generate(components, embeds, SampleConfig(**SMALL, steps=2, window=1, seed=1), decode=False)
+def test_seeds_first_block_steps_and_window(components, embeds, cache_kind):
+    small = {**SMALL, "cache": cache_kind}
+    base = generate(components, embeds, SampleConfig(**small, steps=2, seed=1), decode=False)
+    again = generate(components, embeds, SampleConfig(**small, steps=2, seed=1), decode=False)
+    other = generate(components, embeds, SampleConfig(**small, steps=2, seed=2), decode=False)
+    first4 = generate(components, embeds, SampleConfig(**small, steps=2, first_block_steps=4, seed=1), decode=False)
+    rolling = generate(components, embeds, SampleConfig(**small, steps=2, window=1, seed=1), decode=False)
     assert base.video is None
     torch.testing.assert_close(base.latents, again.latents, rtol=0, atol=0)
     assert not torch.allclose(base.latents, other.latents)
@@ -157,6 +158,10 @@ def test_cli_bad_inputs_give_clear_errors(tmp_path, folder):
         (["--preset", "tiny", "--prompt", "x", "--sink"], "attention sink needs a rolling cache"),
         (["--preset", "tiny", "--prompt", "x", "--prompts", str(tmp_path)], "Error"),
         (["--model", folder, "--preset", "tiny", "--prompt", "x"], "exactly one of --model"),
+        (
+            ["--preset", "tiny", "--prompt", "x", "--cuda-graphs", "--device", "cpu"],
+            "--cuda-graphs needs a CUDA device",
+        ),
     ]
     imageio.imwrite(tmp_path / "small.png", np.zeros((32, 32, 3), dtype=np.uint8))
     cases += [

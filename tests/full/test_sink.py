@@ -8,8 +8,8 @@ import torch
 
 from cf_ref.masks import block_causal_visibility, token_mask
 from cf_ref.schedule import timestep_from_sigma
+from full.cache_choice import new_kv_cache
 from full.sink import SinkKVCache
-from full.static_cache import new_kv_cache
 
 
 def test_eviction_keeps_the_first_frames_and_the_last_capacity():
