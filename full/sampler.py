@@ -39,6 +39,7 @@ from cf_ref.errors import InvalidValue
 from cf_ref.first_frame import FirstFrameConditioned
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
+from full.attention import apply_rotary
 from full.cache import WanKVCache
 from full.cache_choice import CACHE_KINDS, new_kv_cache
 from full.components import WanComponents, load_components  # noqa: F401  (re-exported: the sampler's inputs)
@@ -208,7 +209,7 @@ class BlockSampler:
             cfg.sink,
             max_frames=cfg.num_frames,
             sink_positions=cfg.sink_positions,
-            rotation=lambda delta: temporal_rotation(rope, delta),
+            rotation=lambda key, delta: apply_rotary(key, *temporal_rotation(rope, delta)),
         )
 
     def _record(self, x: Tensor, sigma: Tensor, start: int) -> None:
