@@ -77,7 +77,8 @@ from full.attention import (
     resolve_kernel,
 )
 from full.cache import LayerKV, TextContext, WanKVCache
-from full.static_cache import StaticKVCache, StaticLayerKV, new_kv_cache
+from full.cache_choice import new_kv_cache
+from full.static_cache import StaticKVCache, StaticLayerKV
 
 #: The released transformers' configurations live with the rest of each base model's settings in
 #: :mod:`full.architectures` (re-exported here): ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)`` builds the

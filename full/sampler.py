@@ -39,10 +39,12 @@ from cf_ref.errors import InvalidValue
 from cf_ref.first_frame import FirstFrameConditioned
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
+from full.attention import apply_rotary
 from full.cache import WanKVCache
+from full.cache_choice import CACHE_KINDS, new_kv_cache
 from full.components import WanComponents, load_components  # noqa: F401  (re-exported: the sampler's inputs)
 from full.graphs import GraphedBlockwise, compile_blocks
-from full.static_cache import CACHE_KINDS, new_kv_cache
+from full.sink import SinkPositions, temporal_rotation
 from full.video import StreamingDecoder, video_frames
 
 
@@ -60,6 +62,7 @@ class SampleConfig:
     context_noise: float = 0.0  # σ of the cache pass (0 = clean)
     window: int | None = None  # rolling KV cache, in blocks (None = whole history)
     sink: bool = False  # keep the first block in the rolling cache (attention sink)
+    sink_positions: str = "fixed"  # fixed | adjacent: the sink's RoPE positions once the window moved (full.sink)
     guidance_scale: float = 1.0  # CFG with a negative prompt when != 1 (the distilled students use none)
     seed: int = 0
     cache: str = "dynamic"  # KV cache: "dynamic" (full.cache) or "static" (full.static_cache; fixed shapes)
@@ -82,12 +85,17 @@ class SampleConfig:
             raise InvalidValue(f"window must be >= 1 block or None, got {self.window}")
         if self.sink and self.window is None:
             raise InvalidValue("an attention sink needs a rolling cache: set a window")
+        positions = [p.value for p in SinkPositions]
+        if self.sink_positions not in positions:
+            raise InvalidValue(f"sink_positions must be one of {', '.join(positions)}, got {self.sink_positions!r}")
         if self.shift <= 0:
             raise InvalidValue(f"shift must be > 0, got {self.shift}")
         if self.cache not in CACHE_KINDS:
             raise InvalidValue(f"cache must be one of {', '.join(CACHE_KINDS)}, got {self.cache!r}")
         if self.cuda_graphs and self.cache != "static":
             raise InvalidValue("CUDA graphs need the static KV cache: set cache='static' (--cache static)")
+        if self.sink and self.sink_positions != "fixed" and self.cache != "dynamic":
+            raise InvalidValue(f"sink_positions {self.sink_positions!r} needs the dynamic KV cache (--cache dynamic)")
 
     def sigmas(self, steps: int | None = None) -> Tensor:
         """The few-step σ list (float64) for ``steps`` (default ``self.steps``): the uniform K-step schedule."""
@@ -192,7 +200,17 @@ class BlockSampler:
         """The configured cache; a static one without a window holds the video's ``num_frames`` frames."""
         cfg = self.config
         layers = len(self.components.transformer.blocks)
-        return new_kv_cache(cfg.cache, layers, cfg.block_size, cfg.window, cfg.sink, max_frames=cfg.num_frames)
+        rope = self.components.transformer.rope
+        return new_kv_cache(
+            cfg.cache,
+            layers,
+            cfg.block_size,
+            cfg.window,
+            cfg.sink,
+            max_frames=cfg.num_frames,
+            sink_positions=cfg.sink_positions,
+            rotation=lambda key, delta: apply_rotary(key, *temporal_rotation(rope, delta)),
+        )
 
     def _record(self, x: Tensor, sigma: Tensor, start: int) -> None:
         entry = _Committed(start, x, sigma)

@@ -5,8 +5,8 @@ Consistency function in the rectified-flow parameterisation,
 .. math::  f_\theta(x, \sigma) = x - \sigma\, v_\theta(x, \sigma),
 
 which satisfies the boundary condition :math:`f_\theta(x, 0) = x` exactly. On a σ grid
-:math:`1 = \sigma_0 > \dots > \sigma_N = 0` (``N = 48`` in the published setting), with a per-block index
-n ∈ [0, N):
+:math:`1 = \sigma_0 > \dots > \sigma_N = 0` (``N = 48`` in the published setting), with a grid index
+n ∈ [0, N) (one per video, below):
 
 .. math::
     x_n = (1-\sigma_n)x_0 + \sigma_n\varepsilon, \quad
