@@ -38,6 +38,7 @@ from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel
 
 MATMUL = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::mkldnn_convolution"}
 MATMUL |= {"aten::convolution", "aten::_convolution", "aten::conv3d", "aten::_mkldnn_convolution"}
+MATMUL |= {"aten::slow_conv3d_forward"}
 ATTENTION_PREFIX = ("aten::_scaled_dot_product", "aten::scaled_dot_product", "aten::_softmax")
 
 
