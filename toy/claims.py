@@ -1,14 +1,35 @@
 r"""The experiment's claims, checked against its own metrics (the targets of docs/toy.md).
 
-Each claim is a dict ``{"dataset", "subject", "claim", "value", "threshold", "holds"}``; ``value`` and
-``threshold`` are what was compared, so a reader sees the margin, not only a verdict. Sampling noise:
+Each claim is a dict ``{"dataset", "subject", "claim", "kind", "statement", "value", "relation", "threshold",
+"margin", "holds"}``: ``value relation threshold`` is what was compared (``relation`` one of ``<``, ``<=``,
+``>``), ``margin`` how far ``value`` lies on the holding side of ``threshold`` (negative when the claim fails).
+
+Two kinds (:data:`THEOREM`, :data:`EXPECTATION`):
+
+* **theorem checks** — exact consequences of the statements in docs/theory.md, which no finite student can
+  excuse: the causal pairs are frame-level injective (Prop. 2), the bidirectional pairs are not when frames
+  depend on each other and are when they do not (Prop. 3), the Gaussian non-injectivity index equals its closed
+  form within its Monte Carlo error (Prop. 4), and a student of bidirectional pairs lands on the conditional
+  expectation rather than on the flow map (Prop. 1: its error to the conditional expectation is at most a third
+  of its error to the flow map). A failing theorem check is a bug (in a teacher, the pairs or the estimator);
+  ``cf-ref toy run`` exits non-zero (:func:`failed_theorems`);
+* **empirical expectations** — a finite student within sampling noise or a stated tolerance of its target
+  (its error to the AR flow map, its energy distance, its off-manifold fraction, its sample variance against the
+  closed form of the sampler it approximates), and the causal-vs-bidirectional comparisons. A failure is
+  reported with its margin.
+
+Sampling noise:
 
 * energy distance: an exact sampler's energy distance to the reference set is a draw from the distribution of
   the fresh-data draws ``data.energy_distance_noise.draws`` (same reference, same sizes; skewed, so quantiles,
   not a standard deviation). "Within sampling noise" = at most the largest of the N draws (an exact sampler
   passes with probability N/(N+1)); "clearly lower" = lower by more than their full range;
 * a fraction p from n samples: binomial, three standard deviations of a difference of two estimates,
-  :math:`3\sqrt{2\bar p(1-\bar p)/n}` with :math:`\bar p \ge 1/n`.
+  :math:`3\sqrt{2\bar p(1-\bar p)/n}` with :math:`\bar p \ge 1/n`;
+* the non-injectivity index :math:`\hat\eta = W/(W + \hat b)` from B outer samples with M copies each: its
+  between-sample part :math:`\hat b` carries a relative error :math:`\sqrt{2/(B-1)}` and W one of
+  :math:`\sqrt{2/((M-1)B)}`, so :math:`\mathrm{sd}(\hat\eta) \approx \eta(1-\eta)\sqrt{2/(B-1) + 2/((M-1)B)}`
+  (Gaussian data: the conditional variance does not depend on the visible inputs); four of those, plus 1e-6.
 """
 
 from __future__ import annotations
@@ -21,16 +42,47 @@ CE_TO_FLOW_MAP_RATIO_MAX = 1 / 3
 VARIANCE_TOLERANCE = 0.05
 CAUSAL_ERROR_FRACTION_OF_STD = 0.05
 NOISE_SIGMAS = 3.0
+INDEX_SIGMAS = 4.0
+INDEX_FLOOR = 1e-6
+
+THEOREM = "theorem"
+EXPECTATION = "expectation"
+_MARGIN = {"<": lambda v, t: t - v, "<=": lambda v, t: t - v, ">": lambda v, t: v - t}
 
 
-def _claim(dataset: str, subject: str, claim: str, value, threshold, holds: bool) -> dict:
+def _claim(
+    dataset: str, subject: str, claim: str, value: float, relation: str, threshold: float, kind: str, statement: str
+) -> dict:
+    """One claim: ``value relation threshold`` (see module doc)."""
+    margin = _MARGIN[relation](value, threshold)
+    holds = margin > 0 if relation in ("<", ">") else margin >= 0
     return {
         "dataset": dataset,
         "subject": subject,
         "claim": claim,
+        "kind": kind,
+        "statement": statement,
         "value": value,
+        "relation": relation,
         "threshold": threshold,
+        "margin": margin,
         "holds": bool(holds),
+    }
+
+
+def failed_theorems(claims: list[dict]) -> list[dict]:
+    """The theorem checks among ``claims`` that fail (each one a bug, see module doc)."""
+    return [c for c in claims if c["kind"] == THEOREM and not c["holds"]]
+
+
+def tally(claims: list[dict]) -> dict:
+    """``{kind: {"held", "total"}}`` for both kinds."""
+    return {
+        kind: {
+            "held": sum(c["holds"] for c in claims if c["kind"] == kind),
+            "total": sum(c["kind"] == kind for c in claims),
+        }
+        for kind in (THEOREM, EXPECTATION)
     }
 
 
@@ -47,37 +99,42 @@ def _injectivity_claims(name: str, exp: dict) -> list[dict]:
     ni = exp["non_injectivity"]
     out = [
         _claim(
-            name,
-            "causal pairs",
-            "frame-level injective: non-injectivity < 1e-3 on every frame",
-            max(ni["ar"]),
-            CAUSAL_INJECTIVITY_MAX,
-            max(ni["ar"]) < CAUSAL_INJECTIVITY_MAX,
+            name, "causal pairs", "frame-level injective: non-injectivity < 1e-3 on every frame",
+            max(ni["ar"]), "<", CAUSAL_INJECTIVITY_MAX, THEOREM, "Prop. 2",
         )
-    ]
+    ]  # fmt: skip
     if _frames_dependent(exp["config"]):
+        claim = "not injective: non-injectivity > 0.05 on the first frame"
         out.append(
-            _claim(
-                name,
-                "bidirectional pairs",
-                "not injective: non-injectivity > 0.05 on the first frame",
-                ni["bidirectional"][0],
-                BIDIRECTIONAL_INJECTIVITY_MIN,
-                ni["bidirectional"][0] > BIDIRECTIONAL_INJECTIVITY_MIN,
-            )
-        )
+            _claim(name, "bidirectional pairs", claim, ni["bidirectional"][0], ">", BIDIRECTIONAL_INJECTIVITY_MIN,
+                   THEOREM, "Prop. 3")
+        )  # fmt: skip
     else:
+        claim = "independent frames: injective too (non-injectivity < 1e-3 on every frame)"
         out.append(
-            _claim(
-                name,
-                "bidirectional pairs",
-                "independent frames: injective too (non-injectivity < 1e-3 on every frame)",
-                max(ni["bidirectional"]),
-                CAUSAL_INJECTIVITY_MAX,
-                max(ni["bidirectional"]) < CAUSAL_INJECTIVITY_MAX,
-            )
-        )
+            _claim(name, "bidirectional pairs", claim, max(ni["bidirectional"]), "<", CAUSAL_INJECTIVITY_MAX,
+                   THEOREM, "Prop. 3")
+        )  # fmt: skip
     return out
+
+
+def _index_tolerance(eta: float, outer: int, copies: int) -> float:
+    """Four Monte Carlo standard deviations of the estimated index (see module doc), plus a round-off floor."""
+    return INDEX_SIGMAS * eta * (1 - eta) * math.sqrt(2 / (outer - 1) + 2 / ((copies - 1) * outer)) + INDEX_FLOOR
+
+
+def _closed_form_index_claims(name: str, exp: dict, settings: dict) -> list[dict]:
+    """Gaussian datasets: the bidirectional pairs' index against :math:`\\sum_{j>i}\\|R_{ij}\\|^2 / \\mathrm{tr}\\,\\Sigma_{ii}`."""
+    closed = exp.get("closed_form")
+    if not closed or "num_ce_pairs" not in settings:
+        return []
+    exact = [lost / total for lost, total in zip(closed["lost_variance"], closed["data_variance"])]
+    measured = exp["non_injectivity"]["bidirectional"]
+    tol = [_index_tolerance(e, settings["num_ce_pairs"], settings["num_resamples"]) for e in exact]
+    worst = max(range(len(exact)), key=lambda i: abs(measured[i] - exact[i]) / tol[i])
+    claim = "bidirectional pairs' non-injectivity equals its closed form on every frame (4 Monte Carlo sd)"
+    diff = abs(measured[worst] - exact[worst])
+    return [_claim(name, "bidirectional pairs", claim, diff, "<=", tol[worst], THEOREM, "Prop. 4")]
 
 
 def _bidirectional_student_claims(name: str, exp: dict, key: str, student: dict) -> list[dict]:
@@ -87,71 +144,33 @@ def _bidirectional_student_claims(name: str, exp: dict, key: str, student: dict)
     if frames:
         to_map = student.get("error_to_flow_map_ce_subset", student["error_to_flow_map"])  # same pairs as the CE
         ratios = [student["error_to_conditional_expectation"][i] / to_map[i] for i in frames]
-        out.append(
-            _claim(
-                name,
-                key,
-                f"converges to the conditional expectation: on frames {frames} (non-injectivity > 0.05) "
-                "error to CE <= 1/3 of error to flow map",
-                max(ratios),
-                CE_TO_FLOW_MAP_RATIO_MAX,
-                max(ratios) <= CE_TO_FLOW_MAP_RATIO_MAX,
-            )
+        claim = (
+            f"converges to the conditional expectation: on frames {frames} (non-injectivity > 0.05) "
+            "error to CE <= 1/3 of error to flow map"
         )
+        out.append(_claim(name, key, claim, max(ratios), "<=", CE_TO_FLOW_MAP_RATIO_MAX, THEOREM, "Prop. 1"))
     closed = exp.get("closed_form", {}).get("few_step_sampler_variance", {}).get(str(student["num_steps"]))
     if closed is not None:
         rel = [abs(v / c - 1) for v, c in zip(student["sample_variance"], closed)]
-        out.append(
-            _claim(
-                name,
-                key,
-                "per-frame sample variance within 5 % of the closed form of the conditional-expectation sampler",
-                max(rel),
-                VARIANCE_TOLERANCE,
-                max(rel) <= VARIANCE_TOLERANCE,
-            )
-        )
+        claim = "per-frame sample variance within 5 % of the closed form of the conditional-expectation sampler"
+        out.append(_claim(name, key, claim, max(rel), "<=", VARIANCE_TOLERANCE, EXPECTATION, "Prop. 4, corollary"))
     return out
 
 
 def _causal_student_claims(name: str, exp: dict, key: str, student: dict, n: int) -> list[dict]:
     std = exp["config"]["frame_std"]
     rel = [e / s for e, s in zip(student["error_to_flow_map"], std)]
-    out = [
-        _claim(
-            name,
-            key,
-            "recovers the AR teacher's flow map: error < 5 % of the data's per-frame std on every frame",
-            max(rel),
-            CAUSAL_ERROR_FRACTION_OF_STD,
-            max(rel) < CAUSAL_ERROR_FRACTION_OF_STD,
-        )
-    ]
+    claim = "recovers the AR teacher's flow map: error < 5 % of the data's per-frame std on every frame"
+    out = [_claim(name, key, claim, max(rel), "<", CAUSAL_ERROR_FRACTION_OF_STD, EXPECTATION, "Props. 1 + 2")]
     ar = exp["teachers"]["ar"]
     top = max(exp["data"]["energy_distance_noise"]["draws"])
-    out.append(
-        _claim(
-            name,
-            key,
-            "energy distance within sampling noise of the (exact) AR teacher's: at most the largest fresh-data draw",
-            student["energy_distance"],
-            top,
-            student["energy_distance"] <= top,
-        )
-    )
+    claim = "energy distance within sampling noise of the (exact) AR teacher's: at most the largest fresh-data draw"
+    out.append(_claim(name, key, claim, student["energy_distance"], "<=", top, EXPECTATION, "Props. 1 + 2"))
     if "off_manifold_fraction" in student:
         p, q = student["off_manifold_fraction"], ar["off_manifold_fraction"]
         tol = _fraction_tolerance(p, q, n)
-        out.append(
-            _claim(
-                name,
-                key,
-                "off-manifold fraction within sampling noise of the AR teacher's",
-                abs(p - q),
-                tol,
-                abs(p - q) <= tol,
-            )
-        )
+        claim = "off-manifold fraction within sampling noise of the AR teacher's"
+        out.append(_claim(name, key, claim, abs(p - q), "<=", tol, EXPECTATION, "Props. 1 + 2"))
     return out
 
 
@@ -161,19 +180,12 @@ def _comparison_claims(name: str, exp: dict, causal_key: str, bidirectional_key:
     ed_tol = max(draws) - min(draws)
     subject = f"{causal_key} vs {bidirectional_key}"
     gap = b["energy_distance"] - c["energy_distance"]
-    out = [
-        _claim(
-            name,
-            subject,
-            "causal student's energy distance clearly lower (by more than the range of fresh-data draws)",
-            gap,
-            ed_tol,
-            gap > ed_tol,
-        )
-    ]
+    claim = "causal student's energy distance clearly lower (by more than the range of fresh-data draws)"
+    out = [_claim(name, subject, claim, gap, ">", ed_tol, EXPECTATION, "Prop. 3, corollary")]
     p, q = c["off_manifold_fraction"], b["off_manifold_fraction"]
     tol = _fraction_tolerance(p, q, n)
-    out.append(_claim(name, subject, "causal student's off-manifold fraction clearly lower", q - p, tol, q - p > tol))
+    claim = "causal student's off-manifold fraction clearly lower"
+    out.append(_claim(name, subject, claim, q - p, ">", tol, EXPECTATION, "Prop. 3, corollary"))
     return out
 
 
@@ -194,7 +206,7 @@ def check_claims(metrics: dict) -> list[dict]:
     n = metrics["settings"]["samples"]["variance"]
     out: list[dict] = []
     for name, exp in metrics["experiments"].items():
-        out += _injectivity_claims(name, exp)
+        out += _injectivity_claims(name, exp) + _closed_form_index_claims(name, exp, metrics["settings"])
         students = exp["students"]
         for key, student in students.items():
             if student["pair_teacher"] == "bidirectional":

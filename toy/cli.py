@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from cf_ref.errors import UserError
@@ -10,6 +12,8 @@ from toy.pipeline_config import RealScore, pipeline_config
 from toy.preset import Preset
 
 POSITIVE = click.IntRange(1)
+THEOREM_FAILURE_EXIT = 3
+"""``cf-ref toy run``'s exit status when a theorem check fails (:mod:`toy.claims`): a bug, not a weak student."""
 _threads_option = click.option(
     "--threads", type=POSITIVE, default=1, show_default=True, help="torch CPU threads per process (tensors are small)."
 )
@@ -83,9 +87,12 @@ def run(preset: str, out_dir: str, seed: int, workers: int, threads: int, no_plo
 
     \b
     Writes into OUT: metrics.json (schema in docs/toy.md), summary.md (tables), plot_data.safetensors,
-    timings.json and the figures (PNG + PDF).
+    timings.json and the figures (PNG + PDF). Exits with status 3 when a theorem check fails (a bug);
+    missed empirical expectations are listed with their margins.
     """
+    from toy.claims import THEOREM, failed_theorems
     from toy.experiment_config import preset_config
+    from toy.report import claims_line
     from toy.run_files import earlier_results
     from toy.runner import run_to_directory
 
@@ -98,8 +105,14 @@ def run(preset: str, out_dir: str, seed: int, workers: int, threads: int, no_plo
     _use_threads(threads)
     config = preset_config(Preset(preset))
     metrics, timings = run_to_directory(config, out_dir, seed=seed, workers=workers, figures=not no_plots)
-    held = sum(c["holds"] for c in metrics["claims"])
-    click.echo(f"{held}/{len(metrics['claims'])} claims hold; wrote {out_dir}/summary.md ({timings['total_s']:.1f} s)")
+    click.echo(f"{claims_line(metrics)}; wrote {out_dir}/summary.md ({timings['total_s']:.1f} s)")
+    for c in metrics["claims"]:
+        if not c["holds"]:
+            kind = "THEOREM CHECK FAILED (a bug)" if c["kind"] == THEOREM else "expectation missed"
+            click.echo(f"  {kind}: {c['dataset']}, {c['subject']}: {c['claim']} — {c['value']:.4g} "
+                       f"{c['relation']} {c['threshold']:.4g} fails by {-c['margin']:.3g}")  # fmt: skip
+    if failed_theorems(metrics["claims"]):
+        sys.exit(THEOREM_FAILURE_EXIT)
 
 
 @toy.command("plots")

@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from cf_ref.timing import StageTimes
-from toy.claims import check_claims
+from toy.claims import check_claims, tally
 from toy.data import DatasetSpec
 from toy.experiment import run_dataset, stages_per_dataset
 from toy.experiment_config import ExperimentConfig
@@ -106,7 +106,8 @@ def run(
 ) -> tuple[dict, dict[str, Tensor], dict]:
     """Run every dataset of ``config``: ``(metrics, plot_data, timings)``.
 
-    metrics: the JSON document described in docs/toy.md, with its claims (:func:`toy.claims.check_claims`);
+    metrics: the JSON document described in docs/toy.md, with its claims (:func:`toy.claims.check_claims`)
+    and their counts per kind (``claim_counts``, :func:`toy.claims.tally`);
     plot_data: flat ``{"<dataset>/<what>": tensor}``; timings: wall and CPU seconds per stage, summed over datasets
     (kept out of metrics so that one seed gives identical metrics). ``workers`` > 1 runs datasets in parallel
     processes; ``on_dataset`` (picklable when ``workers`` > 1) runs in that process after each dataset.
@@ -126,6 +127,7 @@ def run(
     experiments, plots, times = _collect(outputs)
     metrics = {"preset": config.preset, "seed": seed, "settings": config.describe(), "experiments": experiments}
     metrics["claims"] = check_claims(metrics)
+    metrics["claim_counts"] = tally(metrics["claims"])
     timings = {"total_s": time.perf_counter() - start, "workers": workers, "stages_s": times.as_dict()}
     return metrics, plots, timings
 

@@ -26,10 +26,10 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from cf_ref.distill.ode import ode_regression_loss
 from cf_ref.ema import ema_update
+from cf_ref.granularity import sample_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import Forcing, GeneratorInput, PairTeacher
 from cf_ref.rollout import few_step_rollout
-from cf_ref.schedule import sample_indices
 from cf_ref.solvers import Method, step
 from full.config import OptimizerConfig, Parallelism, Precision, RunConfig
 from full.distributed import DistContext, autocast, place_frozen, reshard_all, unwrap
