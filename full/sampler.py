@@ -284,6 +284,17 @@ class BlockSampler:
         self.sync()
         return time.perf_counter() - t0
 
+    def restart(self, noise: NoiseSource) -> None:
+        """Start a new video with the same prompt, settings and cache buffers (so a static cache's compiled or
+        captured passes are reused): an empty cache, ``noise``, a fresh decoder, the configured step count."""
+        self.noise, self.steps = noise, self.config.steps
+        self.cache.reset()
+        self.sink, self.history, self.first_frame = None, [], None
+        self.generated = self.emitted = self.frames = 0
+        if self.decoder is not None:
+            self.decoder.close()
+            self.decoder = StreamingDecoder(self.components.vae)
+
     def set_steps(self, steps: int) -> None:
         """Denoising steps of the following blocks (the first block keeps ``first_block_steps`` if set)."""
         if steps < 1:

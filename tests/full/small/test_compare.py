@@ -45,6 +45,9 @@ def test_smoke_compare_end_to_end_then_resumes_without_retraining(tmp_path):
                 "energy_distance",
             }
     assert doc["summary"]["data"]["follows_all"]["mean"] == 1.0
+    eta = doc["injectivity"]
+    assert set(eta) == {"bidirectional", "ar"} and all(len(v) == 6 for v in eta.values())
+    assert max(eta["ar"]) == 0  # teacher forcing: a frame's output depends on its own block's noise only
     assert not (out / "seed-0" / "causvid" / "ode").exists()  # shared with self-forcing
     assert not (out / "seed-0" / "causal-forcing-pp" / "ar-diffusion").exists()  # shared with causal-forcing
     for stem in ("metrics", "strips", "iou_by_frame", "losses"):
