@@ -1,4 +1,4 @@
-"""What the four fidelity options change (issue 18): the gradients of the tiny DiT with cf-ref's default and with the
+"""What the four fidelity options change: the gradients of the tiny DiT with cf-ref's default and with the
 authors' behaviour, relative L2 difference ``‖g_authors - g_default‖ / ‖g_default‖`` over all weights.
 
 * ``dmd.cache_gradient`` (none → published-leak): the DMD generator loss's gradient, one self-forcing rollout of

@@ -95,6 +95,30 @@ def median_after(values: list[float], warmup: int) -> float:
     return statistics.median(timed)
 
 
+def time_stage(cfg, stage: Stage, ctx, out: Path, pairs: int, warmup: int) -> dict[str, float]:
+    """Run one stage of ``cfg`` and read its speed: seconds per ODE pair video, per DMD generator(+critic) and
+    critic step, or per step; and the peak memory (GPU allocator, or the process's RSS on CPU)."""
+    if ctx.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    run_training(cfg, stage=stage, ctx=ctx)
+    wall = time.perf_counter() - t0
+    row: dict[str, float] = {}
+    if stage is Stage.ODE_PAIRS:
+        row["s_per_video"] = wall / pairs
+    else:
+        metrics = read_metrics(out / stage.value / "metrics.jsonl")
+        if stage is Stage.DMD:
+            gen = [m["step_time_s"] for m in metrics if "generator_loss" in m]
+            critic = [m["step_time_s"] for m in metrics if "generator_loss" not in m]
+            row["s_per_generator_and_critic_step"] = median_after(gen, 1)
+            row["s_per_critic_step"] = median_after(critic, warmup)
+        else:
+            row["s_per_step"] = median_after([m["step_time_s"] for m in metrics], warmup)
+    row["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if ctx.device.type == "cuda" else peak_rss_gb()
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", "wan-1.3b"], default="tiny")
@@ -113,35 +137,20 @@ def main() -> None:
     if args.size == "wan-1.3b":
         model, data = real_size_assets(work, args.pairs)
     ctx = init_distributed(args.device)
-    out = work / "run"
     results: dict[str, dict[str, float]] = {}
-    for recipe, stages in [
-        ("causal-forcing", (Stage.AR_DIFFUSION, Stage.ODE_PAIRS, Stage.ODE, Stage.DMD)),
-        ("causal-forcing-pp", (Stage.CD,)),
+    # one run folder per recipe (a run folder keeps its recipe); CD starts from the AR teacher, trained untimed
+    for recipe, untimed, timed in [
+        ("causal-forcing", (), (Stage.AR_DIFFUSION, Stage.ODE_PAIRS, Stage.ODE, Stage.DMD)),
+        ("causal-forcing-pp", (Stage.AR_DIFFUSION,), (Stage.CD,)),
     ]:
+        out = work / recipe
         cfg = build_config(
             preset="tiny" if args.size == "tiny" else None, recipe=recipe, overrides=settings(args, out, data, model)
         )
-        for stage in stages:
-            if ctx.device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            t0 = time.perf_counter()
+        for stage in untimed:
             run_training(cfg, stage=stage, ctx=ctx)
-            wall = time.perf_counter() - t0
-            row: dict[str, float] = {}
-            if stage is Stage.ODE_PAIRS:
-                row["s_per_video"] = wall / args.pairs
-            else:
-                metrics = read_metrics(out / stage.value / "metrics.jsonl")
-                if stage is Stage.DMD:
-                    gen = [m["step_time_s"] for m in metrics if "generator_loss" in m]
-                    critic = [m["step_time_s"] for m in metrics if "generator_loss" not in m]
-                    row["s_per_generator_and_critic_step"] = median_after(gen, 1)
-                    row["s_per_critic_step"] = median_after(critic, args.warmup)
-                else:
-                    row["s_per_step"] = median_after([m["step_time_s"] for m in metrics], args.warmup)
-            row["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30 if ctx.device.type == "cuda" else peak_rss_gb()
-            results[stage.value] = row
+        for stage in timed:
+            results[stage.value] = row = time_stage(cfg, stage, ctx, out, args.pairs, args.warmup)
             print(stage.value, json.dumps({k: round(v, 4) for k, v in row.items()}), flush=True)
     report = {"machine": machine_info(), "size": args.size, "device": args.device, "results": results}
     print(json.dumps(report, indent=2))

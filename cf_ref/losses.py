@@ -10,10 +10,37 @@ schedule's loss weighting, or a 0/1 mask of the frames that carry loss).
 
 from __future__ import annotations
 
+import enum
+import math
+
 import torch
 from torch import Tensor
 
 from cf_ref.schedule import velocity_target
+
+
+class LossWeighting(enum.Enum):
+    """Per-σ weight of the flow-matching loss."""
+
+    UNIFORM = "uniform"
+    BELL = "bell"  # Wan / Self Forcing's bell-shaped weight over the timestep
+
+
+def loss_weight(sigma: Tensor, weighting: LossWeighting = LossWeighting.UNIFORM) -> Tensor:
+    r"""Per-σ weight of the flow-matching loss, same shape as ``sigma``.
+
+    ``UNIFORM``: 1. ``BELL``: the bell over the timestep used by Wan / Self Forcing,
+    :math:`w(t) = \frac{e^{-2((t-500)/1000)^2} - e^{-1/2}}{Z}` with ``t = 1000σ``, normalised so that
+    its mean over a uniform t ∈ [0, 1000] is 1 (:math:`Z = \int_0^1 e^{-2(u-1/2)^2}du - e^{-1/2}`).
+    """
+    if not isinstance(weighting, LossWeighting):
+        raise ValueError(f"weighting must be a LossWeighting member, got {weighting!r}")
+    if weighting is LossWeighting.UNIFORM:
+        return torch.ones_like(sigma)
+    u = sigma  # t / 1000
+    bump = torch.exp(-2 * (u - 0.5) ** 2) - math.exp(-0.5)
+    z = math.sqrt(math.pi / 2) * math.erf(1 / math.sqrt(2)) - math.exp(-0.5)
+    return bump / z
 
 
 def per_frame_mse(pred: Tensor, target: Tensor) -> Tensor:

@@ -23,7 +23,7 @@ import torch
 from einops import repeat
 from torch import Tensor
 
-from cf_ref.schedule import block_ids
+from cf_ref.granularity import block_ids
 
 
 class AttentionMode(enum.Enum):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from cf_ref.schedule import Granularity
+from cf_ref.granularity import Granularity
 
 
 class Recipe(enum.Enum):

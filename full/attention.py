@@ -23,7 +23,8 @@ Kernels (:class:`MaskKernel`) for the full-sequence masked modes: ``SDPA`` with 
 (any device; the reference), ``FLEX`` with a FlexAttention block mask built from the same frame
 visibility (compiled on CUDA; the fast path for training). KV-cached inference needs no mask at all —
 a block sees the whole cache and itself — so it runs through diffusers' attention dispatcher (SDPA, or
-whichever backend ``model.set_attention_backend`` selected).
+whichever backend ``model.set_attention_backend`` selected); over a static cache
+(:mod:`full.static_cache`) it is SDPA with the cache's key mask, which hides the empty slots.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from torch import Tensor
 
 from cf_ref.masks import token_mask
 from full.cache import LayerKV
+from full.static_cache import StaticLayerKV
 
 if TYPE_CHECKING:
     from diffusers.models.transformers.transformer_wan import WanAttention
@@ -62,7 +64,8 @@ class SelfAttentionInputs:
     rotary: ``(cos, sin)``, each ``[1, L, 1, Dh]``, for the ``L = F·T`` query tokens (unfolded order);
     fold: frames folded into the batch dimension (1 = none); mask: ``[L, L]`` bool (True = attend), a
     ``BlockMask`` or None (every key visible); cached: this layer's cached ``(key, value)``
-    ``[B, N, H, Dh]`` to prepend (KV-cached inference); sink: where a KV-cached pass leaves this layer's new
+    ``[B, N, H, Dh]`` to prepend (KV-cached inference), or its :class:`~full.static_cache.StaticLayerKV`
+    (fixed-shape buffers and key mask of a static cache); sink: where a KV-cached pass leaves this layer's new
     K/V (with their autograd graph) for the cache to append after a cache pass.
 
     Everything layer-specific is passed in (no layer index inside the processor), so one compiled block
@@ -72,7 +75,7 @@ class SelfAttentionInputs:
     rotary: tuple[Tensor, Tensor]
     fold: int = 1
     mask: Tensor | BlockMask | None = None
-    cached: tuple[Tensor, Tensor] | None = None
+    cached: tuple[Tensor, Tensor] | StaticLayerKV | None = None
     sink: LayerKV | None = None
 
 
@@ -174,11 +177,14 @@ class CausalWanSelfAttnProcessor:
             q, k = apply_rotary(q, *plan.rotary), apply_rotary(k, *plan.rotary)
         if plan.sink is not None:  # kept with its graph: the cache detaches what it stores, a leak option needs it
             plan.sink.key, plan.sink.value = k, v
-        keys, values = k, v
-        if plan.cached is not None:
+        keys, values, mask = k, v, plan.mask
+        if isinstance(plan.cached, StaticLayerKV):  # fixed shapes: the new K/V fill the scratch, a key mask
+            keys, values = plan.cached.keys_values(k, v)
+            mask = plan.cached.mask
+        elif plan.cached is not None:
             keys, values = torch.cat([plan.cached[0], k], dim=1), torch.cat([plan.cached[1], v], dim=1)
-        if plan.mask is not None:
-            out = masked_attention(q, keys, values, plan.mask)
+        if mask is not None:
+            out = masked_attention(q, keys, values, mask)
         else:
             out = dispatch_attention_fn(q, keys, values, backend=self._attention_backend)
         out = _fold(out.flatten(2, 3).type_as(q), plan.fold)

@@ -55,7 +55,7 @@ def _preset_choice() -> click.Choice:
 
 @full.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="diffusers-format Wan2.1 folder")
-@click.option("--preset", type=_preset_choice(), help="models by name (tiny: random, built in code; offline)")
+@click.option("--preset", type=_preset_choice(), help="models by name (tiny, tiny-ti2v-5b: random, built in code)")
 @click.option(
     "--checkpoint", type=click.Path(path_type=Path), help="DiT weights: converted folder/safetensors or a generator .pt"
 )
@@ -63,7 +63,9 @@ def _preset_choice() -> click.Choice:
 @click.option("--prompt", help="one prompt")
 @click.option("--prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="file, one prompt a line")
 @click.option(
-    "--image", type=click.Path(path_type=Path), help="first frame (PNG/JPEG of the video size); frame-wise only"
+    "--image",
+    type=click.Path(path_type=Path),
+    help="first frame (PNG/JPEG of the video size): prefilled (--block 1) or frame 0 of the first block (TI2V)",
 )
 @click.option("--steps", type=click.IntRange(1, 1000), default=4, show_default=True, help="denoising steps per block")
 @click.option("--first-block-steps", type=click.IntRange(1, 1000), help="steps for the first block (CF++ 1/2-step: 4)")
@@ -77,6 +79,13 @@ def _preset_choice() -> click.Choice:
 @click.option("--width", type=int, help="pixels [832; tiny: 64]")
 @click.option("--window", type=click.IntRange(1), help="rolling KV cache length in blocks (default: whole history)")
 @click.option("--sink", is_flag=True, help="keep the first block in the rolling cache (attention sink; needs --window)")
+@click.option(
+    "--sink-positions",
+    type=click.Choice(["fixed", "adjacent"]),
+    default="fixed",
+    show_default=True,
+    help="RoPE positions of the sink: where written, or just before the window (the authors' long-video model)",
+)
 @click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
 @click.option("--shift", type=float, default=DEFAULT_SHIFT, show_default=True, help="timestep shift of the σ list")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the first prompt (+i for prompt i)")
@@ -84,6 +93,12 @@ def _preset_choice() -> click.Choice:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
 @click.option("--save-latents", is_flag=True, help="also write the latents (safetensors)")
+@click.option(
+    "--cache", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True,
+    help="KV cache: growing tensors, or preallocated fixed-shape slots (needed by --cuda-graphs)",
+)  # fmt: skip
+@click.option("--compile", "compile_blocks", is_flag=True, help="torch.compile the transformer blocks")
+@click.option("--cuda-graphs", is_flag=True, help="replay each block's passes as CUDA graphs (CUDA; --cache static)")
 @click.option("--out", "out_dir", required=True, help="folder of the videos (an earlier sample folder: --overwrite)")
 @click.option("--overwrite", is_flag=True, help="replace the videos of an earlier sample in --out")
 def sample(**opts) -> None:
@@ -101,6 +116,8 @@ def sample(**opts) -> None:
             f"{out_dir} holds an earlier sample ({', '.join(p.name for p in earlier[:3])}); pass --overwrite to "
             "replace it, or choose another --out"
         )
+    if opts["cuda_graphs"] and not str(device).startswith("cuda"):
+        raise UserError(f"--cuda-graphs needs a CUDA device, got --device {opts['device']} ({device})")
     components, (height, width), _ = files.open_models(source, device, dtype)
     config = SampleConfig(
         steps=opts["steps"],
@@ -113,7 +130,11 @@ def sample(**opts) -> None:
         context_noise=opts["context_noise"],
         window=opts["window"],
         sink=opts["sink"],
+        sink_positions=opts["sink_positions"],
         seed=opts["seed"],
+        cache=opts["cache"],
+        compile=opts["compile_blocks"],
+        cuda_graphs=opts["cuda_graphs"],
     )
     config.validate()
     components.latent_shape(config.height, config.width)
@@ -192,7 +213,7 @@ def serve(**opts) -> None:
     "src",
     type=click.Path(exists=True, path_type=Path),
     required=True,
-    help="original Wan2.1 DiT (.safetensors / folder) or a Self/Causal Forcing checkpoint (.pt)",
+    help="original Wan DiT (.safetensors / folder / sharded folder or its index.json) or a Self/Causal Forcing .pt",
 )
 @click.option(
     "--out",
@@ -207,11 +228,17 @@ def serve(**opts) -> None:
 @click.option(
     "--head-dim", type=click.IntRange(1), default=128, show_default=True, help="attention head size (Wan: 128)"
 )
-def convert(src: Path, out_dir: Path, key: str, head_dim: int) -> None:
-    """Convert a Wan2.1 / Self-Forcing / Causal-Forcing DiT checkpoint to a diffusers transformer folder."""
+@click.option(
+    "--arch", help="check the checkpoint is this architecture (wan2.1-t2v-1.3b, wan2.1-t2v-14b, wan2.2-ti2v-5b)"
+)
+def convert(src: Path, out_dir: Path, key: str, head_dim: int, arch: str | None) -> None:
+    """Convert a Wan2.1 / Wan2.2-TI2V-5B / Self-Forcing / Causal-Forcing DiT checkpoint (a file, a folder or a
+    sharded folder with its index) to a diffusers transformer folder."""
+    from full.architectures import get_architecture
     from full.convert import convert_checkpoint
 
-    path = convert_checkpoint(src, out_dir, key=key, head_dim=head_dim)
+    architecture = None if arch is None else get_architecture(arch)
+    path = convert_checkpoint(src, out_dir, key=key, head_dim=head_dim, arch=architecture)
     click.echo(f"wrote {path} (load with CausalWanTransformer3DModel.from_pretrained)")
 
 
@@ -351,3 +378,83 @@ def train_command(config_path, preset, recipe, stage, forcing, teacher, out, set
     if ctx.is_main:
         for s, path in results.items():
             click.echo(f"{s.value}: {path}")
+
+
+@full.command("compare")
+@click.option("--preset", default="small", show_default=True, help="small-track preset: smoke (seconds) or small")
+@click.option("--seeds", type=int, default=3, show_default=True, help="seeds 0 … N-1 (N >= 1)")
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="output folder (resumed if it holds this run)"
+)
+@click.option(
+    "--recipe",
+    "recipes",
+    multiple=True,
+    help="recipe to run (repeatable; default: causal-forcing, causal-forcing-pp, self-forcing, causvid)",
+)
+@click.option(
+    "--variant", "variants", multiple=True, help="setting for every recipe, e.g. dmd.score_shift=8 (repeatable)"
+)
+@click.option("--jobs", type=int, default=1, show_default=True, help="seeds run in parallel processes")
+@click.option("--no-figures", is_flag=True, help="skip the figures and videos (compare.json / compare.md only)")
+def compare_command(preset, seeds, out, recipes, variants, jobs, no_figures) -> None:
+    """Every recipe on bouncing-shape videos with known ground truth, through the full track's stages, scored.
+
+    \b
+    cf-ref full compare --preset smoke --seeds 1 --out runs/smoke
+    cf-ref full compare --preset small --seeds 3 --out runs/small
+    """
+    from full.small.compare import run_compare
+
+    run_compare(preset, seeds, out, recipes, variants, figures=not no_figures, jobs=jobs)
+    click.echo(f"wrote {out / 'compare.json'} and {out / 'compare.md'}")
+
+
+@full.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def report_command(run_dir) -> None:
+    """Loss curves of every stage (PNG + PDF) and a markdown summary of a run's metrics.jsonl files."""
+    from full.report import write_report
+
+    click.echo(f"wrote {write_report(run_dir)}")
+
+
+@full.command("plan")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML or TOML file.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), help="tiny: the tiny models (a quick check).")
+@click.option("--gpus", type=int, default=1, show_default=True, help="GPUs (ranks) the training runs on.")
+@click.option(
+    "--gpu", "gpu_name", default="h100-sxm-80gb", show_default=True, help="GPU kind (an unknown one lists all)."
+)
+@click.option(
+    "--mfu", type=float, default=0.4, show_default=True, help="assumed model FLOPs utilisation of the roofline"
+)
+@click.option(
+    "--real-score", help="DMD real score folder or name (e.g. Wan2.1-T2V-14B), overriding dmd.real_score_path"
+)
+@click.option(
+    "--stage", "stages", multiple=True, help="simulate only these (ar-diffusion, ode-pairs, ode, cd, dmd, sampling)"
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="also write the plan as JSON")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def plan_command(config_path, preset, gpus, gpu_name, mfu, real_score, stages, json_out, overrides) -> None:
+    """Peak memory per GPU, FLOPs and roofline time of every stage step and of sampling, by simulation (no GPU).
+
+    \b
+    cf-ref full plan --config configs/full/causal_forcing_chunkwise.yaml --gpus 8 --real-score Wan2.1-T2V-14B
+    """
+    from cf_ref.io import write_json
+    from full.config import build_config
+    from full.plan.gpus import gpu as named_gpu
+    from full.plan.planner import make_plan, plan_json, plan_text
+    from full.plan.stages import BUILDERS
+
+    if gpus < 1:
+        raise click.BadParameter(f"must be >= 1, got {gpus}", param_hint="'--gpus'")
+    named_gpu(gpu_name)  # an unknown GPU fails before the simulation
+    config = build_config(config_path, list(overrides), preset=preset)
+    plan = make_plan(config, [gpus], gpu_name, mfu, real_score, stages or tuple(BUILDERS))
+    click.echo(plan_text(plan))
+    if json_out is not None:
+        write_json(json_out, plan_json(plan))
+        click.echo(f"wrote {json_out}")

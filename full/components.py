@@ -72,10 +72,13 @@ def _load_checkpoint_into(transformer: CausalWanTransformer3DModel, checkpoint, 
     from full.convert import load_state_dict, to_diffusers_layout
 
     state = to_diffusers_layout(load_state_dict(checkpoint, key))
-    try:
-        missing, unexpected = transformer.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise InvalidValue(f"checkpoint {checkpoint} does not fit the model in {model_dir}: {exc}") from exc
+    for name, tensor in transformer.state_dict().items():  # the first misfit, named with both shapes
+        if name in state and state[name].shape != tensor.shape:
+            raise InvalidValue(
+                f"checkpoint {checkpoint} does not fit the model in {model_dir}: tensor {name} has shape "
+                f"{list(state[name].shape)}, the model's {list(tensor.shape)}"
+            )
+    missing, unexpected = transformer.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise InvalidValue(
             f"checkpoint {checkpoint} does not fit the model in {model_dir}: "

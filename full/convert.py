@@ -7,7 +7,15 @@ Sources:
 * the **generator** state dicts released with Self Forcing / Causal Forcing (``torch.save`` dicts with a
   ``generator`` and often a ``generator_ema`` entry): the same original layout under a ``model.`` prefix,
   possibly with FSDP / activation-checkpointing / ``torch.compile`` wrapper segments in the names;
-* a diffusers-layout state dict (passed through).
+* a diffusers-layout state dict (passed through);
+* a **sharded** checkpoint: a folder (or its ``*.safetensors.index.json``) whose index maps every tensor to one of
+  ``diffusion_pytorch_model-0000i-of-0000n.safetensors`` — how Wan2.1-T2V-14B and Wan2.2-TI2V-5B are released, in
+  the original layout (their ``config.json`` has the original ``WanModel`` arguments, ``model_type`` ``t2v`` /
+  ``ti2v``; an ``i2v`` / ``flf2v`` / ``s2v`` / ``animate`` model is refused in one line).
+
+Wan2.2-TI2V-5B's DiT has exactly Wan2.1's tensor names (wider, 48 latent channels); ``--arch NAME`` checks a
+checkpoint against a registered architecture (:mod:`full.architectures`) and names the first tensor whose shape
+differs.
 
 Key mapping (original → diffusers), ``{i}`` = block index; names not listed are identical::
 
@@ -43,6 +51,7 @@ from torch import Tensor
 
 from cf_ref.errors import UserError
 from cf_ref.io import follow_umask, make_temp_dir
+from full.architectures import Architecture, UnsupportedArchitecture, supported_line
 
 TOP_LEVEL: tuple[tuple[str, str], ...] = (
     ("text_embedding.0.", "condition_embedder.text_embedder.linear_1."),
@@ -108,10 +117,14 @@ def _convert(state: dict[str, Tensor], reverse: bool) -> dict[str, Tensor]:
             unknown.append(key)
         else:
             out[new] = value
+    if any("img" in k for k in unknown):
+        raise UnsupportedArchitecture(
+            f"an image-to-video Wan checkpoint ({sorted(k for k in unknown if 'img' in k)[0]}: image cross-attention) "
+            f"is not supported by the causal processors; {supported_line()}"
+        )
     if unknown:
         what = "diffusers" if reverse else "original Wan2.1"
-        hint = " (image-to-video Wan checkpoints are not supported)" if any("img" in k for k in unknown) else ""
-        raise ConvertError(f"{len(unknown)} keys are not in the {what} T2V layout{hint}: {sorted(unknown)[:8]}")
+        raise ConvertError(f"{len(unknown)} keys are not in the {what} T2V layout: {sorted(unknown)[:8]}")
     return out
 
 
@@ -186,7 +199,10 @@ def load_state_dict(path: str | os.PathLike, key: str | None = "generator") -> d
     """Read a checkpoint: a safetensors file, a diffusers transformer folder, or a ``torch.save`` dict
     (``weights_only``); from a training checkpoint take entry ``key`` (``generator`` / ``generator_ema``)."""
     path = Path(path)
+    if path.name.endswith(".index.json") or (path.is_dir() and any(path.glob("*.safetensors.index.json"))):
+        return load_sharded(path)
     if path.is_dir():
+        _check_model_type(path)
         files = sorted(path.glob("*.safetensors"))
         if not files:
             raise FileNotFoundError(f"no *.safetensors weights in folder {path}")
@@ -212,6 +228,74 @@ def load_state_dict(path: str | os.PathLike, key: str | None = "generator") -> d
     return obj[key]
 
 
+SUPPORTED_MODEL_TYPES = ("t2v", "ti2v")
+"""``model_type`` values of the original Wan ``config.json`` whose DiT the processors serve."""
+
+
+def _check_model_type(folder: Path) -> None:
+    """Refuse an original Wan folder whose ``config.json`` names an unsupported ``model_type`` (one line)."""
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file():
+        return
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError):
+        return  # not our business: the tensors decide
+    if model_type is not None and model_type not in SUPPORTED_MODEL_TYPES:
+        raise UnsupportedArchitecture(
+            f"{config} is a Wan {model_type!r} model; the causal processors serve model types "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)} ({supported_line()})"
+        )
+
+
+def load_sharded(path: str | os.PathLike) -> dict[str, Tensor]:
+    """A sharded safetensors checkpoint: ``path`` is its ``*.safetensors.index.json`` or the folder holding it
+    (exactly one). Every shard the index names must exist and hold the tensors the index gives it."""
+    import json
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    indexes = sorted(folder.glob("*.safetensors.index.json")) if path.is_dir() else [path]
+    if len(indexes) != 1 or not indexes[0].is_file():
+        raise ConvertError(f"{path}: expected one *.safetensors.index.json, found {[p.name for p in indexes]}")
+    _check_model_type(folder)
+    try:
+        weight_map = json.loads(indexes[0].read_text(encoding="utf-8"))["weight_map"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConvertError(f"{indexes[0]} is not a safetensors index (no weight_map): {exc}") from None
+    shards = sorted(set(weight_map.values()))
+    missing = [s for s in shards if not (folder / s).is_file()]
+    if missing:
+        raise ConvertError(f"{indexes[0].name} names {len(shards)} shards; missing in {folder}: {missing[:3]}")
+    state = {k: v for s in shards for k, v in _load_safetensors(folder / s).items()}
+    absent = sorted(set(weight_map) - set(state))
+    if absent:
+        raise ConvertError(f"the shards lack {len(absent)} tensors the index lists, e.g. {absent[:3]}")
+    return state
+
+
+def check_architecture(state: dict[str, Tensor], arch: Architecture) -> None:
+    """Check a diffusers-layout ``state`` against architecture ``arch``: the first tensor (in the model's order)
+    that is missing or has another shape is named with both shapes, as is a tensor the architecture lacks."""
+    from diffusers import WanTransformer3DModel
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in WanTransformer3DModel(**arch.transformer).state_dict().items()}
+    for name, shape in expected.items():
+        if name not in state:
+            raise ConvertError(f"the checkpoint lacks {name} (shape {list(shape)} in {arch.name})")
+        if tuple(state[name].shape) != shape:
+            raise ConvertError(
+                f"the checkpoint is not {arch.name}: tensor {name} has shape {list(state[name].shape)}, "
+                f"{arch.name} expects {list(shape)}"
+            )
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ConvertError(f"the checkpoint has {len(extra)} tensors {arch.name} lacks, e.g. {extra[0]}")
+
+
 def _load_safetensors(path: Path) -> dict[str, Tensor]:
     from full.model_files import check_safetensors
 
@@ -221,13 +305,17 @@ def _load_safetensors(path: Path) -> dict[str, Tensor]:
     return load_file(str(path))
 
 
-def build_model(state: dict[str, Tensor], head_dim: int = WAN_HEAD_DIM):
-    """A :class:`CausalWanTransformer3DModel` holding ``state`` (any supported layout), without a random init."""
+def build_model(state: dict[str, Tensor], head_dim: int = WAN_HEAD_DIM, arch: Architecture | None = None):
+    """A :class:`CausalWanTransformer3DModel` holding ``state`` (any supported layout), without a random init;
+    with ``arch``, the checkpoint must be that architecture (:func:`check_architecture`) and gets its config."""
     from full.model import CausalWanTransformer3DModel
 
     state = to_diffusers_layout(state)
+    if arch is not None:
+        check_architecture(state, arch)
+    config = dict(arch.transformer) if arch is not None else infer_config(state, head_dim)
     with torch.device("meta"):
-        model = CausalWanTransformer3DModel(**infer_config(state, head_dim))
+        model = CausalWanTransformer3DModel(**config)
     try:
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:  # missing / unexpected keys, shapes that do not fit
@@ -242,18 +330,22 @@ def build_model(state: dict[str, Tensor], head_dim: int = WAN_HEAD_DIM):
 
 
 def convert_checkpoint(
-    src: str | os.PathLike, out_dir: str | os.PathLike, key: str | None = "generator", head_dim: int = WAN_HEAD_DIM
+    src: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    key: str | None = "generator",
+    head_dim: int = WAN_HEAD_DIM,
+    arch: Architecture | None = None,
 ) -> Path:
     """Convert ``src`` to a diffusers transformer folder ``out_dir`` (``config.json`` + safetensors),
-    loadable with ``CausalWanTransformer3DModel.from_pretrained(out_dir)``. Written to a temporary folder
-    beside ``out_dir`` and renamed into place."""
+    loadable with ``CausalWanTransformer3DModel.from_pretrained(out_dir)``; ``arch`` checks the checkpoint is that
+    architecture. Written to a temporary folder beside ``out_dir`` and renamed into place."""
     from cf_ref.io import check_writable_dir
 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConvertError(f"output folder {out_dir} exists and is not empty; choose another --out")
     check_writable_dir(out_dir.parent if str(out_dir.parent) else ".", "the output folder's parent")
-    model = build_model(load_state_dict(src, key), head_dim)
+    model = build_model(load_state_dict(src, key), head_dim, arch)
     tmp = make_temp_dir(out_dir.parent, out_dir.name)
     try:
         model.save_pretrained(tmp)

@@ -65,6 +65,7 @@ from torch import Tensor
 from cf_ref.masks import AttentionMode, frame_visibility
 from cf_ref.schedule import sigma_per_frame, timestep_from_sigma
 from cf_ref.solvers import guided_velocity
+from full.architectures import WAN21_T2V_1_3B, WAN21_T2V_14B, WAN22_TI2V_5B, check_supported  # noqa: F401
 from full.attention import (
     CausalWanCrossAttnProcessor,
     CausalWanSelfAttnProcessor,
@@ -76,33 +77,30 @@ from full.attention import (
     resolve_kernel,
 )
 from full.cache import LayerKV, TextContext, WanKVCache
+from full.cache_choice import new_kv_cache
+from full.static_cache import StaticKVCache, StaticLayerKV
 
-#: Wan2.1-T2V-1.3B's transformer configuration (diffusers' ``config.json`` of the released model): 30 blocks,
-#: width 1536 = 12 heads × 128, FFN 8960, UMT5 text width 4096. ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)``
-#: builds the real-size model with random weights (benchmarks, memory checks).
-WAN21_T2V_1_3B: dict[str, Any] = dict(
-    patch_size=(1, 2, 2),
-    num_attention_heads=12,
-    attention_head_dim=128,
-    in_channels=16,
-    out_channels=16,
-    text_dim=4096,
-    freq_dim=256,
-    ffn_dim=8960,
-    num_layers=30,
-    cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads",
-    eps=1e-6,
-)
+#: The released transformers' configurations live with the rest of each base model's settings in
+#: :mod:`full.architectures` (re-exported here): ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)`` builds the
+#: real-size model with random weights (benchmarks, memory checks).
 
-#: Wan2.1-T2V-14B's transformer configuration (diffusers' ``config.json`` of the released model): 40 blocks,
-#: width 5120 = 40 heads × 128, FFN 13824; the rest as the 1.3B model. The published DMD stage's real score.
-WAN21_T2V_14B: dict[str, Any] = {
-    **WAN21_T2V_1_3B,
-    "num_attention_heads": 40,
-    "ffn_dim": 13824,
-    "num_layers": 40,
-}
+
+def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
+    r"""Wan's sinusoidal timestep features in float64: ``timestep`` ``[N]`` → ``[N, dim]`` (``dim`` even).
+
+    .. math::  e(t) = \bigl[\cos(t\,\omega_0), \dots, \cos(t\,\omega_{h-1}),\
+               \sin(t\,\omega_0), \dots, \sin(t\,\omega_{h-1})\bigr], \qquad \omega_i = 10000^{-i/h},\ h = dim/2
+
+    — ``sinusoidal_embedding_1d`` of the authors' Wan (``wan/modules/model.py``), which computes it in float64.
+    diffusers' ``Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0)`` is the same formula in float32, whose
+    rounding of :math:`t\,\omega_i` (t up to 1000) alone moves the features by up to ~3e-5.
+    """
+    if dim % 2:
+        raise ValueError(f"the timestep sinusoid needs an even dimension, got {dim}")
+    half = dim // 2
+    omega = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
+    angles = torch.outer(timestep.to(torch.float64), omega)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
 class CausalWanTransformer3DModel(WanTransformer3DModel):
@@ -111,10 +109,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
     @functools.wraps(WanTransformer3DModel.__init__)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.config.added_kv_proj_dim is not None or self.config.image_dim is not None:
-            raise ValueError("CausalWanTransformer3DModel supports the text-to-video Wan architecture only")
-        if self.config.patch_size[0] != 1:
-            raise ValueError(f"causal modes need a temporal patch size of 1, got {tuple(self.config.patch_size)}")
+        check_supported(self.config)
         self.install_causal_processors()
         self.mask_kernel = MaskKernel.AUTO
         self._masks: dict[Hashable, Any] = {}
@@ -210,13 +205,13 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         """Wan's time embedding of ``timestep`` ``[B]`` or ``[B, F]`` (0…1000).
 
         Returns ``temb`` ``[*t, D]`` (final-layer modulation) and ``proj`` ``[*t, 6, D]`` (block
-        modulation), computed like ``WanTimeTextImageEmbedding`` (``dtype`` = the raw text dtype).
+        modulation), computed like ``WanTimeTextImageEmbedding`` (``dtype`` = the raw text dtype) except for
+        the sinusoid, which is float64 as in the authors' Wan (:func:`timestep_sinusoid`).
         """
         ce = self.condition_embedder
-        freq = ce.timesteps_proj(timestep.flatten())
+        freq = timestep_sinusoid(timestep.flatten(), ce.timesteps_proj.num_channels)
         emb_dtype = next(iter(ce.time_embedder.parameters())).dtype
-        if freq.dtype != emb_dtype and emb_dtype != torch.int8:
-            freq = freq.to(emb_dtype)
+        freq = freq.to(torch.float32 if emb_dtype == torch.int8 else emb_dtype)
         temb = ce.time_embedder(freq).to(dtype)
         proj = ce.time_proj(ce.act_fn(temb))
         temb = temb.unflatten(0, timestep.shape)
@@ -232,13 +227,17 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         return self._masks[key]
 
     # ------------------------------------------------------------------ core
-    def _cached_or_empty(self, cache: WanKVCache, layer: int, batch: int) -> tuple[Tensor, Tensor]:
-        kv = cache.get(layer)
-        if kv is not None:
-            return kv
+    def _cached_or_empty(
+        self, cache: WanKVCache, layer: int, batch: int, frames: int
+    ) -> tuple[Tensor, Tensor] | StaticLayerKV:
+        """This layer's cache prefix for a pass of ``frames`` frames: the cached ``(key, value)`` (empty ones
+        while the cache is empty) or, for a :class:`~full.static_cache.StaticKVCache`, its fixed-shape view."""
         heads, head_dim = self.config.num_attention_heads, self.config.attention_head_dim
         empty = torch.empty(batch, 0, heads, head_dim, device=self.device, dtype=self.compute_dtype)
-        return empty, empty
+        if isinstance(cache, StaticKVCache):
+            return cache.layer(layer, empty, frames)
+        kv = cache.get(layer)
+        return kv if kv is not None else (empty, empty)
 
     def run(
         self,
@@ -251,6 +250,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         write: bool = False,
         output_frames: slice | None = slice(None),
         sinks: list[LayerKV] | None = None,
+        rotary: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor | None:
         r"""One DiT pass over frames ``latents`` ``[B, F, C, H, W]`` at RoPE frame ``positions`` ``[F]``.
 
@@ -259,6 +259,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         ``[B, F_out, C, H, W]`` in the compute dtype, or None when ``output_frames`` is None (cache pass).
         With a cache, each layer leaves its new K/V (post-RoPE, carrying the pass's autograd graph) in ``sinks``
         (one :class:`~full.cache.LayerKV` per layer; new ones unless given) and ``write`` appends them (detached).
+        ``rotary``: the RoPE table of ``positions`` computed beforehand (:meth:`rotary`; a CUDA graph's static input).
         """
         if write and cache is None:
             raise ValueError("a cache pass (write=True) needs a cache")
@@ -271,7 +272,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if fold > 1:
             hidden = rearrange(hidden, "b (f t) d -> (b f) t d", f=fold)
         proj = proj.flatten(0, 1) if timestep.ndim == 2 else proj  # [(B·F), 6, D] or [B, 6, D]
-        rotary = self.rotary(positions, height, width)
+        rotary = self.rotary(positions, height, width) if rotary is None else rotary
         # KV-cached passes always get a (possibly empty) prefix and a sink, so that under torch.compile every
         # layer and every block of a rollout reuses one graph (only the prefix length varies).
         if sinks is not None and (cache is None or len(sinks) != len(self.blocks)):
@@ -279,7 +280,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if cache is not None and sinks is None:
             sinks = [LayerKV() for _ in self.blocks]
         for i, block in enumerate(self.blocks):
-            cached = None if cache is None else self._cached_or_empty(cache, i, b)
+            cached = None if cache is None else self._cached_or_empty(cache, i, b, f)
             self_inputs = SelfAttentionInputs(rotary, fold, mask, cached, sinks[i] if sinks is not None else None)
             kv = (text.keys[i], text.values[i]) if text.keys is not None else None
             cross_inputs = CrossAttentionInputs(text.hidden, kv, fold)
@@ -431,10 +432,11 @@ class CausalWanBlockwise:
             raise ValueError(f"window must be >= 1 block or None, got {window}")
         self.model, self.text, self.block_size, self.window = model, text, block_size, window
 
-    def new_cache(self) -> WanKVCache:
-        """An empty cache sized for this model (tokens per frame are fixed by the first block)."""
-        capacity = None if self.window is None else (self.window - 1) * self.block_size
-        return WanKVCache(num_layers=len(self.model.blocks), tokens_per_frame=None, capacity_frames=capacity)
+    def new_cache(self, kind: str = "dynamic", max_frames: int | None = None) -> WanKVCache:
+        """An empty cache sized for this model (tokens per frame are fixed by the first block): ``kind``
+        ``"dynamic"`` (:class:`~full.cache.WanKVCache`) or ``"static"`` (:class:`~full.static_cache.StaticKVCache`,
+        holding ``max_frames`` frames without a window)."""
+        return new_kv_cache(kind, len(self.model.blocks), self.block_size, self.window, max_frames=max_frames)
 
     def _positions(self, x: Tensor, block: int, cache: WanKVCache) -> Tensor:
         self.model._check_latents(x)
@@ -493,8 +495,8 @@ class GuidedBlockwise:
     def __init__(self, inner: CausalWanBlockwise, scale: float):
         self.inner, self.scale = inner, scale
 
-    def new_cache(self) -> WanKVCache:
-        return self.inner.new_cache()
+    def new_cache(self, kind: str = "dynamic", max_frames: int | None = None) -> WanKVCache:
+        return self.inner.new_cache(kind, max_frames)
 
     def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
         return guided_velocity(lambda xx, ss: self.inner.velocity(xx, ss, block, cache), x, sigma, self.scale)

@@ -25,7 +25,7 @@ from typing import Any
 
 from cf_ref.errors import UserError
 from cf_ref.recipes import GeneratorInput
-from full.config import ConfigError, ModelPreset, RunConfig
+from full.config import ConfigError, RunConfig
 from full.data import SetKind, TensorSet
 from full.model_files import check_safetensors, check_transformer, check_vae
 from full.recipes import Stage
@@ -55,10 +55,10 @@ class _Found:
 
 def base_model_config(config: RunConfig) -> dict[str, Any]:
     """The base transformer's ``config.json`` (the tiny preset's from code); raises if the folder is unusable."""
-    if config.model.preset is ModelPreset.TINY:
-        from full.tiny import transformer_kwargs
+    if config.model.preset is not None:
+        from full.tiny import TINY_PRESETS, transformer_kwargs
 
-        return transformer_kwargs()
+        return transformer_kwargs(TINY_PRESETS[config.model.preset.value])
     return check_transformer(config.model.path, "model.path")
 
 
@@ -123,7 +123,7 @@ def _check_data(config: RunConfig, stages: Sequence[Stage], model: dict, found: 
     )
     latents = config.data.latents
     generated = Path(config.out) / "data" / "latents"  # the tiny preset's synthetic set, written by the run
-    if config.model.preset is ModelPreset.TINY and latents in (None, str(generated)):
+    if config.model.preset is not None and latents in (None, str(generated)):
         latents = str(generated) if (generated / "index.json").is_file() else None
     elif latents is None and latents_needed:
         users = ", ".join(s.value for s in stages if s in NEEDS_LATENTS or s is Stage.DMD)

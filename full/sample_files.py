@@ -77,8 +77,6 @@ def open_models(
 
 def image_latent_for(components: WanComponents, image_path: str | os.PathLike, config: SampleConfig) -> torch.Tensor:
     """The first frame for image-to-video: the image (exactly the video size) → normalised latent ``[1, 1, C, h, w]``."""
-    if config.block_size != 1:
-        raise InvalidValue("--image needs the frame-wise model (--block 1)")
     image = load_image(image_path, config.height, config.width)
     return encode_image(components.vae, image.to(components.device))
 

@@ -142,9 +142,11 @@ class VideoStream:
         if self.max_blocks is not None and self.emitted >= self.max_blocks:
             raise StopIteration
         timings = self._apply_pending()
-        if self.image_latent is not None and self.sampler.emitted == 0:
+        if self.image_latent is not None and self.sampler.emitted == 0 and self.sampler.config.block_size == 1:
             block = self.sampler.prefill(self.image_latent)
         else:
+            if self.image_latent is not None and self.sampler.emitted == 0:
+                self.sampler.condition_first_frame(self.image_latent)  # chunk-wise: frame 0 of the first block
             block = self.sampler.next_block()
         self.emitted += 1
         steps = int(block.timings.get("steps", 0))

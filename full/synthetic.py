@@ -1,8 +1,16 @@
-r"""The synthetic moving-shapes set of the full track (tests, the tiny preset, ``prepare --synthetic``).
+r"""The synthetic moving-shapes set of the full track (tests, the tiny preset, ``prepare --synthetic``, the small
+track of :mod:`full.small`).
 
-A video shows one shape (square or disk) of one colour moving in a straight line with constant speed on a
-torus; the caption names shape, colour and direction, the start position is random. So frame ``f`` is frame 0
-translated by ``f·velocity`` — a known causal structure a model can learn. Rendered as latents ``[F, C, H, W]``
+A video shows one shape (square or disk) of one colour moving in a straight line with constant speed; the
+caption names shape, colour and direction, the start position is random. Two motions:
+
+* ``torus`` (the tiny preset): the frame wraps around, so frame ``f`` is frame 0 translated by ``f·velocity``;
+* ``bounce`` (the small track): the shape stays inside the frame and reflects off the walls. Per axis, with the
+  centre confined to ``[lo, hi] = [size, 1 - size]`` and ``L = hi - lo``, the centre at frame ``f`` is
+  ``lo + fold(p0 - lo + v·f)`` with ``fold(u) = u mod 2L`` if that is ``≤ L``, else ``2L - (u mod 2L)``.
+
+A :class:`Scene` holds one or more such shapes (distinct colours, painted in order); its caption joins theirs
+with "and". Both are known causal structures a model can learn. Rendered as latents ``[F, C, H, W]``
 (colour = a fixed C-vector) for the tiny preset, and as RGB frames ``[T, H, W, 3]`` uint8 for the ``prepare``
 path. Captions embed deterministically into ``[L, D]`` text tokens (one fixed random vector per word, zero
 padding — the layout of Wan's padded UMT5 embeddings).
@@ -17,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from cf_ref.seeding import generator
@@ -38,6 +47,7 @@ class ShapeVideo:
     start: tuple[float, float]  # (y, x) in [0, 1)
     speed: float
     size: float  # half-width (square) or radius (disk), in units of the frame size
+    motion: str = "torus"  # "torus" (wrap around) or "bounce" (reflect off the walls)
 
     @property
     def caption(self) -> str:
@@ -65,22 +75,51 @@ def sample_shape_videos(count: int, seed: int, speed: float = 0.125, size: float
     ]
 
 
-def shape_masks(video: ShapeVideo, frames: int, height: int, width: int, softness: float = 0.5) -> Tensor:
-    """Soft occupancy ``[F, H, W]`` in [0, 1] of the moving shape (torus wrap-around, edges ``softness`` px wide)."""
+def bounce_positions(start: float, velocity: float, lo: float, hi: float, frames: int) -> Tensor:
+    """Positions ``[F]`` (float64) of a point moving at ``velocity`` per frame from ``start`` inside ``[lo, hi]``,
+    reflected at both ends (module doc: ``lo + fold(start - lo + v·f)``)."""
+    span = hi - lo
+    if span <= 0:
+        raise ValueError(f"need lo < hi, got [{lo}, {hi}]")
+    u = (start - lo + velocity * torch.arange(frames, dtype=torch.float64)) % (2 * span)
+    return lo + torch.where(u <= span, u, 2 * span - u)
+
+
+def shape_centres(video: ShapeVideo, frames: int) -> tuple[Tensor, Tensor]:
+    """Centres ``(cy [F], cx [F])`` in units of the frame size (float64): wrapped on the torus, or bounced."""
     dy, dx = DIRECTIONS[video.direction]
-    f = torch.arange(frames, dtype=torch.float64)[:, None, None]
-    cy = (video.start[0] + f * dy * video.speed) % 1.0
-    cx = (video.start[1] + f * dx * video.speed) % 1.0
+    f = torch.arange(frames, dtype=torch.float64)
+    if video.motion == "torus":
+        return (video.start[0] + f * dy * video.speed) % 1.0, (video.start[1] + f * dx * video.speed) % 1.0
+    if video.motion != "bounce":
+        raise ValueError(f"motion must be 'torus' or 'bounce', got {video.motion!r}")
+    lo, hi = video.size, 1.0 - video.size
+    return tuple(bounce_positions(s, d * video.speed, lo, hi, frames) for s, d in zip(video.start, (dy, dx)))
+
+
+def occupancy(shape: str, ddy: Tensor, ddx: Tensor, radius: float, softness: float) -> Tensor:
+    """Soft occupancy ``sigmoid(-signed distance / softness)`` of a square (half-width ``radius``) or disk
+    (radius ``radius``) at pixel offsets ``ddy``, ``ddx`` from its centre (pixels, broadcastable)."""
+    if shape == "square":
+        dist = torch.maximum(ddy.abs(), ddx.abs()) - radius
+    elif shape == "disk":
+        dist = torch.sqrt(ddy**2 + ddx**2) - radius
+    else:
+        raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
+    return torch.sigmoid(-dist / softness)
+
+
+def shape_masks(video: ShapeVideo, frames: int, height: int, width: int, softness: float = 0.5) -> Tensor:
+    """Soft occupancy ``[F, H, W]`` in [0, 1] of the moving shape (edges ``softness`` px wide; on the torus the
+    distance wraps around)."""
+    cy, cx = shape_centres(video, frames)
     ys = ((torch.arange(height, dtype=torch.float64) + 0.5) / height)[None, :, None]
     xs = ((torch.arange(width, dtype=torch.float64) + 0.5) / width)[None, None, :]
-    ddy = ((ys - cy + 0.5) % 1.0 - 0.5) * height  # signed torus distance, in pixels
-    ddx = ((xs - cx + 0.5) % 1.0 - 0.5) * width
+    ddy, ddx = ys - cy[:, None, None], xs - cx[:, None, None]
+    if video.motion == "torus":
+        ddy, ddx = (ddy + 0.5) % 1.0 - 0.5, (ddx + 0.5) % 1.0 - 0.5  # signed torus distance
     r = video.size * min(height, width)
-    if video.shape == "square":
-        dist = torch.maximum(ddy.abs(), ddx.abs()) - r
-    else:
-        dist = torch.sqrt(ddy**2 + ddx**2) - r
-    return torch.sigmoid(-dist / softness).float()
+    return occupancy(video.shape, ddy * height, ddx * width, r, softness).float()
 
 
 def colour_code(colour: str, channels: int) -> Tensor:
@@ -110,6 +149,125 @@ def embed_caption(caption: str, length: int, dim: int) -> Tensor:
         g = torch.Generator().manual_seed(zlib.crc32(word.encode()))
         out[i] = torch.randn(dim, generator=g)
     return out
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One or more bouncing shapes of distinct colours in one video (painted in order, later ones on top)."""
+
+    objects: tuple[ShapeVideo, ...]
+
+    @property
+    def caption(self) -> str:
+        return " and ".join(o.caption for o in self.objects)
+
+
+def _bounce_start(direction: str, speed: float, size: float, u: Tensor) -> tuple[float, float]:
+    """A start ``(y, x)`` inside the walls from uniforms ``u [2]``, on the moving axis at least two frames' travel
+    from either wall (so the first frames show the captioned direction: a shape starting at a wall would move
+    exactly as one that just bounced there, going the other way)."""
+    lo, span = size, 1.0 - 2 * size
+    out = []
+    for d, r in zip(DIRECTIONS[direction], u):
+        margin = 2 * speed * abs(d)
+        out.append(lo + margin + float(r) * (span - 2 * margin))
+    return out[0], out[1]
+
+
+def sample_bounce_scenes(
+    count: int, seed: int, objects: int = 1, speed: tuple[float, float] = (0.04, 0.07), size: float = 0.17
+) -> list[Scene]:
+    """``count`` random scenes of ``objects`` bouncing shapes (distinct colours; shape, direction, speed ∈ ``speed``
+    frame sizes per frame and start inside the walls (:func:`_bounce_start`) uniform), reproducible from ``seed``."""
+    if count < 1 or not 1 <= objects <= len(COLOURS):
+        raise ValueError(f"need count >= 1 and 1 <= objects <= {len(COLOURS)}, got {count}, {objects}")
+    if not 0 < size < 0.5 or not 0 <= speed[0] <= speed[1] < (1 - 2 * size) / 4:
+        raise ValueError(f"need 0 < size < 0.5 and 0 <= speed[0] <= speed[1] < (1 - 2 size) / 4, got {size}, {speed}")
+    g = generator("cpu", "bounce-scenes", seed)
+    dirs = list(DIRECTIONS)
+    scenes = []
+    for _ in range(count):
+        colours = torch.randperm(len(COLOURS), generator=g)[:objects]
+        pick = torch.randint(0, 1 << 30, (objects, 2), generator=g)
+        u = torch.rand(objects, 3, generator=g, dtype=torch.float64)
+        objs = []
+        for c, p, r in zip(colours, pick, u):
+            direction, v = dirs[int(p[1]) % len(dirs)], speed[0] + float(r[2]) * (speed[1] - speed[0])
+            start = _bounce_start(direction, v, size, r[:2])
+            shape = SHAPES[int(p[0]) % len(SHAPES)]
+            objs.append(ShapeVideo(shape, COLOURS[int(c)], direction, start, v, size, motion="bounce"))
+        scenes.append(Scene(tuple(objs)))
+    return scenes
+
+
+BACKGROUND = 0.5  # grey, in [0, 1] per RGB channel
+
+
+def palette(colour: str) -> Tensor:
+    """The RGB value ``[3]`` in [0, 1] of a colour name."""
+    return torch.tensor(RGB[colour], dtype=torch.float32) / 255.0
+
+
+def render_scene(scene: Scene, frames: int, pixels: int, softness: float = 0.35) -> Tensor:
+    """RGB video ``[F, H, W, 3]`` float in [0, 1] (``H = W = pixels``): each shape alpha-composited, in order,
+    over the grey background."""
+    out = torch.full((frames, pixels, pixels, 3), BACKGROUND)
+    for obj in scene.objects:
+        alpha = shape_masks(obj, frames, pixels, pixels, softness)[..., None]
+        out = alpha * palette(obj.colour) + (1 - alpha) * out
+    return out
+
+
+def patch_encode(rgb: Tensor, patch: int) -> Tensor:
+    """The fixed patch code: RGB ``[..., F, H, W, 3]`` in [0, 1] → latents ``[..., F, 3·p·p, H/p, W/p]`` with
+    value ``2·(rgb - background)`` (background 0, colours within ±1). Exactly inverted by :func:`patch_decode`."""
+    return rearrange(2.0 * (rgb - BACKGROUND), "... f (h p1) (w p2) c -> ... f (c p1 p2) h w", p1=patch, p2=patch)
+
+
+def patch_decode(latents: Tensor, patch: int) -> Tensor:
+    """Latents ``[..., F, 3·p·p, h, w]`` → RGB ``[..., F, h·p, w·p, 3]`` in [0, 1] (clamped)."""
+    rgb = rearrange(latents, "... f (c p1 p2) h w -> ... f (h p1) (w p2) c", c=3, p1=patch, p2=patch)
+    return (rgb / 2.0 + BACKGROUND).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class BounceSpec:
+    """A set of bouncing-shape scenes (:func:`write_bounce_latents`): ``pixels``² RGB frames in the patch code."""
+
+    count: int = 256
+    frames: int = 12
+    pixels: int = 16
+    patch: int = 2
+    objects: int = 1
+    speed: tuple[float, float] = (0.04, 0.07)
+    size: float = 0.17
+    text_length: int = 8
+    text_dim: int = 32
+    seed: int = 0
+
+    @property
+    def channels(self) -> int:
+        return 3 * self.patch**2
+
+    def scenes(self) -> list[Scene]:
+        return sample_bounce_scenes(self.count, self.seed, self.objects, self.speed, self.size)
+
+
+def write_bounce_latents(out: str | Path, spec: BounceSpec, shard_size: int = 64, restart: bool = False) -> Path:
+    """Write ``spec``'s scenes as a ``latents`` set (patch-coded; the empty caption as negative), resumable like
+    :func:`write_synthetic_latents`."""
+    scenes = spec.scenes()
+    request = {"source": "synthetic bouncing shapes", **dataclasses.asdict(spec)}
+    meta = {"source": "synthetic bouncing shapes", "seed": spec.seed}
+    writer = ShardWriter(out, SetKind.LATENTS, shard_size, meta=meta, request=request, restart=restart)
+    for g, chunk in writer.pending_groups(spec.count):
+        rgb = torch.stack([render_scene(scenes[i], spec.frames, spec.pixels) for i in chunk])
+        text = torch.stack([embed_caption(scenes[i].caption, spec.text_length, spec.text_dim) for i in chunk])
+        writer.write_group(
+            g, {"latents": patch_encode(rgb, spec.patch), "text": text}, [scenes[i].caption for i in chunk]
+        )
+    writer.write_negative(embed_caption("", spec.text_length, spec.text_dim))
+    return writer.finish(spec.count)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""Tiny random stand-ins for Wan2.1's three models, built in code (tests, ``--preset tiny``, benchmarks on CPU).
+"""Tiny random stand-ins for Wan's three models, built in code (tests, ``--preset tiny``, benchmarks on CPU).
 
 Same classes as the real pipeline — ``CausalWanTransformer3DModel``, diffusers' ``AutoencoderKLWan``,
 transformers' ``UMT5EncoderModel`` with a byte-level tokenizer — at a few thousand parameters each, so
 every code path (loading a diffusers-format folder, text encoding, KV-cached sampling, streaming VAE
-decode, MP4) runs offline in seconds. All sizes live in :class:`TinyConfig`.
+decode, MP4) runs offline in seconds. All sizes live in :class:`TinyConfig`; :data:`TINY_ARCHITECTURES` holds
+one per base model (:mod:`full.architectures`), shrunk but keeping what distinguishes it: latent channels, the
+VAE's compression and pixel patching, patch size, more heads and layers than the 1.3B model, the timestep input.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from dataclasses import dataclass, field
 import torch
 from diffusers import AutoencoderKLWan
 
-from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel
+from full.architectures import ARCHITECTURES
+from full.model import CausalWanTransformer3DModel
 
 
 @dataclass(frozen=True)
 class TinyConfig:
-    """Sizes of the tiny models. The DiT's ``in_channels`` equals the VAE's ``z_dim``."""
+    """Sizes of the tiny models. The DiT's ``in_channels`` equals the VAE's ``z_dim``; ``arch`` names the base
+    model (:data:`full.architectures.ARCHITECTURES`) whose non-size settings the tiny DiT keeps."""
 
+    arch: str = "wan2.1-t2v-1.3b"
     latent_channels: int = 4
     num_layers: int = 2
     num_heads: int = 2
@@ -36,19 +41,43 @@ class TinyConfig:
     vae_base_dim: int = 8
     vae_dim_mult: tuple[int, ...] = (1, 2, 2, 2)  # 3 spatial downsamplings: 8× like Wan
     vae_temporal_downsample: tuple[bool, ...] = (False, True, True)  # 4× in time like Wan
+    vae_patch_size: int | None = None  # Wan2.2: pixels patchified 2×2 before the encoder (16× in all)
+    vae_decoder_base_dim: int | None = None
     height: int = 64  # pixels: latent 8×8, 4×4 = 16 tokens per frame
     width: int = 64
     special_tokens: tuple[str, ...] = field(default=("<pad>", "</s>", "<unk>"))
 
+    @property
+    def vae_spatial_compression(self) -> int:
+        return 2 ** (len(self.vae_dim_mult) - 1) * (self.vae_patch_size or 1)
+
 
 TINY = TinyConfig()
+#: Wan2.1-T2V-14B shrunk: more heads and layers than :data:`TINY` (40 vs 12 heads, 40 vs 30 layers).
+TINY_T2V_14B = TinyConfig(arch="wan2.1-t2v-14b", num_heads=4, num_layers=3, ffn_dim=96)
+#: Wan2.2-TI2V-5B shrunk: its 48 latent channels, a Wan2.2-config VAE (pixel patch 2, residual blocks: 16×
+#: spatial), 3 heads (24 in the 5B), 128×128 pixels → 8×8 latents → 16 tokens per frame like :data:`TINY`.
+TINY_TI2V_5B = TinyConfig(
+    arch="wan2.2-ti2v-5b",
+    latent_channels=48,
+    num_heads=3,
+    ffn_dim=96,
+    vae_patch_size=2,
+    vae_decoder_base_dim=12,
+    height=128,
+    width=128,
+)
+#: Architecture name → its tiny configuration (the mode tests run over all of them).
+TINY_ARCHITECTURES: dict[str, TinyConfig] = {c.arch: c for c in (TINY, TINY_T2V_14B, TINY_TI2V_5B)}
+#: Model preset name (``model.preset`` of a training config, ``--preset`` of sample) → its tiny configuration.
+TINY_PRESETS: dict[str, TinyConfig] = {"tiny": TINY, "tiny-ti2v-5b": TINY_TI2V_5B}
 
 
 def transformer_kwargs(cfg: TinyConfig = TINY) -> dict:
-    """Config of the tiny DiT (diffusers ``WanTransformer3DModel`` arguments): Wan2.1-T2V-1.3B's architecture
-    (:data:`full.model.WAN21_T2V_1_3B`: patch size, norms, ε) with the sizes of ``cfg``."""
+    """Config of the tiny DiT (diffusers ``WanTransformer3DModel`` arguments): the architecture ``cfg.arch``'s
+    settings (:data:`full.architectures.ARCHITECTURES`: patch size, norms, ε) with the sizes of ``cfg``."""
     return dict(
-        WAN21_T2V_1_3B,
+        ARCHITECTURES[cfg.arch].transformer,
         num_attention_heads=cfg.num_heads,
         attention_head_dim=cfg.head_dim,
         in_channels=cfg.latent_channels,
@@ -70,10 +99,23 @@ def tiny_transformer(seed: int = 0, cfg: TinyConfig = TINY) -> CausalWanTransfor
 
 
 def tiny_vae(seed: int = 0, cfg: TinyConfig = TINY) -> AutoencoderKLWan:
-    """A randomly initialised tiny Wan VAE (4× temporal, 8× spatial compression, like the real one)."""
+    """A randomly initialised tiny Wan VAE (4× temporal, 8× spatial compression like Wan2.1's; with
+    ``cfg.vae_patch_size`` 2 the Wan2.2 layout: residual blocks, 12 patchified pixel channels, 16× spatial)."""
+    wan22 = {}
+    if cfg.vae_patch_size is not None:
+        p = cfg.vae_patch_size
+        wan22 = dict(
+            is_residual=True,
+            in_channels=3 * p * p,
+            out_channels=3 * p * p,
+            patch_size=p,
+            decoder_base_dim=cfg.vae_decoder_base_dim,
+            scale_factor_spatial=cfg.vae_spatial_compression,
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         vae = AutoencoderKLWan(
+            **wan22,
             base_dim=cfg.vae_base_dim,
             z_dim=cfg.latent_channels,
             dim_mult=list(cfg.vae_dim_mult),

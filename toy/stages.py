@@ -37,10 +37,11 @@ from cf_ref.distill.dmd import (
     self_rollout_samples,
 )
 from cf_ref.ema import ema_copy, ema_update
+from cf_ref.granularity import Granularity, sample_indices, sample_training_sigmas
 from cf_ref.losses import flow_matching_loss
 from cf_ref.recipes import Forcing, GeneratorInput, PairTeacher
 from cf_ref.rollout import ar_ode_sample, sample_exit_steps
-from cf_ref.schedule import Granularity, interpolate, sample_indices, sample_training_sigmas
+from cf_ref.schedule import interpolate
 from cf_ref.solvers import Method, VelocityField, integrate
 from toy.data import SequenceData
 from toy.networks import FrameNetBlockwise, MaskedFrameMLP

@@ -31,10 +31,11 @@ from torch import Tensor
 
 from cf_ref.distill.ode import ode_regression_loss
 from cf_ref.ema import ema_copy, ema_decay_at, ema_update
+from cf_ref.granularity import Granularity, sample_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import PairTeacher
 from cf_ref.rollout import few_step_rollout
-from cf_ref.schedule import Granularity, Prediction, sample_indices
+from cf_ref.schedule import Prediction
 from toy.networks import FrameNetBlockwise, FrameNetConfig, MaskedFrameMLP
 from toy.training import OptimConfig, train
 

@@ -5,8 +5,8 @@ Consistency function in the rectified-flow parameterisation,
 .. math::  f_\theta(x, \sigma) = x - \sigma\, v_\theta(x, \sigma),
 
 which satisfies the boundary condition :math:`f_\theta(x, 0) = x` exactly. On a σ grid
-:math:`1 = \sigma_0 > \dots > \sigma_N = 0` (``N = 48`` in the published setting), with a per-block index
-n ∈ [0, N):
+:math:`1 = \sigma_0 > \dots > \sigma_N = 0` (``N = 48`` in the published setting), with a grid index
+n ∈ [0, N) (one per video, below):
 
 .. math::
     x_n = (1-\sigma_n)x_0 + \sigma_n\varepsilon, \quad
@@ -31,15 +31,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cf_ref.granularity import Granularity, sample_indices
 from cf_ref.losses import x0_regression_loss
-from cf_ref.schedule import (
-    NUM_TRAIN_TIMESTEPS,
-    Granularity,
-    broadcast_sigma,
-    interpolate,
-    sample_indices,
-    x0_from_velocity,
-)
+from cf_ref.schedule import NUM_TRAIN_TIMESTEPS, broadcast_sigma, interpolate, x0_from_velocity
 from cf_ref.solvers import Method, VelocityField, step
 from cf_ref.time_grid import nearest_grid_sigma, rounded_sigma, train_grid
 

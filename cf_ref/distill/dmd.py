@@ -29,9 +29,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cf_ref.granularity import Granularity, sample_training_sigmas
 from cf_ref.losses import flow_matching_loss
 from cf_ref.rollout import BlockwiseModel, few_step_rollout
-from cf_ref.schedule import Granularity, broadcast_sigma, interpolate, sample_training_sigmas, x0_from_velocity
+from cf_ref.schedule import broadcast_sigma, interpolate, x0_from_velocity
 from cf_ref.solvers import VelocityField
 from cf_ref.time_grid import nearest_grid_sigma
 
@@ -113,7 +114,7 @@ def dmd_sigmas(
     :math:`\sigma = \mathrm{clamp}(\mathrm{shift}(u),\ t_{min}/1000,\ t_{max}/1000)`, ``u ~ U[0, 1)``.
 
     With the published shift 5 and [20, 980], 0.4 % of the draws sit at the floor σ = 0.02 and 9.3 % at the
-    ceiling 0.98 (:func:`cf_ref.schedule.sample_training_sigmas` with ``Granularity.SAMPLE``).
+    ceiling 0.98 (:func:`cf_ref.granularity.sample_training_sigmas` with ``Granularity.SAMPLE``).
     """
     return sample_training_sigmas(
         batch_size, num_frames, Granularity.SAMPLE, shift=shift, t_min=t_min, t_max=t_max, generator=generator,
@@ -130,15 +131,20 @@ def self_rollout_samples(
     exit_steps: list[int],
     context_noise: float = 0.0,
     generator: torch.Generator | None = None,
+    first_sigmas: Tensor | None = None,
 ) -> Tensor:
     r"""Self Forcing's generator samples ``[B, F, *S]``: the few-step AR rollout on the generator's own outputs.
 
     Block j is denoised from ``noise[:, block j]`` down the few-step list ``sigmas [K]`` and stops at
     ``exit_steps[j]`` (:func:`cf_ref.rollout.sample_exit_steps`); only that call carries gradient when grad
     mode is on (stochastic gradient truncation), and the block is committed to ``cache`` without gradient at
-    ``context_noise`` (:func:`cf_ref.rollout.few_step_rollout`).
+    ``context_noise`` (:func:`cf_ref.rollout.few_step_rollout`); ``first_sigmas`` ``[K_0]``, block 0's own list
+    (Causal Forcing++'s 1-/2-step students: the 4-step list), its exit step in ``[0, K_0)``.
     """
-    return few_step_rollout(model, noise, block_size, sigmas, cache, exit_steps, context_noise, generator).x0
+    rollout = few_step_rollout(
+        model, noise, block_size, sigmas, cache, exit_steps, context_noise, generator, first_sigmas
+    )
+    return rollout.x0
 
 
 def data_context_samples(
@@ -147,7 +153,7 @@ def data_context_samples(
     r"""CausVid's generator samples ``[B, F, *S]``: one teacher-forced step from noised data, no rollout.
 
     Each block of the data ``x0 [B, F, *S]`` is noised to the few-step level :math:`\sigma_k`,
-    ``k = index [B, F]`` (one draw per block, :func:`cf_ref.schedule.sample_indices`), and the generator
+    ``k = index [B, F]`` (one draw per block, :func:`cf_ref.granularity.sample_indices`), and the generator
     predicts :math:`\hat x_0 = x - \sigma_k v_\theta(x, \sigma_k \mid x_{0,<j})` with the clean data of
     earlier blocks as context: ``teacher_forced(x, σ)`` is the generator evaluated teacher-forced on ``x0``.
     """

@@ -3,7 +3,7 @@ r"""ODE distillation: regress a few-step student onto a teacher's PF-ODE end poi
 Pairs come from :func:`cf_ref.solvers.integrate` (or :func:`cf_ref.rollout.ar_ode_sample`) with
 ``keep_at`` = the few-step σ list: ``states: [B, K, F, *S]`` at ``sigmas: [K]`` and ``target: [B, F, *S]``
 the end point. Each training sample picks one of the K states per video or per block
-(:func:`cf_ref.schedule.sample_indices` with the recipe's ``state_granularity``,
+(:func:`cf_ref.granularity.sample_indices` with the recipe's ``state_granularity``,
 :data:`cf_ref.recipes.RECIPES`); the student sees it and predicts the end point:
 
 .. math::  \mathcal L = \mathbb E_{k}\, \lVert x_{\sigma_k} - \sigma_k v_\theta(x_{\sigma_k}, \sigma_k) - \Phi(\varepsilon) \rVert^2 .

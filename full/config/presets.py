@@ -33,4 +33,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
     }
 }
-"""``tiny`` is the offline CPU demo (``cf-ref full train --preset tiny``)."""
+PRESETS["tiny-ti2v-5b"] = {
+    **PRESETS["tiny"],
+    # the same demo on a Wan2.2-TI2V-5B-shaped tiny model (48 latent channels; full.tiny.TINY_TI2V_5B)
+    "out": "runs/tiny-ti2v-5b",
+    "model": {"preset": "tiny-ti2v-5b", "block_size": 2},
+}
+"""``tiny`` is the offline CPU demo (``cf-ref full train --preset tiny``); ``tiny-ti2v-5b`` runs it on the
+Wan2.2-TI2V-5B-shaped tiny model."""

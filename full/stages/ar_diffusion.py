@@ -7,7 +7,7 @@ For clean latents :math:`x_0` ``[B, F, C, H, W]`` with text, per-block levels
 .. math::  \mathcal L = \operatorname{mean}_{b,f}\; w(\sigma_{bf})\,
            \lVert v_\theta(x_\sigma, \sigma \mid \text{ctx}) - (\varepsilon - x_0)\rVert^2 / |S|
 
-with the schedule's weighting ``w`` (:func:`cf_ref.schedule.loss_weight`). The context is
+with the schedule's weighting ``w`` (:func:`cf_ref.losses.loss_weight`). The context is
 
 * ``forcing=teacher`` (published): the ground-truth clean frames, in the teacher-forcing layout
   ``[clean ; noisy]`` with :func:`cf_ref.masks.teacher_forcing_visibility` — block j's noisy frames see the
@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from cf_ref.losses import flow_matching_loss
+from cf_ref.granularity import Granularity, sample_training_sigmas
+from cf_ref.losses import LossWeighting, flow_matching_loss, loss_weight
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import Forcing
-from cf_ref.schedule import Granularity, LossWeighting, interpolate, loss_weight, sample_training_sigmas
+from cf_ref.schedule import interpolate
 from full.config import RunConfig
 from full.data import SetKind
 from full.distributed import DistContext

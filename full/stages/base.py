@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
+from cf_ref.granularity import Granularity
 from cf_ref.io import follow_umask
+from cf_ref.losses import LossWeighting
 from cf_ref.masks import AttentionMode
-from cf_ref.schedule import Granularity, LossWeighting
 from full.checkpoint import load_weights
-from full.config import LoopConfig, ModelPreset, OptimizerConfig, RunConfig
+from full.config import LoopConfig, OptimizerConfig, RunConfig
 from full.data import SetKind, TensorSet
 from full.distributed import DistContext, barrier, broadcast_object
 from full.stages.ar_diffusion import denoising_loss
@@ -28,22 +29,22 @@ from full.stages.batches import stage_batches
 from full.stages.models import base_model_dir, trainable
 from full.stages.randomness import step_random
 from full.synthetic import SyntheticSpec, write_synthetic_latents
-from full.tiny import TINY, tiny_transformer
+from full.tiny import TINY_PRESETS, TinyConfig, tiny_transformer
 from full.train import StagePlan, Trainee, Update, make_optimizer, run_stage
 
 NAME = "base-pretrain"
 
 
 def _write_synthetic_set(config: RunConfig, folder: Path) -> None:
-    v = config.video
+    v, tiny = config.video, TINY_PRESETS[config.model.preset.value]
     spec = SyntheticSpec(
         count=config.model.tiny_base.videos,
         frames=v.latent_frames,
-        channels=TINY.latent_channels,
+        channels=tiny.latent_channels,
         height=v.latent_height,
         width=v.latent_width,
-        text_length=TINY.text_length,
-        text_dim=TINY.text_dim,
+        text_length=tiny.text_length,
+        text_dim=tiny.text_dim,
         seed=config.seed,
     )
     write_synthetic_latents(folder, spec)
@@ -52,7 +53,7 @@ def _write_synthetic_set(config: RunConfig, folder: Path) -> None:
 def asset_paths(config: RunConfig) -> RunConfig:
     """The configuration a run uses: with the tiny preset and no ``data.latents``, the set it generates,
     ``<out>/data/latents``; otherwise unchanged. Writes nothing."""
-    if config.model.preset is not ModelPreset.TINY or config.data.latents is not None:
+    if config.model.preset is None or config.data.latents is not None:
         return config
     generated = str(Path(config.out) / "data" / "latents")
     return dataclasses.replace(config, data=dataclasses.replace(config.data, latents=generated))
@@ -62,7 +63,7 @@ def prepare_assets(config: RunConfig, ctx: DistContext) -> RunConfig:
     """With the tiny preset: write the synthetic latent set (unless ``data.latents`` is given) and the tiny base
     model trained on it under ``<out>``, once; point the configuration at the set. Returns the configuration to
     run (unchanged without the preset)."""
-    if config.model.preset is not ModelPreset.TINY:
+    if config.model.preset is None:
         return config
     base = base_model_dir(config)
     config = asset_paths(config)
@@ -99,16 +100,20 @@ def _pretrain_plan(config: RunConfig, ctx: DistContext, data: TensorSet, model, 
     return StagePlan(NAME, {"base": trainee}, lambda step: [Update("base", lambda m: loss(step, m))], {"model": runner})
 
 
-def pretrain_tiny_base(config: RunConfig, ctx: DistContext, data: TensorSet, folder: Path) -> Path:
-    """Train the tiny base model (see module doc) and save it to ``folder``; returns ``folder``."""
+def pretrain_tiny_base(
+    config: RunConfig, ctx: DistContext, data: TensorSet, folder: Path, sizes: TinyConfig | None = None
+) -> Path:
+    """Train the tiny base model (see module doc; ``sizes``: its architecture, e.g. the small track's; default the
+    model preset's tiny configuration) and save it to ``folder``; returns ``folder``."""
     tb = config.model.tiny_base
-    model = tiny_transformer(seed=config.seed)
+    tiny = sizes if sizes is not None else TINY_PRESETS[config.model.preset.value]
+    model = tiny_transformer(seed=config.seed, cfg=tiny)
     if tb.steps > 0:
         loop = LoopConfig(steps=tb.steps, batch_size=tb.batch_size, checkpoint_every=tb.steps, keep_checkpoints=1)
         plan = _pretrain_plan(config, ctx, data, model, loop)
         work = Path(config.out) / NAME
         final = run_stage(plan, loop, config.logging, config.parallel.precision, ctx, work, resume=True)
-        model = tiny_transformer(seed=config.seed)
+        model = tiny_transformer(seed=config.seed, cfg=tiny)
         load_weights(model, final / "model.safetensors", what="tiny base model")
     if ctx.is_main:
         model.save_pretrained(folder)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from full.checkpoint import load_weights
-from full.config import ModelPreset, Parallelism, Precision, RunConfig
+from full.config import Parallelism, Precision, RunConfig
 from full.distributed import DistContext, place_frozen, wrap_trainable
 from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
 from full.model_files import load_transformer
@@ -18,7 +18,7 @@ from full.model_files import load_transformer
 
 def base_model_dir(config: RunConfig) -> Path:
     """Folder of the bidirectional base transformer: ``model.path`` (or its ``transformer/``), or the tiny one."""
-    if config.model.preset is ModelPreset.TINY:
+    if config.model.preset is not None:  # every preset builds tiny models in code
         return Path(config.out) / "base-model"
     return Path(config.model.path)
 

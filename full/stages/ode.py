@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 
 from cf_ref.distill.ode import ode_regression_loss
+from cf_ref.granularity import sample_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import PairTeacher
-from cf_ref.schedule import sample_indices
 from full.config import RunConfig
 from full.data import DataError, SetKind, TensorSet
 from full.distributed import DistContext

@@ -1,7 +1,18 @@
+import math
+
 import pytest
 import torch
+from scipy.integrate import quad
 
-from cf_ref.losses import finite_or_raise, flow_matching_loss, per_frame_mse, weighted_mean, x0_regression_loss
+from cf_ref.losses import (
+    LossWeighting,
+    finite_or_raise,
+    flow_matching_loss,
+    loss_weight,
+    per_frame_mse,
+    weighted_mean,
+    x0_regression_loss,
+)
 
 
 def test_flow_matching_loss_is_zero_at_the_target_and_weighted_per_frame():
@@ -41,3 +52,17 @@ def test_weighted_flow_matching_brute_force_and_float32_accumulation():
     assert per_frame_mse(half, torch.ones(1, 1, 4, dtype=torch.bfloat16)).item() == 2**-14
     per_frame = per_frame_mse(torch.zeros(2, 3, dtype=torch.float64), torch.full((2, 3), 2.0, dtype=torch.float64))
     assert per_frame.dtype == torch.float32 and bool((per_frame == 4).all())  # [B, F]: S empty
+
+
+def test_bell_weight_has_unit_mean_and_peaks_mid_schedule():
+    mean, _ = quad(lambda u: float(loss_weight(torch.tensor(u, dtype=torch.float64), LossWeighting.BELL)), 0, 1)
+    assert mean == pytest.approx(1.0, abs=1e-9)
+    w = loss_weight(torch.tensor([0.0, 0.5, 1.0]), LossWeighting.BELL)
+    assert float(w[0]) == pytest.approx(0.0, abs=1e-12) and float(w[1]) > 1.0
+    assert math.isclose(float(w[0]), float(w[2]), abs_tol=1e-12)
+    assert bool((loss_weight(torch.rand(5)) == 1).all())
+
+
+def test_loss_weighting_must_be_an_enum_member():
+    with pytest.raises(ValueError, match="LossWeighting"):
+        loss_weight(torch.rand(3), "uniform")  # was silently the bell weight

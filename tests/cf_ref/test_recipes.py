@@ -1,7 +1,7 @@
 import pytest
 
+from cf_ref.granularity import Granularity
 from cf_ref.recipes import RECIPES, GeneratorInput, Init, PairTeacher, Recipe
-from cf_ref.schedule import Granularity
 
 
 def test_every_recipe_has_one_spec():

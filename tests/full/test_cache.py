@@ -70,3 +70,20 @@ def test_append_detaches_unless_asked_to_keep_the_graph():
     assert key.shape[1] == 3 * 4 and key.requires_grad and value.requires_grad
     (grad,) = torch.autograd.grad(key.sum(), w)  # 2 kept frames of the graph-carrying block, each 4·2·3 ones
     assert float(grad) == 2 * 4 * 2 * 3
+
+
+def test_a_commit_under_no_grad_keeps_the_graph_the_cache_carries():
+    """A graph-carrying entry (published-leak) survives a later detached append made under ``no_grad`` (how the
+    rollout commits), until the rolling window evicts it."""
+    cache = WanKVCache(num_layers=1, tokens_per_frame=4, capacity_frames=2)
+    w = torch.tensor(2.0, requires_grad=True)
+    cache.append(0, kv(1) + w, kv(1) + w, detach=False)
+    with torch.no_grad():
+        cache.append(0, kv(1), kv(1))
+    key, _ = cache.get(0)
+    (grad,) = torch.autograd.grad(key.sum(), w)
+    assert float(grad) == 4 * 2 * 3  # the first frame's 4 tokens · 2 heads · 3 dims
+    with torch.no_grad():
+        cache.append(0, kv(1), kv(1))
+    (grad,) = torch.autograd.grad(cache.get(0)[0].sum(), w, allow_unused=True)
+    assert grad is None or float(grad) == 0.0  # evicted

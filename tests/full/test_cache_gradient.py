@@ -23,14 +23,14 @@ def model64():
     return tiny_transformer(seed=0).double()
 
 
-def _later_block_gradient(model, latents, text, exits, cache_gradient):
+def _later_block_gradient(model, latents, text, exits, cache_gradient, cache_kind="dynamic"):
     """Samples of a 2-block rollout (b = 3) and the gradient of a fixed linear loss on block 1 only with respect to
     the noise of block 0 (block 0's exit call at step 0 sees that noise directly) and to the weights."""
     noise = latents.double().clone().requires_grad_(True)
     w = torch.randn(noise[:, 3:].shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     bw = kv_blockwise(model, text.double(), 3, cache_gradient)
     g = torch.Generator().manual_seed(3)
-    out = few_step_rollout(bw, noise, 3, SIGMAS, bw.new_cache(), exits, 0.0, g).x0
+    out = few_step_rollout(bw, noise, 3, SIGMAS, bw.new_cache(cache_kind, 6), exits, 0.0, g).x0
     params = [p for p in model.parameters() if p.requires_grad]
     grads = torch.autograd.grad((out[:, 3:] * w).sum(), [noise, *params], allow_unused=True)
     noise_grad = torch.zeros_like(noise) if grads[0] is None else grads[0]
@@ -39,9 +39,10 @@ def _later_block_gradient(model, latents, text, exits, cache_gradient):
 
 
 @pytest.mark.parametrize("exits", [[0, 0], [2, 2]])
-def test_forward_is_identical_and_only_the_leak_reaches_an_earlier_exit_call(model64, latents, text, exits):
-    out_none, noise_none, grad_none = _later_block_gradient(model64, latents, text, exits, CacheGradient.NONE)
-    out_leak, noise_leak, grad_leak = _later_block_gradient(model64, latents, text, exits, CacheGradient.PUBLISHED_LEAK)
+def test_forward_is_identical_and_only_the_leak_reaches_an_earlier_exit_call(model64, latents, text, exits, cache_kind):
+    none, leak = CacheGradient.NONE, CacheGradient.PUBLISHED_LEAK
+    out_none, noise_none, grad_none = _later_block_gradient(model64, latents, text, exits, none, cache_kind)
+    out_leak, noise_leak, grad_leak = _later_block_gradient(model64, latents, text, exits, leak, cache_kind)
     assert torch.equal(out_leak, out_none)
     assert torch.count_nonzero(noise_none) == 0
     assert (torch.count_nonzero(noise_leak) > 0) == (exits[0] == 0)
@@ -49,14 +50,14 @@ def test_forward_is_identical_and_only_the_leak_reaches_an_earlier_exit_call(mod
 
 
 @pytest.mark.parametrize("checkpointing", [False, True])
-def test_leaked_gradient_is_the_vjp_of_the_exit_calls_kv(model64, latents, text, checkpointing):
+def test_leaked_gradient_is_the_vjp_of_the_exit_calls_kv(model64, latents, text, checkpointing, cache_kind):
     """Independent computation: with block 0 committed as usual, make its cached K/V leaves, take the gradient of
     block 1's loss with respect to them, and pull it back through block 0's exit-call K/V (the K/V its call at
     σ = 1 computes from the noise). The leak's gradient on block 0's noise must equal that product."""
     if checkpointing:
         model64.enable_gradient_checkpointing()
     try:
-        _, leak, _ = _later_block_gradient(model64, latents, text, [0, 0], CacheGradient.PUBLISHED_LEAK)
+        _, leak, _ = _later_block_gradient(model64, latents, text, [0, 0], CacheGradient.PUBLISHED_LEAK, cache_kind)
         noise, txt = latents.double(), text.double()
         w = torch.randn(noise[:, 3:].shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
         bw = CausalWanBlockwise(model64, model64.text_context(txt), 3, None)
@@ -90,10 +91,33 @@ def test_kv_blockwise_chooses_the_adapter_and_refuses_a_string(model, text):
         kv_blockwise(model, text, 3, "published-leak")
 
 
-def test_inference_commits_stay_detached(model, latents, text):
+def test_inference_commits_stay_detached(model, latents, text, cache_kind):
     """Without a grad-enabled call nothing is leaked: the cache holds no graph."""
     bw = kv_blockwise(model, text, 3, CacheGradient.PUBLISHED_LEAK)
-    cache = bw.new_cache()
+    cache = bw.new_cache(cache_kind, 6)
     with torch.no_grad():
         few_step_rollout(bw, latents, 3, SIGMAS.float(), cache)
-    assert all(not kv.key.requires_grad and not kv.value.requires_grad for kv in cache.layers)
+    kvs = [cache.get(i) for i in range(len(model.blocks))]
+    assert all(not k.requires_grad and not v.requires_grad for k, v in kvs)
+
+
+def test_the_leak_persists_past_later_commits(model64, text, cache_kind):
+    """Three blocks: block 2 reads block 0's committed K/V, so with the leak its loss reaches block 0's exit call (the
+    authors' in-place cache keeps every exit write's history). A commit under ``no_grad`` must not drop the graph the
+    cache already carries (it once did: block 1's commit concatenated it away). Both caches give the same gradient."""
+    g = torch.Generator().manual_seed(11)
+    noise = torch.randn(1, 9, 4, 8, 8, generator=g, dtype=torch.float64).requires_grad_(True)
+    txt = text[:1].double()
+
+    def block0_grad(kind: str, cache_gradient: CacheGradient) -> torch.Tensor:
+        bw = kv_blockwise(model64, txt, 3, cache_gradient)
+        out = few_step_rollout(
+            bw, noise, 3, SIGMAS, bw.new_cache(kind, 9), [0, 0, 0], 0.0, torch.Generator().manual_seed(3)
+        )
+        return torch.autograd.grad(out.x0[:, 6:].sum(), noise)[0][:, :3]
+
+    leak = block0_grad(cache_kind, CacheGradient.PUBLISHED_LEAK)
+    assert leak.abs().sum() > 0
+    assert torch.count_nonzero(block0_grad(cache_kind, CacheGradient.NONE)) == 0
+    other = "static" if cache_kind == "dynamic" else "dynamic"
+    torch.testing.assert_close(leak, block0_grad(other, CacheGradient.PUBLISHED_LEAK), rtol=1e-9, atol=1e-12)

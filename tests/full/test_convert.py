@@ -10,8 +10,10 @@ from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffu
 
 from cf_ref.cli import main
 from cf_ref.masks import AttentionMode
+from full.architectures import ARCHITECTURES, UnsupportedArchitecture
 from full.convert import (
     ConvertError,
+    check_architecture,
     convert_checkpoint,
     detect_layout,
     diffusers_to_original,
@@ -21,7 +23,7 @@ from full.convert import (
     strip_wrappers,
 )
 from full.model import CausalWanTransformer3DModel
-from full.tiny import TINY, transformer_kwargs
+from full.tiny import TINY, TINY_ARCHITECTURES, tiny_transformer, transformer_kwargs
 
 WAN_1_3B = dict(
     patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=16, out_channels=16,
@@ -171,3 +173,93 @@ def test_converted_folder_follows_the_umask(state, tmp_path):
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
     assert all(f.stat().st_mode & 0o777 == 0o644 for f in (tmp_path / "out").iterdir())
+
+
+def _write_sharded(state: dict, folder, shards: int = 3, config: dict | None = None) -> None:
+    """An original-layout sharded release folder: ``diffusion_pytorch_model-0000i-of-0000n.safetensors`` + index."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    original = diffusers_to_original(state)
+    names = sorted(original)
+    weight_map = {}
+    for i in range(shards):
+        shard = f"diffusion_pytorch_model-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = {k: original[k].contiguous() for k in names[i::shards]}
+        save_file(part, str(folder / shard))
+        weight_map.update(dict.fromkeys(part, shard))
+    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+    (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("arch", ["wan2.1-t2v-14b", "wan2.2-ti2v-5b"])
+def test_sharded_original_release_converts_exactly(arch, tmp_path):
+    """The 14B / 5B release layout (original names, sharded, index json, original config.json) on the tiny model
+    of that architecture: folder or index path both convert to the same weights."""
+    cfg = TINY_ARCHITECTURES[arch]
+    state = tiny_transformer(seed=3, cfg=cfg).state_dict()
+    _write_sharded(state, tmp_path / "release", config={"model_type": arch.split("-")[1], "dim": 48})
+    for i, src in enumerate(
+        [tmp_path / "release", tmp_path / "release/diffusion_pytorch_model.safetensors.index.json"]
+    ):
+        out = convert_checkpoint(src, tmp_path / f"out{i}", head_dim=cfg.head_dim)
+        reloaded = CausalWanTransformer3DModel.from_pretrained(out)
+        assert reloaded.config.in_channels == cfg.latent_channels
+        assert all(torch.equal(reloaded.state_dict()[k], state[k]) for k in state)
+
+
+def test_sharded_release_problems_are_one_line(tmp_path):
+    state = tiny_transformer(seed=3, cfg=TINY_ARCHITECTURES["wan2.1-t2v-14b"]).state_dict()
+    _write_sharded(state, tmp_path / "gone")
+    (tmp_path / "gone" / "diffusion_pytorch_model-00002-of-00003.safetensors").unlink()
+    with pytest.raises(ConvertError, match=r"names 3 shards; missing in .*00002-of-00003"):
+        load_state_dict(tmp_path / "gone")
+    _write_sharded(state, tmp_path / "i2v", config={"model_type": "i2v"})
+    with pytest.raises(UnsupportedArchitecture, match="Wan 'i2v' model; .*supported architectures: wan2.1-t2v-1.3b"):
+        load_state_dict(tmp_path / "i2v")
+
+
+def test_arch_check_names_the_first_mismatching_tensor_and_both_shapes():
+    five = _meta_state(ARCHITECTURES["wan2.2-ti2v-5b"].transformer)
+    check_architecture(five, ARCHITECTURES["wan2.2-ti2v-5b"])
+    with pytest.raises(ConvertError) as err:
+        check_architecture(five, ARCHITECTURES["wan2.1-t2v-1.3b"])
+    assert str(err.value) == (
+        "the checkpoint is not wan2.1-t2v-1.3b: tensor scale_shift_table has shape [1, 2, 3072], "
+        "wan2.1-t2v-1.3b expects [1, 2, 1536]"
+    )  # the first tensor in the model's order (its own parameters, then its modules')
+    fourteen = _meta_state(ARCHITECTURES["wan2.1-t2v-14b"].transformer)
+    deeper = fourteen | {"blocks.40.ffn.net.2.bias": fourteen["blocks.0.ffn.net.2.bias"]}
+    with pytest.raises(ConvertError, match="has 1 tensors wan2.1-t2v-14b lacks, e.g. blocks.40.ffn.net.2.bias"):
+        check_architecture(deeper, ARCHITECTURES["wan2.1-t2v-14b"])
+    narrow = dict(fourteen)
+    narrow["blocks.3.attn2.to_k.weight"] = torch.empty(5120, 4096 // 2, device="meta")
+    with pytest.raises(ConvertError, match=r"tensor blocks.3.attn2.to_k.weight has shape \[5120, 2048\], "):
+        check_architecture(narrow, ARCHITECTURES["wan2.1-t2v-14b"])
+
+
+def test_convert_cli_arch_option(state, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file(diffusers_to_original(state), str(tmp_path / "wan.safetensors"))
+    args = ["full", "convert", "--input", str(tmp_path / "wan.safetensors"), "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, [*args, "--arch", "wan2.1-t2v-14b"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "tensor scale_shift_table has shape [1, 2, 32], wan2.1-t2v-14b expects [1, 2, 5120]" in result.output
+    result = CliRunner().invoke(main, [*args, "--arch", "wan2.1-i2v-14b"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "wan2.1-i2v-14b is not supported (image cross-attention" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_folder_names_the_tensor(tmp_path, tiny_components):
+    from full.components import _load_checkpoint_into
+
+    other = tiny_transformer(seed=1, cfg=TINY_ARCHITECTURES["wan2.1-t2v-14b"])
+    torch.save({"generator": other.state_dict()}, tmp_path / "g.pt")
+    with pytest.raises(ValueError, match=r"tensor scale_shift_table has shape \[1, 2, 64\], the model.s \[1, 2, 32\]$"):
+        _load_checkpoint_into(tiny_components.transformer, tmp_path / "g.pt", "generator", "tiny")

@@ -7,10 +7,11 @@ import dataclasses
 
 import torch
 
+from cf_ref.granularity import Granularity
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import GeneratorInput
 from cf_ref.rollout import CacheGradient
-from cf_ref.schedule import Granularity, few_step_sigmas, x0_from_velocity
+from cf_ref.schedule import few_step_sigmas, x0_from_velocity
 from full.config import RunConfig, build_config
 from full.distributed import DistContext, Runner
 from full.stages import dmd

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from diffusers import WanTransformer3DModel
+from diffusers.models.embeddings import Timesteps
 
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, sigma_grid
 from cf_ref.solvers import classifier_free_guidance
+from full.architectures import ARCHITECTURES, TimestepInput
 from full.attention import MaskKernel
 from full.cache import LayerKV
-from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
+from full.model import CausalWanTransformer3DModel, cast_keeping_fp32, timestep_sinusoid
 from full.tiny import transformer_kwargs
 
 BC, TF, BI = AttentionMode.BLOCK_CAUSAL, AttentionMode.TEACHER_FORCING, AttentionMode.BIDIRECTIONAL
 
 
 def stock_velocity(stock: WanTransformer3DModel, x, sigma, text):
-    """diffusers' own forward, in cf_ref layout: [B, F, C, H, W] ↔ [B, C, F, H, W], t = 1000σ."""
+    """diffusers' own forward, in cf_ref layout: [B, F, C, H, W] ↔ [B, C, F, H, W], t = 1000σ. sigma ``[B]``, or
+    ``[B, L]`` per token (Wan2.2's ``expand_timesteps`` input)."""
     out = stock(x.permute(0, 2, 1, 3, 4), sigma * 1000, text).sample
     return out.permute(0, 2, 1, 3, 4)
 
@@ -29,11 +33,11 @@ def per_block_sigma(batch: int, frames: int, block: int, seed: int = 3) -> torch
     return torch.rand(batch, frames // block, generator=g).repeat_interleave(block, dim=1)
 
 
-def kv_rollout_velocity(model, x, sigma, text, block, window=None, commit=None, commit_sigma=0.0):
-    """Velocity of every block through the KV cache; block j is committed as ``commit[:, block j]`` at σ=0
-    (teacher-forcing style) or, by default, as its own input at its own level."""
+def kv_rollout_velocity(model, x, sigma, text, block, window=None, commit=None, commit_sigma=0.0, cache="dynamic"):
+    """Velocity of every block through the KV cache (of kind ``cache``); block j is committed as
+    ``commit[:, block j]`` at σ=0 (teacher-forcing style) or, by default, as its own input at its own level."""
     bw = model.blockwise(text, block, window=window)
-    cache = bw.new_cache()
+    cache = bw.new_cache(cache, max_frames=x.shape[1])
     outs = []
     for j in range(x.shape[1] // block):
         span = slice(j * block, (j + 1) * block)
@@ -45,25 +49,80 @@ def kv_rollout_velocity(model, x, sigma, text, block, window=None, commit=None, 
     return torch.cat(outs, dim=1), cache
 
 
+def numpy_sinusoid(t: np.ndarray, dim: int) -> np.ndarray:
+    """Wan's ``sinusoidal_embedding_1d`` in numpy float64: ``[cos(t·ω_i) ; sin(t·ω_i)]``, ω_i = 10000^(-i/h)."""
+    half = dim // 2
+    angles = np.outer(t.astype(np.float64), 10000.0 ** (-np.arange(half, dtype=np.float64) / half))
+    return np.concatenate([np.cos(angles), np.sin(angles)], axis=1)
+
+
+class NumpyFloat64Timesteps(torch.nn.Module):
+    """A stand-in for diffusers' ``Timesteps`` computing the sinusoid in float64 with numpy (then float32)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(numpy_sinusoid(t.double().numpy(), self.dim)).float()
+
+
+@pytest.mark.parametrize("dim", [2, 8, 256])
+def test_timestep_sinusoid_is_the_float64_formula(dim):
+    t = torch.tensor([0.0, 1.0, 249.7, 500.0, 937.5, 1000.0], dtype=torch.float32)
+    out = timestep_sinusoid(t, dim)
+    assert out.dtype == torch.float64 and out.shape == (6, dim)
+    np.testing.assert_allclose(out.numpy(), numpy_sinusoid(t.numpy(), dim), rtol=0, atol=1e-13)
+    # diffusers' float32 Timesteps is the same formula, short of float32 rounding of t·ω (t ≤ 1000)
+    stock = Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0)(t).double()
+    assert 0 < float((stock - out).abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="even"):
+        timestep_sinusoid(t, 7)
+
+
 @torch.no_grad()
-def test_bidirectional_equals_stock_diffusers(model, latents, text):
-    stock = WanTransformer3DModel(**transformer_kwargs()).eval()
+def test_bidirectional_equals_stock_diffusers(arch):
+    """Equal to the stock forward given the float64 sinusoid (computed independently, numpy), and within the
+    float32 sinusoid's rounding of the stock forward as it ships."""
+    cfg, model, latents, text = arch
+    stock = WanTransformer3DModel(**transformer_kwargs(cfg)).eval()
     stock.load_state_dict(model.state_dict())
     sigma = torch.tensor([0.3, 0.8])
+    shipped = stock_velocity(stock, latents, sigma, text)
+    stock.condition_embedder.timesteps_proj = NumpyFloat64Timesteps(transformer_kwargs(cfg)["freq_dim"])
     ref = stock_velocity(stock, latents, sigma, text)
     assert ref.abs().mean() > 0.05  # a non-degenerate output
     v = model.velocity(latents, sigma, text, mode=BI)
     torch.testing.assert_close(v, ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(v, shipped, rtol=0, atol=2e-5)
     # the same per-sample level given per frame goes through the folded per-frame modulation
     v_frames = model.velocity(latents, sigma[:, None].expand(2, 6), text, mode=BI)
     torch.testing.assert_close(v_frames, ref, rtol=0, atol=1e-5)
     # the stock forward still works (bidirectionally) with the causal processors installed
-    torch.testing.assert_close(stock_velocity(model, latents, sigma, text), ref, rtol=0, atol=1e-6)
+    torch.testing.assert_close(stock_velocity(model, latents, sigma, text), shipped, rtol=0, atol=1e-6)
+
+
+@torch.no_grad()
+def test_per_frame_levels_equal_stock_per_token_timesteps(arch):
+    """Per-frame σ [B, F] (folded modulation) = diffusers' per-token timesteps [B, L] (Wan2.2's expand_timesteps
+    input, the way the TI2V model was trained), each frame's level repeated over its 16 tokens; with frame 0 at
+    σ = 0, as TI2V conditions the first frame."""
+    cfg, model, latents, text = arch
+    stock = WanTransformer3DModel(**transformer_kwargs(cfg)).eval()
+    stock.load_state_dict(model.state_dict())
+    sigma = per_block_sigma(2, 6, 1)
+    sigma[:, 0] = 0.0
+    stock.condition_embedder.timesteps_proj = NumpyFloat64Timesteps(transformer_kwargs(cfg)["freq_dim"])
+    ref = stock_velocity(stock, latents, sigma.repeat_interleave(16, dim=1), text)
+    torch.testing.assert_close(model.velocity(latents, sigma, text, mode=BI), ref, rtol=0, atol=1e-5)
+    expected = TimestepInput.PER_TOKEN if cfg.arch == "wan2.2-ti2v-5b" else TimestepInput.PER_SAMPLE
+    assert ARCHITECTURES[cfg.arch].timesteps is expected
 
 
 @torch.no_grad()
 @pytest.mark.parametrize("block", [1, 3])
-def test_block_causal_ignores_later_blocks_and_bidirectional_does_not(model, latents, text, block):
+def test_block_causal_ignores_later_blocks_and_bidirectional_does_not(arch, block):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, block)
     cut = 3  # frames [3, 6) are changed: whole blocks for b = 1 and b = 3
     changed = latents.clone()
@@ -80,7 +139,8 @@ def test_block_causal_ignores_later_blocks_and_bidirectional_does_not(model, lat
 
 
 @torch.no_grad()
-def test_per_frame_timesteps_change_only_their_frame_in_frame_wise_mode(model, latents, text):
+def test_per_frame_timesteps_change_only_their_frame_in_frame_wise_mode(arch):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, 1)
     other = sigma.clone()
     other[:, 2] = 0.05
@@ -92,10 +152,11 @@ def test_per_frame_timesteps_change_only_their_frame_in_frame_wise_mode(model, l
 
 @torch.no_grad()
 @pytest.mark.parametrize("block,window", [(1, None), (3, None), (1, 2), (2, 1)])
-def test_kv_cache_rollout_equals_one_block_causal_forward(model, latents, text, block, window):
+def test_kv_cache_rollout_equals_one_block_causal_forward(arch, block, window, cache_kind):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, block)
     full = model.velocity(latents, sigma, text, mode=BC, block_size=block, window=window)
-    kv, cache = kv_rollout_velocity(model, latents, sigma, text, block, window)
+    kv, cache = kv_rollout_velocity(model, latents, sigma, text, block, window, cache=cache_kind)
     torch.testing.assert_close(kv, full, rtol=0, atol=1e-5)
     assert cache.num_frames == 6
     assert cache.cached_frames == (6 if window is None else (window - 1) * block)
@@ -103,7 +164,8 @@ def test_kv_cache_rollout_equals_one_block_causal_forward(model, latents, text, 
 
 @torch.no_grad()
 @pytest.mark.parametrize("block", [1, 3])
-def test_teacher_forcing_equals_block_causal_given_clean_prefix(model, latents, text, block):
+def test_teacher_forcing_equals_block_causal_given_clean_prefix(arch, block, cache_kind):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, block)
     clean = torch.randn_like(latents)
     tf = model.velocity(latents, sigma, text, mode=TF, block_size=block, clean=clean)
@@ -114,18 +176,19 @@ def test_teacher_forcing_equals_block_causal_given_clean_prefix(model, latents, 
         ref = model.velocity(seq, levels, text, mode=BC, block_size=block)[:, j * block :]
         torch.testing.assert_close(tf[:, span], ref, rtol=0, atol=1e-5)
     # and the KV cache filled with the clean frames at σ = 0 reproduces it block by block
-    kv, _ = kv_rollout_velocity(model, latents, sigma, text, block, commit=clean)
+    kv, _ = kv_rollout_velocity(model, latents, sigma, text, block, commit=clean, cache=cache_kind)
     torch.testing.assert_close(kv, tf, rtol=0, atol=1e-5)
 
 
 @torch.no_grad()
-def test_teacher_forcing_with_noisy_context_equals_a_cache_committed_at_that_level(model, latents, text):
+def test_teacher_forcing_with_noisy_context_equals_a_cache_committed_at_that_level(arch, cache_kind):
+    _, model, latents, text = arch
     sigma = per_block_sigma(2, 6, 3)
     context = torch.randn_like(latents)
     tf = model.velocity(
         latents, sigma, text, mode=TF, block_size=3, clean=context, clean_sigma=torch.tensor([0.1, 0.1])
     )
-    kv, _ = kv_rollout_velocity(model, latents, sigma, text, 3, commit=context, commit_sigma=0.1)
+    kv, _ = kv_rollout_velocity(model, latents, sigma, text, 3, commit=context, commit_sigma=0.1, cache=cache_kind)
     torch.testing.assert_close(kv, tf, rtol=0, atol=1e-5)
     assert (tf - model.velocity(latents, sigma, text, mode=TF, block_size=3, clean=context)).abs().max() > 1e-4
 
@@ -161,12 +224,12 @@ def test_flex_block_mask_equals_sdpa_token_mask(latents, text):
 
 
 @torch.no_grad()
-def test_image_prefill_equals_block_causal_with_a_clean_first_frame(model, latents, text):
+def test_image_prefill_equals_block_causal_with_a_clean_first_frame(model, latents, text, cache_kind):
     sigma = per_block_sigma(2, 6, 1)
     sigma[:, 0] = 0.0
     full = model.velocity(latents, sigma, text, mode=BC, block_size=1)
     bw = model.blockwise(text, 1)
-    cache = bw.prefill(latents[:, :1], bw.new_cache())
+    cache = bw.prefill(latents[:, :1], bw.new_cache(cache_kind, max_frames=6))
     assert (cache.origin, cache.num_frames) == (1, 1)
     for j in range(5):
         span = slice(1 + j, 2 + j)
@@ -176,12 +239,12 @@ def test_image_prefill_equals_block_causal_with_a_clean_first_frame(model, laten
 
 
 @torch.no_grad()
-def test_guided_blockwise_is_cfg_of_two_caches(model, latents, text):
+def test_guided_blockwise_is_cfg_of_two_caches(model, latents, text, cache_kind):
     uncond = torch.zeros(1, 5, text.shape[-1])
     sigma = per_block_sigma(2, 6, 3)
     guided = model.guided_blockwise(text, uncond, scale=4.0, block_size=3)
     cond_bw, uncond_bw = model.blockwise(text, 3), model.blockwise(uncond.expand(2, -1, -1), 3)
-    caches = guided.new_cache(), cond_bw.new_cache(), uncond_bw.new_cache()
+    caches = guided.new_cache(cache_kind, 6), cond_bw.new_cache(cache_kind, 6), uncond_bw.new_cache(cache_kind, 6)
     for j in range(2):
         span = slice(3 * j, 3 * j + 3)
         x, s = latents[:, span], sigma[:, span]
@@ -196,11 +259,11 @@ def test_guided_blockwise_is_cfg_of_two_caches(model, latents, text):
 
 
 @torch.no_grad()
-def test_ar_ode_sample_on_the_kv_cache_integrates_the_teacher_forcing_field(model, latents, text):
+def test_ar_ode_sample_on_the_kv_cache_integrates_the_teacher_forcing_field(model, latents, text, cache_kind):
     bw = model.blockwise(text, 3)
     grid = sigma_grid(4, shift=5.0)
     keep = few_step_sigmas((1000, 500), shift=5.0)
-    out = ar_ode_sample(bw, latents, 3, grid, bw.new_cache(), keep_at=keep)
+    out = ar_ode_sample(bw, latents, 3, grid, bw.new_cache(cache_kind, 6), keep_at=keep)
     assert out.x0.shape == latents.shape and out.states.shape == (2, 2, *latents.shape[1:])
     assert torch.isfinite(out.x0).all()
     # block 1's trajectory is the Euler ODE of the teacher-forcing field with block 0's output as clean context
@@ -212,11 +275,11 @@ def test_ar_ode_sample_on_the_kv_cache_integrates_the_teacher_forcing_field(mode
     torch.testing.assert_close(x, out.x0[:, 3:], rtol=0, atol=1e-4)
 
 
-def test_self_forcing_rollout_gradient_flows_through_exit_steps_only(latents, text):
+def test_self_forcing_rollout_gradient_flows_through_exit_steps_only(latents, text, cache_kind):
     model = CausalWanTransformer3DModel(**transformer_kwargs()).train()
     sigmas = few_step_sigmas((1000, 750, 500, 250), shift=5.0).float()
     bw = model.blockwise(text, 3)  # cross-attention K/V computed with grad
-    out = few_step_rollout(bw, latents, 3, sigmas, bw.new_cache(), exit_steps=[1, 2], context_noise=0.1)
+    out = few_step_rollout(bw, latents, 3, sigmas, bw.new_cache(cache_kind, 6), exit_steps=[1, 2], context_noise=0.1)
     assert out.x0.requires_grad
     out.x0.square().mean().backward()
     grads = {n: p.grad for n, p in model.named_parameters()}

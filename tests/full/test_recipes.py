@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cf_ref.granularity import Granularity
 from cf_ref.recipes import RECIPES, GeneratorInput, Init, PairTeacher, Recipe
-from cf_ref.schedule import Granularity
 from full.config import build_config
 from full.recipes import Stage, recipe_stages
 

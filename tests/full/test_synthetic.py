@@ -6,12 +6,22 @@ import torch
 
 from full.data import SetKind, TensorSet
 from full.synthetic import (
+    BACKGROUND,
+    DIRECTIONS,
+    BounceSpec,
     SyntheticSpec,
+    bounce_positions,
     embed_caption,
+    patch_decode,
+    patch_encode,
     render_latents,
     render_rgb,
+    render_scene,
+    sample_bounce_scenes,
     sample_shape_videos,
+    shape_centres,
     shape_masks,
+    write_bounce_latents,
     write_synthetic_latents,
 )
 
@@ -50,3 +60,57 @@ def test_written_set_holds_the_rendered_videos_and_their_captions(tmp_path):
     assert torch.equal(item["latents"][0], render_latents(videos[2], 2, 3, 8, 8))
     assert torch.equal(item["text"][0], embed_caption(videos[2].caption, 6, 4))
     assert torch.equal(data.negative, embed_caption("", 6, 4))  # the empty caption as negative prompt
+
+
+def _reflect_by_steps(start: float, velocity: float, lo: float, hi: float, frames: int, substeps: int = 1000):
+    """Brute force: move in small steps; a step that leaves [lo, hi] is mirrored at the wall and the velocity flips."""
+    p, v, out, dt = start, velocity, [], 1.0 / substeps
+    for _ in range(frames):
+        out.append(p)
+        for _ in range(substeps):
+            p += v * dt
+            if p > hi or p < lo:
+                wall = hi if p > hi else lo
+                p, v = 2 * wall - p, -v
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_bounce_positions_match_a_stepwise_reflection():
+    for start, v in [(0.3, 0.17), (0.8, -0.23), (0.5, 0.9)]:
+        exact = bounce_positions(start, v, 0.2, 0.8, 14)
+        torch.testing.assert_close(exact, _reflect_by_steps(start, v, 0.2, 0.8, 14), atol=1e-9, rtol=0)
+
+
+def test_bounce_scenes_stay_inside_the_walls_and_name_their_start_direction():
+    scenes = sample_bounce_scenes(40, seed=2, objects=2)
+    assert scenes == sample_bounce_scenes(40, seed=2, objects=2)
+    for scene in scenes:
+        assert len({o.colour for o in scene.objects}) == 2
+        assert scene.caption == " and ".join(o.caption for o in scene.objects)
+        for obj in scene.objects:
+            cy, cx = shape_centres(obj, 12)
+            assert obj.size - 1e-9 <= min(cy.min(), cx.min()) and max(cy.max(), cx.max()) <= 1 - obj.size + 1e-9
+            dy, dx = DIRECTIONS[obj.direction]
+            torch.testing.assert_close(cy[1] - cy[0], torch.tensor(dy * obj.speed, dtype=torch.float64))
+            torch.testing.assert_close(cx[1] - cx[0], torch.tensor(dx * obj.speed, dtype=torch.float64))
+
+
+def test_patch_code_is_exactly_inverted_and_the_background_is_zero():
+    scene = sample_bounce_scenes(1, seed=0)[0]
+    rgb = render_scene(scene, 3, 16)
+    latents = patch_encode(rgb, 2)
+    assert latents.shape == (3, 12, 8, 8)
+    torch.testing.assert_close(patch_decode(latents, 2), rgb, atol=1e-6, rtol=0)
+    for c, p1, p2, h, w in [(0, 0, 0, 0, 0), (2, 1, 0, 3, 5), (1, 1, 1, 7, 2)]:  # channel c·4 + p1·2 + p2
+        assert latents[1, c * 4 + p1 * 2 + p2, h, w] == 2 * (rgb[1, 2 * h + p1, 2 * w + p2, c] - BACKGROUND)
+    assert patch_encode(torch.full((1, 4, 4, 3), BACKGROUND), 2).abs().max() == 0
+
+
+def test_written_bounce_set_holds_the_patch_coded_scenes(tmp_path):
+    spec = BounceSpec(count=3, frames=4, pixels=8, patch=2, text_length=6, text_dim=4, seed=1)
+    data = TensorSet(write_bounce_latents(tmp_path / "b", spec, shard_size=2), SetKind.LATENTS)
+    scenes = spec.scenes()
+    assert data.captions == [s.caption for s in scenes]
+    item = data.fetch([2])
+    assert torch.equal(item["latents"][0], patch_encode(render_scene(scenes[2], 4, 8), 2))
+    assert torch.equal(item["text"][0], embed_caption(scenes[2].caption, 6, 4))

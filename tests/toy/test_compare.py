@@ -1,16 +1,13 @@
-"""toy.compare (with toy.compare_summary, toy.compare_table, toy.compare_figures): the comparison's files on a tiny
-configuration, the summary statistics against hand computations, redrawing from the files alone."""
+"""toy.compare: the comparison's files on a tiny configuration (the JSON against its per-seed records, the table and
+figures) and redrawing them from the files alone; one recipe's pipeline files."""
 
 import json
-import math
 
 import pytest
 
 from cf_ref.recipes import Recipe
 from tests.toy.pipeline_configs import TINY
 from toy.compare import redraw, run_compare, run_pipeline
-from toy.compare_summary import mean_std, summarise_recipe
-from toy.compare_table import fmt
 
 FIGURES = ("samples_init", "samples_dmd", "teachers", "dmd_curves")
 
@@ -47,26 +44,3 @@ def test_run_pipeline_writes_one_recipe(tmp_path):
     assert set(saved["stages"]) == {"base", "ar_teacher", "init", "dmd"} and saved["stages"]["init"]["seconds"] == 0.0
     assert saved["stages"]["dmd"]["samples"] == result["stages"]["dmd"]["samples"]
     assert (tmp_path / "samples.png").exists() and (tmp_path / "dmd_curve.pdf").exists()
-
-
-def test_mean_std_and_its_format():
-    stat = mean_std([1.0, 2.0, 3.0])
-    assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0)
-    assert mean_std([5.0])["std"] == 0.0
-    assert fmt(stat) == "2 ± 1" and fmt(mean_std([0.12345])) == "0.123" and fmt(mean_std([math.nan])) == "–"
-
-
-def test_recipe_summary_is_over_seeds_and_frames():
-    def record(ed: float, ratios: list[float], seconds: float) -> dict:
-        return {"seconds": seconds, "samples": {"energy_distance": ed, "variance_ratio": ratios}}
-
-    per_seed = {
-        s: {"base": record(0, [1, 1], 1.0), "init": record(0.1 * s, [0.5, 1.0], 2.0), "dmd": record(0.0, [1, 1], 3.0)}
-        for s in (1, 2)
-    }
-    out = summarise_recipe(per_seed)
-    assert out["init"]["energy_distance"]["values"] == pytest.approx([0.1, 0.2])
-    assert out["init"]["variance_ratio"]["mean"] == pytest.approx(0.75)  # averaged over frames
-    assert [s["mean"] for s in out["init"]["variance_ratio_per_frame"]] == [0.5, 1.0]
-    assert math.isnan(out["final"]["off_manifold_fraction"]["mean"])  # not measured: NaN, not 0
-    assert out["seconds"]["total"]["mean"] == 6.0 and "ar_teacher" not in out["seconds"]

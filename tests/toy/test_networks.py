@@ -4,9 +4,10 @@ import pytest
 import torch
 from einops import rearrange
 
+from cf_ref.granularity import block_ids
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import few_step_rollout
-from cf_ref.schedule import Prediction, block_ids
+from cf_ref.schedule import Prediction
 from toy.networks import (
     FrameNetBlockwise,
     FrameNetConfig,

@@ -2,8 +2,8 @@
 
 import pytest
 
+from cf_ref.granularity import Granularity
 from cf_ref.recipes import RECIPES, Init, Recipe
-from cf_ref.schedule import Granularity
 from tests.toy.pipeline_configs import TINY
 from toy.pipeline import SeedRun, recipe_stage_keys
 

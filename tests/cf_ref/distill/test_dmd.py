@@ -12,15 +12,8 @@ from cf_ref.distill.dmd import (
     score_on_grid,
     self_rollout_samples,
 )
-from cf_ref.schedule import (
-    Granularity,
-    few_step_sigmas,
-    interpolate,
-    sample_indices,
-    unshift_sigma,
-    velocity_from_x0,
-    x0_from_velocity,
-)
+from cf_ref.granularity import Granularity, sample_indices
+from cf_ref.schedule import few_step_sigmas, interpolate, unshift_sigma, velocity_from_x0, x0_from_velocity
 from cf_ref.time_grid import train_grid
 
 

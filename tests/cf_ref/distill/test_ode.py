@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from cf_ref.distill.ode import gather_states, ode_regression_loss
-from cf_ref.schedule import Granularity, few_step_sigmas, sample_indices, sigma_grid, velocity_from_x0
+from cf_ref.granularity import Granularity, sample_indices
+from cf_ref.schedule import few_step_sigmas, sigma_grid, velocity_from_x0
 from cf_ref.solvers import Method
 from tests.cf_ref.gaussian_oracle import flow_map_from, state_at
 from toy.data import ar1_gaussian

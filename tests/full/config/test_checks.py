@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from cf_ref.ema import EmaFirstUpdate
+from cf_ref.granularity import Granularity
 from cf_ref.rollout import CacheGradient
-from cf_ref.schedule import FewStepSchedule, Granularity
+from cf_ref.schedule import FewStepSchedule
 from full.config import ConfigError, TimeDtype, build_config, validate
 
 

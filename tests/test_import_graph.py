@@ -1,12 +1,14 @@
-"""The full package's import graph has no cycle — counting imports inside functions too (a deferred import that
-closes a cycle is still a cycle: module A needs B needs A)."""
+"""The packages' import graph has no cycle — counting imports inside functions too (a deferred import that closes a
+cycle is still a cycle: module A needs B needs A) — and the shared layer ``cf_ref`` imports neither track, not even
+inside a function (``tests/cf_ref/test_layering.py`` checks the same at run time)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("cf_ref", "toy", "full")
 
 
 def module_name(path: Path) -> str:
@@ -14,11 +16,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph(package: str) -> dict[str, set[str]]:
-    """``{module: modules of the package it imports}``, from every ``import`` / ``from … import`` statement. An
+def import_graph(*packages: str) -> dict[str, set[str]]:
+    """``{module: modules of the packages it imports}``, from every ``import`` / ``from … import`` statement. An
     import of a submodule is an edge to that submodule (not to the packages above it, whose ``__init__`` only
     re-exports)."""
-    files = {module_name(p): p for p in (ROOT / package).rglob("*.py")}
+    files = {module_name(p): p for package in packages for p in (ROOT / package).rglob("*.py")}
 
     def resolve(name: str, names: list[str]) -> set[str]:
         subs = {f"{name}.{n}" for n in names if f"{name}.{n}" in files}
@@ -70,3 +72,16 @@ def test_the_full_package_has_no_import_cycle():
     assert len(graph) >= 35 and "full.stages.dmd" in graph["full.pipeline"]  # the whole package was read
     assert "full.stages.base" in graph["full.pipeline"] and "full.prepare" in graph["full.stages.previews"]
     assert find_cycle(graph) is None, " → ".join(find_cycle(graph))
+
+
+def test_no_import_cycle_within_or_across_the_packages():
+    graph = import_graph(*PACKAGES)
+    assert "toy.run_files" in graph["toy.plots"] and "cf_ref.io" in graph["toy.plots"]  # every package read
+    assert find_cycle(graph) is None, " → ".join(find_cycle(graph))
+
+
+def test_cf_ref_imports_no_track():
+    graph = import_graph(*PACKAGES)
+    shared = [m for m in graph if m.split(".")[0] == "cf_ref"]
+    assert len(shared) >= 20
+    assert {f"{m} → {t}" for m in shared for t in graph[m] if t.split(".")[0] != "cf_ref"} == set()

@@ -1,0 +1,133 @@
+"""One seed of the small-track comparison: data, base model, every recipe's stages (shared ones once).
+
+Layout under the seed's folder ``seed-<s>/``: ``data/`` (the training set, :func:`full.synthetic.write_bounce_latents`),
+``base-model/`` (the bidirectional DiT pretrained by flow matching, :func:`full.stages.base.pretrain_tiny_base`),
+and one ``cf-ref full train`` output folder per recipe, ``<recipe>/<stage>/``, run through
+:func:`full.pipeline.run_training` (``--resume``: a finished stage is skipped, an interrupted one continues).
+
+**Shared stages.** Two recipes whose chains hold the same stage with the same inputs run it once
+(:func:`stage_key`): the AR teacher of causal-forcing and causal-forcing-pp, the bidirectional ODE pairs and ODE
+student of self-forcing and causvid. The later recipe skips it and its next stage starts from the earlier
+recipe's output (``<stage>.init`` / ``ode.pairs`` pointed there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from cf_ref.recipes import RECIPES, Recipe
+from full.config import RunConfig, merge, parse_override
+from full.config.layers import from_dict_checked
+from full.data import SetKind, TensorSet
+from full.distributed import DistContext
+from full.pipeline import run_training
+from full.recipes import Stage, recipe_settings, recipe_stages
+from full.small.settings import SmallSettings
+from full.stage_inputs import FEEDS, final_weights, stage_dir
+from full.stages.base import pretrain_tiny_base
+from full.synthetic import write_bounce_latents
+
+CONSUMER_KEY = {Stage.ODE_PAIRS: "ode_pairs.init", Stage.ODE: "ode.init", Stage.CD: "cd.init", Stage.DMD: "dmd.init"}
+"""The setting that points a stage at the weights it starts from (``ode.pairs`` for an ODE stage fed by pairs)."""
+
+
+def stage_key(recipe: Recipe, stage: Stage) -> tuple:
+    """What a stage's output depends on besides the shared settings: equal keys → the same output."""
+    spec = RECIPES[recipe]
+    if stage in (Stage.AR_DIFFUSION, Stage.CD):
+        return (stage,)
+    if stage is Stage.ODE_PAIRS:
+        return (stage, spec.pair_teacher)
+    if stage is Stage.ODE:
+        return (stage, spec.pair_teacher, spec.state_granularity)
+    return (stage, recipe)
+
+
+def providers(recipes: Sequence[Recipe]) -> dict[Recipe, dict[Stage, Recipe]]:
+    """Who runs each stage of each recipe: the first recipe (in ``recipes`` order) with the same :func:`stage_key`."""
+    first: dict[tuple, Recipe] = {}
+    out: dict[Recipe, dict[Stage, Recipe]] = {}
+    for r in recipes:
+        out[r] = {s: first.setdefault(stage_key(r, s), r) for s in recipe_stages(r)}
+    return out
+
+
+def run_config(
+    settings: SmallSettings, seed_dir: Path, seed: int, recipe: Recipe, variants: Sequence[str]
+) -> RunConfig:
+    """The configuration of ``recipe`` on this seed: recipe layer → preset stages → paths → ``variants``."""
+    layer = merge(
+        settings.stages,
+        {
+            "out": str(seed_dir / recipe.value),
+            "seed": seed,
+            "model": {"path": str(seed_dir / "base-model")},
+            "data": {"latents": str(seed_dir / "data")},
+        },
+    )
+    for v in variants:
+        layer = merge(layer, parse_override(v))
+    return from_dict_checked(merge(recipe_settings(recipe), layer))
+
+
+def shared_inputs(
+    settings: SmallSettings, seed_dir: Path, seed: int, recipe: Recipe, owner: dict[Stage, Recipe], variants=()
+) -> list[str]:
+    """Overrides pointing each stage this recipe runs at a shared stage's output where it starts from one."""
+    chain, out = recipe_stages(recipe), []
+    for i, s in enumerate(chain):
+        if owner[s] is not recipe:
+            continue
+        before = chain[:i]
+        init = next((p for p in reversed(before) if p in FEEDS[s]), None)
+        if init is not None and owner[init] is not recipe:
+            provider = run_config(settings, seed_dir, seed, owner[init], variants)
+            out.append(f"{CONSUMER_KEY[s]}={final_weights(provider, init)}")
+        if s is Stage.ODE and Stage.ODE_PAIRS in before and owner[Stage.ODE_PAIRS] is not recipe:
+            provider = run_config(settings, seed_dir, seed, owner[Stage.ODE_PAIRS], variants)
+            out.append(f"ode.pairs={stage_dir(provider, Stage.ODE_PAIRS)}")
+    return out
+
+
+def recipe_config(
+    settings: SmallSettings, seed_dir: Path, seed: int, recipe: Recipe, owner: dict[Stage, Recipe], variants=()
+) -> RunConfig:
+    """:func:`run_config` with the shared stages' outputs pointed at (module doc)."""
+    shared = shared_inputs(settings, seed_dir, seed, recipe, owner, variants)
+    return run_config(settings, seed_dir, seed, recipe, [*variants, *shared])
+
+
+def prepare_seed(settings: SmallSettings, seed_dir: Path, seed: int, ctx: DistContext, variants=()) -> None:
+    """The seed's training set and pretrained base model (each skipped when already complete)."""
+    data = seed_dir / "data"
+    spec = dataclasses.replace(settings.data, seed=seed)
+    if not (data / "index.json").is_file():
+        write_bounce_latents(data, spec)
+    base = seed_dir / "base-model"
+    if not (base / "config.json").is_file():
+        config = run_config(settings, seed_dir, seed, Recipe.CAUSAL_FORCING, variants)
+        config = merge_base(config, settings, seed_dir)
+        pretrain_tiny_base(config, ctx, TensorSet(data, SetKind.LATENTS), base, settings.model)
+
+
+def merge_base(config: RunConfig, settings: SmallSettings, seed_dir: Path) -> RunConfig:
+    """``config`` with the base pretraining's settings and the seed folder as its output."""
+    model = dataclasses.replace(config.model, tiny_base=settings.base)
+    return dataclasses.replace(config, model=model, out=str(seed_dir))
+
+
+def run_recipes(
+    settings: SmallSettings, seed_dir: Path, seed: int, recipes: Sequence[Recipe], ctx: DistContext, variants=()
+) -> dict[Recipe, RunConfig]:
+    """Every recipe's own stages on this seed (shared ones by their first recipe); returns each recipe's config."""
+    owners = providers(recipes)
+    configs = {}
+    for r in recipes:
+        config = recipe_config(settings, seed_dir, seed, r, owners[r], variants)
+        for s in recipe_stages(r):
+            if owners[r][s] is r:
+                run_training(config, stage=s, resume=True, ctx=ctx)
+        configs[r] = config
+    return configs
