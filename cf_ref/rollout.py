@@ -144,32 +144,37 @@ def few_step_rollout(
     exit_steps: Sequence[int] | None = None,
     context_noise: float = 0.0,
     generator: torch.Generator | None = None,
+    first_sigmas: Tensor | None = None,
 ) -> Rollout:
     r"""Few-step AR sampling / self-forcing rollout (see module doc).
 
-    noise: ``[B, F, *S]``; sigmas: ``[K]`` the few-step list (decreasing, ``sigmas[0]`` usually 1).
-    ``exit_steps=None`` runs all K steps without gradient (inference). Otherwise ``exit_steps[j]`` ∈
-    [0, K) is the step at which block j stops; that single call runs with gradient enabled (if the
+    noise: ``[B, F, *S]``; sigmas: ``[K]`` the few-step list (decreasing, ``sigmas[0]`` usually 1);
+    ``first_sigmas`` ``[K_0]``: block 0's own list (Causal Forcing++'s 1-/2-step students denoise the first
+    block on the 4-step list; the authors' ``denoising_step_list_first_chunk``), default ``sigmas``.
+    ``exit_steps=None`` runs all steps without gradient (inference). Otherwise ``exit_steps[j]`` ∈
+    [0, K_j) is the step at which block j stops; that single call runs with gradient enabled (if the
     caller has grad enabled) and every other call, re-noising and the cache commit run without.
     ``context_noise`` > 0 commits :math:`(1-\sigma_c)\hat x_0 + \sigma_c\varepsilon` at level σ_c.
     Fresh noise is drawn with ``generator`` on the noise's device. Returns the clean frames ``[B, F, *S]``.
     """
     num_blocks = _blocks(noise, block_size)
-    k = len(sigmas)
-    if k < 1:
+    lists = [[float(v) for v in sigmas]] * num_blocks
+    if first_sigmas is not None:
+        lists[0] = [float(v) for v in first_sigmas]
+    if any(len(levels) < 1 for levels in lists):
         raise ValueError("sigmas must hold at least one level")
-    exits = [k - 1] * num_blocks if exit_steps is None else list(exit_steps)
-    if len(exits) != num_blocks or not all(0 <= e < k for e in exits):
-        raise ValueError(f"exit_steps must give one step in [0, {k}) per block ({num_blocks} blocks), got {exits}")
+    exits = [len(levels) - 1 for levels in lists] if exit_steps is None else list(exit_steps)
+    if len(exits) != num_blocks or not all(0 <= e < len(levels) for e, levels in zip(exits, lists, strict=False)):
+        ranges = ", ".join(sorted({f"[0, {len(levels)})" for levels in lists}))
+        raise ValueError(f"exit_steps must give one step in {ranges} per block ({num_blocks} blocks), got {exits}")
     grad_on = exit_steps is not None and torch.is_grad_enabled()
-    s = [float(v) for v in sigmas]
 
     def fresh(like: Tensor) -> Tensor:
         return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
     outputs = []
     for j in range(num_blocks):
-        x = noise[:, j * block_size : (j + 1) * block_size]
+        x, s = noise[:, j * block_size : (j + 1) * block_size], lists[j]
         for step in range(exits[j] + 1):
             last = step == exits[j]
             with torch.set_grad_enabled(grad_on and last):

@@ -85,14 +85,18 @@ class WanKVCache:
         k = self.layers[0].key
         return 0 if k is None or self.tokens_per_frame is None else k.shape[1] // self.tokens_per_frame
 
-    def get(self, layer: int) -> tuple[Tensor, Tensor] | None:
-        """Cached ``(key, value)`` of ``layer`` (``[B, N, H, Dh]``), or None while empty."""
+    def stored(self, layer: int) -> tuple[Tensor, Tensor] | None:
+        """``(key, value)`` of ``layer`` as stored (``[B, N, H, Dh]``), or None while empty."""
         kv = self.layers[layer]
         return None if kv.key is None else (kv.key, kv.value)
 
+    def get(self, layer: int) -> tuple[Tensor, Tensor] | None:
+        """Cached ``(key, value)`` of ``layer`` a block attends to (``[B, N, H, Dh]``), or None while empty."""
+        return self.stored(layer)
+
     def update(self, layer: int, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
         """K/V to attend over for a new block: ``[cached ; new]`` along tokens. Does not write."""
-        cached = self.get(layer)
+        cached = self.stored(layer)
         if cached is None:
             return key, value
         if cached[0].shape[0] != key.shape[0]:

@@ -79,6 +79,13 @@ def _preset_choice() -> click.Choice:
 @click.option("--width", type=int, help="pixels [832; tiny: 64]")
 @click.option("--window", type=click.IntRange(1), help="rolling KV cache length in blocks (default: whole history)")
 @click.option("--sink", is_flag=True, help="keep the first block in the rolling cache (attention sink; needs --window)")
+@click.option(
+    "--sink-positions",
+    type=click.Choice(["fixed", "adjacent"]),
+    default="fixed",
+    show_default=True,
+    help="RoPE positions of the sink: where written, or just before the window (the authors' long-video model)",
+)
 @click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
 @click.option("--shift", type=float, default=DEFAULT_SHIFT, show_default=True, help="timestep shift of the σ list")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the first prompt (+i for prompt i)")
@@ -86,6 +93,12 @@ def _preset_choice() -> click.Choice:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
 @click.option("--save-latents", is_flag=True, help="also write the latents (safetensors)")
+@click.option(
+    "--cache", type=click.Choice(["dynamic", "static"]), default="dynamic", show_default=True,
+    help="KV cache: growing tensors, or preallocated fixed-shape slots (needed by --cuda-graphs)",
+)  # fmt: skip
+@click.option("--compile", "compile_blocks", is_flag=True, help="torch.compile the transformer blocks")
+@click.option("--cuda-graphs", is_flag=True, help="replay each block's passes as CUDA graphs (CUDA; --cache static)")
 @click.option("--out", "out_dir", required=True, help="folder of the videos (an earlier sample folder: --overwrite)")
 @click.option("--overwrite", is_flag=True, help="replace the videos of an earlier sample in --out")
 def sample(**opts) -> None:
@@ -103,6 +116,8 @@ def sample(**opts) -> None:
             f"{out_dir} holds an earlier sample ({', '.join(p.name for p in earlier[:3])}); pass --overwrite to "
             "replace it, or choose another --out"
         )
+    if opts["cuda_graphs"] and not str(device).startswith("cuda"):
+        raise UserError(f"--cuda-graphs needs a CUDA device, got --device {opts['device']} ({device})")
     components, (height, width), _ = files.open_models(source, device, dtype)
     config = SampleConfig(
         steps=opts["steps"],
@@ -115,7 +130,11 @@ def sample(**opts) -> None:
         context_noise=opts["context_noise"],
         window=opts["window"],
         sink=opts["sink"],
+        sink_positions=opts["sink_positions"],
         seed=opts["seed"],
+        cache=opts["cache"],
+        compile=opts["compile_blocks"],
+        cuda_graphs=opts["cuda_graphs"],
     )
     config.validate()
     components.latent_shape(config.height, config.width)
@@ -398,3 +417,44 @@ def report_command(run_dir) -> None:
     from full.report import write_report
 
     click.echo(f"wrote {write_report(run_dir)}")
+
+
+@full.command("plan")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), help="YAML or TOML file.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), help="tiny: the tiny models (a quick check).")
+@click.option("--gpus", type=int, default=1, show_default=True, help="GPUs (ranks) the training runs on.")
+@click.option(
+    "--gpu", "gpu_name", default="h100-sxm-80gb", show_default=True, help="GPU kind (an unknown one lists all)."
+)
+@click.option(
+    "--mfu", type=float, default=0.4, show_default=True, help="assumed model FLOPs utilisation of the roofline"
+)
+@click.option(
+    "--real-score", help="DMD real score folder or name (e.g. Wan2.1-T2V-14B), overriding dmd.real_score_path"
+)
+@click.option(
+    "--stage", "stages", multiple=True, help="simulate only these (ar-diffusion, ode-pairs, ode, cd, dmd, sampling)"
+)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="also write the plan as JSON")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def plan_command(config_path, preset, gpus, gpu_name, mfu, real_score, stages, json_out, overrides) -> None:
+    """Peak memory per GPU, FLOPs and roofline time of every stage step and of sampling, by simulation (no GPU).
+
+    \b
+    cf-ref full plan --config configs/full/causal_forcing_chunkwise.yaml --gpus 8 --real-score Wan2.1-T2V-14B
+    """
+    from cf_ref.io import write_json
+    from full.config import build_config
+    from full.plan.gpus import gpu as named_gpu
+    from full.plan.planner import make_plan, plan_json, plan_text
+    from full.plan.stages import BUILDERS
+
+    if gpus < 1:
+        raise click.BadParameter(f"must be >= 1, got {gpus}", param_hint="'--gpus'")
+    named_gpu(gpu_name)  # an unknown GPU fails before the simulation
+    config = build_config(config_path, list(overrides), preset=preset)
+    plan = make_plan(config, [gpus], gpu_name, mfu, real_score, stages or tuple(BUILDERS))
+    click.echo(plan_text(plan))
+    if json_out is not None:
+        write_json(json_out, plan_json(plan))
+        click.echo(f"wrote {json_out}")

@@ -183,6 +183,15 @@ def _shard(module: nn.Module, blocks: Sequence[nn.Module], precision: Precision)
     return module
 
 
+def _on_device(module: nn.Module, device: torch.device) -> nn.Module:
+    """``module`` moved to ``device``; left alone when every tensor is there already (fake tensors of a plan
+    cannot be moved in place, see :mod:`full.plan.memory`)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(t.device == torch.device(device) for t in tensors):
+        return module
+    return module.to(device)
+
+
 def wrap_trainable(
     model: nn.Module,
     ctx: DistContext,
@@ -194,7 +203,7 @@ def wrap_trainable(
 
     ``blocks``: the transformer blocks to shard individually under FSDP2 (the runner is sharded last).
     """
-    runner = Runner(model.to(ctx.device))
+    runner = Runner(_on_device(model, ctx.device))
     if not ctx.enabled:
         return runner
     if strategy is Parallelism.FSDP:
@@ -214,7 +223,7 @@ def place_frozen(
     """A frozen model (no gradients) in a :class:`Runner`: sharded under FSDP (bf16 compute under ``BF16``),
     replicated otherwise (its storage dtype is the caller's choice)."""
     module.requires_grad_(False).eval()
-    runner = Runner(module.to(ctx.device))
+    runner = Runner(_on_device(module, ctx.device))
     if ctx.enabled and strategy is Parallelism.FSDP:
         return _shard(runner, blocks, precision)
     return runner

@@ -77,7 +77,8 @@ from full.attention import (
     resolve_kernel,
 )
 from full.cache import LayerKV, TextContext, WanKVCache
-from full.static_cache import StaticKVCache, StaticLayerKV, new_kv_cache
+from full.cache_choice import new_kv_cache
+from full.static_cache import StaticKVCache, StaticLayerKV
 
 #: The released transformers' configurations live with the rest of each base model's settings in
 #: :mod:`full.architectures` (re-exported here): ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)`` builds the
@@ -249,6 +250,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         write: bool = False,
         output_frames: slice | None = slice(None),
         sinks: list[LayerKV] | None = None,
+        rotary: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor | None:
         r"""One DiT pass over frames ``latents`` ``[B, F, C, H, W]`` at RoPE frame ``positions`` ``[F]``.
 
@@ -257,6 +259,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         ``[B, F_out, C, H, W]`` in the compute dtype, or None when ``output_frames`` is None (cache pass).
         With a cache, each layer leaves its new K/V (post-RoPE, carrying the pass's autograd graph) in ``sinks``
         (one :class:`~full.cache.LayerKV` per layer; new ones unless given) and ``write`` appends them (detached).
+        ``rotary``: the RoPE table of ``positions`` computed beforehand (:meth:`rotary`; a CUDA graph's static input).
         """
         if write and cache is None:
             raise ValueError("a cache pass (write=True) needs a cache")
@@ -269,7 +272,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if fold > 1:
             hidden = rearrange(hidden, "b (f t) d -> (b f) t d", f=fold)
         proj = proj.flatten(0, 1) if timestep.ndim == 2 else proj  # [(B·F), 6, D] or [B, 6, D]
-        rotary = self.rotary(positions, height, width)
+        rotary = self.rotary(positions, height, width) if rotary is None else rotary
         # KV-cached passes always get a (possibly empty) prefix and a sink, so that under torch.compile every
         # layer and every block of a rollout reuses one graph (only the prefix length varies).
         if sinks is not None and (cache is None or len(sinks) != len(self.blocks)):

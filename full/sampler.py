@@ -39,9 +39,12 @@ from cf_ref.errors import InvalidValue
 from cf_ref.first_frame import FirstFrameConditioned
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
+from full.attention import apply_rotary
 from full.cache import WanKVCache
+from full.cache_choice import CACHE_KINDS, new_kv_cache
 from full.components import WanComponents, load_components  # noqa: F401  (re-exported: the sampler's inputs)
-from full.sink import SinkKVCache
+from full.graphs import GraphedBlockwise, compile_blocks
+from full.sink import SinkPositions, temporal_rotation
 from full.video import StreamingDecoder, video_frames
 
 
@@ -59,8 +62,12 @@ class SampleConfig:
     context_noise: float = 0.0  # σ of the cache pass (0 = clean)
     window: int | None = None  # rolling KV cache, in blocks (None = whole history)
     sink: bool = False  # keep the first block in the rolling cache (attention sink)
+    sink_positions: str = "fixed"  # fixed | adjacent: the sink's RoPE positions once the window moved (full.sink)
     guidance_scale: float = 1.0  # CFG with a negative prompt when != 1 (the distilled students use none)
     seed: int = 0
+    cache: str = "dynamic"  # KV cache: "dynamic" (full.cache) or "static" (full.static_cache; fixed shapes)
+    compile: bool = False  # torch.compile the transformer blocks (full.graphs.compile_blocks)
+    cuda_graphs: bool = False  # replay each block's passes as CUDA graphs (static cache, CUDA only)
 
     def validate(self) -> None:
         if self.steps < 1 or (self.first_block_steps is not None and self.first_block_steps < 1):
@@ -78,8 +85,17 @@ class SampleConfig:
             raise InvalidValue(f"window must be >= 1 block or None, got {self.window}")
         if self.sink and self.window is None:
             raise InvalidValue("an attention sink needs a rolling cache: set a window")
+        positions = [p.value for p in SinkPositions]
+        if self.sink_positions not in positions:
+            raise InvalidValue(f"sink_positions must be one of {', '.join(positions)}, got {self.sink_positions!r}")
         if self.shift <= 0:
             raise InvalidValue(f"shift must be > 0, got {self.shift}")
+        if self.cache not in CACHE_KINDS:
+            raise InvalidValue(f"cache must be one of {', '.join(CACHE_KINDS)}, got {self.cache!r}")
+        if self.cuda_graphs and self.cache != "static":
+            raise InvalidValue("CUDA graphs need the static KV cache: set cache='static' (--cache static)")
+        if self.sink and self.sink_positions != "fixed" and self.cache != "dynamic":
+            raise InvalidValue(f"sink_positions {self.sink_positions!r} needs the dynamic KV cache (--cache dynamic)")
 
     def sigmas(self, steps: int | None = None) -> Tensor:
         """The few-step σ list (float64) for ``steps`` (default ``self.steps``): the uniform K-step schedule."""
@@ -160,7 +176,11 @@ class BlockSampler:
         self, components: WanComponents, config: SampleConfig, noise: NoiseSource, batch: int = 1, decode: bool = True
     ):
         config.validate()
+        if config.cuda_graphs and components.device.type != "cuda":
+            raise ValueError(f"CUDA graphs need a CUDA device, the models are on {components.device}")
         self.components, self.config, self.noise, self.batch = components, config, noise, batch
+        if config.compile:
+            compile_blocks(components.transformer)
         self.latent_shape = components.latent_shape(config.height, config.width)
         self.device = components.device
         self.steps = config.steps
@@ -177,12 +197,20 @@ class BlockSampler:
 
     # ------------------------------------------------------------------ cache bookkeeping
     def _new_cache(self) -> WanKVCache:
-        b, window = self.config.block_size, self.config.window
-        capacity = None if window is None else (window - 1) * b
+        """The configured cache; a static one without a window holds the video's ``num_frames`` frames."""
+        cfg = self.config
         layers = len(self.components.transformer.blocks)
-        if self.config.sink:
-            return SinkKVCache(num_layers=layers, capacity_frames=capacity, sink_frames=b)
-        return WanKVCache(num_layers=layers, capacity_frames=capacity)
+        rope = self.components.transformer.rope
+        return new_kv_cache(
+            cfg.cache,
+            layers,
+            cfg.block_size,
+            cfg.window,
+            cfg.sink,
+            max_frames=cfg.num_frames,
+            sink_positions=cfg.sink_positions,
+            rotation=lambda key, delta: apply_rotary(key, *temporal_rotation(rope, delta)),
+        )
 
     def _record(self, x: Tensor, sigma: Tensor, start: int) -> None:
         entry = _Committed(start, x, sigma)
@@ -202,7 +230,8 @@ class BlockSampler:
     def _recommit(self, starts: list[int]) -> None:
         """Rebuild the cache from the held blocks under the current prompt, block i at frame ``starts[i]``."""
         entries = self.held()
-        self.cache, self.sink, self.history = self._new_cache(), None, []
+        self.sink, self.history = None, []
+        self.cache.reset()  # same buffers (a static cache's graphs stay valid)
         for entry, start in zip(entries, starts, strict=True):
             self.cache.num_frames = self.cache.origin = start
             self.model.commit(entry.x, entry.sigma, 0, self.cache)
@@ -241,8 +270,12 @@ class BlockSampler:
             if negative is None:
                 raise ValueError(f"guidance_scale {cfg.guidance_scale} needs a negative prompt")
             inner = model.guided_blockwise(embeds, negative.to(self.device), cfg.guidance_scale, cfg.block_size)
+            if cfg.cuda_graphs:
+                inner.inner = GraphedBlockwise(inner.inner)
         else:
             inner = model.blockwise(embeds, cfg.block_size, cfg.window)
+            if cfg.cuda_graphs:
+                inner = GraphedBlockwise(inner)
         self.model = _Recording(inner, self._record)
         if not recache or self.cache.num_frames == 0:
             return 0.0
@@ -250,6 +283,17 @@ class BlockSampler:
         self._recommit([e.start for e in self.held()])
         self.sync()
         return time.perf_counter() - t0
+
+    def restart(self, noise: NoiseSource) -> None:
+        """Start a new video with the same prompt, settings and cache buffers (so a static cache's compiled or
+        captured passes are reused): an empty cache, ``noise``, a fresh decoder, the configured step count."""
+        self.noise, self.steps = noise, self.config.steps
+        self.cache.reset()
+        self.sink, self.history, self.first_frame = None, [], None
+        self.generated = self.emitted = self.frames = 0
+        if self.decoder is not None:
+            self.decoder.close()
+            self.decoder = StreamingDecoder(self.components.vae)
 
     def set_steps(self, steps: int) -> None:
         """Denoising steps of the following blocks (the first block keeps ``first_block_steps`` if set)."""

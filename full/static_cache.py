@@ -224,26 +224,3 @@ class StaticKVCache(WanKVCache):
         self.written = 0
         self.buffers = [(k.detach(), v.detach()) for k, v in self.buffers]
         self._refresh_mask()
-
-
-def new_kv_cache(
-    kind: str, num_layers: int, block_size: int, window: int | None, sink: bool = False, max_frames: int | None = None
-) -> WanKVCache:
-    """A KV cache for blocks of ``block_size`` frames: ``kind`` ``"dynamic"`` (:class:`~full.cache.WanKVCache`, or
-    :class:`~full.sink.SinkKVCache` with ``sink``) or ``"static"`` (:class:`StaticKVCache`; ``max_frames`` bounds
-    it without a ``window``). A window of ``w`` blocks keeps ``(w-1)·b`` frames; a sink keeps the first block."""
-    capacity = None if window is None else (window - 1) * block_size
-    sink_frames = block_size if sink else 0
-    if kind == "static":
-        return StaticKVCache(num_layers, capacity_frames=capacity, max_frames=max_frames, sink_frames=sink_frames)
-    if kind != "dynamic":
-        raise ValueError(f"cache must be one of {CACHE_KINDS}, got {kind!r}")
-    if sink:
-        from full.sink import SinkKVCache
-
-        return SinkKVCache(num_layers, capacity_frames=capacity, sink_frames=sink_frames)
-    return WanKVCache(num_layers, capacity_frames=capacity)
-
-
-#: The KV cache kinds :func:`new_kv_cache` builds.
-CACHE_KINDS = ("dynamic", "static")

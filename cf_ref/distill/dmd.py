@@ -131,15 +131,20 @@ def self_rollout_samples(
     exit_steps: list[int],
     context_noise: float = 0.0,
     generator: torch.Generator | None = None,
+    first_sigmas: Tensor | None = None,
 ) -> Tensor:
     r"""Self Forcing's generator samples ``[B, F, *S]``: the few-step AR rollout on the generator's own outputs.
 
     Block j is denoised from ``noise[:, block j]`` down the few-step list ``sigmas [K]`` and stops at
     ``exit_steps[j]`` (:func:`cf_ref.rollout.sample_exit_steps`); only that call carries gradient when grad
     mode is on (stochastic gradient truncation), and the block is committed to ``cache`` without gradient at
-    ``context_noise`` (:func:`cf_ref.rollout.few_step_rollout`).
+    ``context_noise`` (:func:`cf_ref.rollout.few_step_rollout`); ``first_sigmas`` ``[K_0]``, block 0's own list
+    (Causal Forcing++'s 1-/2-step students: the 4-step list), its exit step in ``[0, K_0)``.
     """
-    return few_step_rollout(model, noise, block_size, sigmas, cache, exit_steps, context_noise, generator).x0
+    rollout = few_step_rollout(
+        model, noise, block_size, sigmas, cache, exit_steps, context_noise, generator, first_sigmas
+    )
+    return rollout.x0
 
 
 def data_context_samples(

@@ -161,6 +161,13 @@ def _check_dmd(config: RunConfig, errors: list[str]) -> None:
         errors.append(f"dmd.score_shift must be > 0 or null (the exact σ), got {d.score_shift}")
     if d.cache_gradient is not CacheGradient.NONE and d.generator_input is not GeneratorInput.SELF_ROLLOUT:
         errors.append("dmd.cache_gradient applies to generator_input self (a KV-cache rollout); set it to none")
+    self_rollout = d.generator_input is GeneratorInput.SELF_ROLLOUT
+    if d.first_block_steps is not None and (d.first_block_steps < 1 or not self_rollout):
+        errors.append(
+            f"dmd.first_block_steps must be >= 1 with generator_input self, or null; got {d.first_block_steps}"
+        )
+    if d.image_to_video and not self_rollout:
+        errors.append("dmd.image_to_video applies to generator_input self (a KV-cache rollout)")
 
 
 def problems(config: RunConfig) -> list[str]:

@@ -231,6 +231,12 @@ class DMDConfig:
     critic_updates_per_generator: int = 5  # dfake_gen_update_ratio
     generator_input: GeneratorInput = _DEFAULT_SPEC.generator_input  # self rollout or data context: the recipe's
     same_exit_across_blocks: bool = True  # one random exit step shared by all blocks
+    # Causal Forcing++'s 1-/2-step students: the rollout's first block on the uniform K-step list (the authors'
+    # denoising_step_list_first_chunk: 4 → 1000/750/500/250), its exit step drawn on its own; null = the student's list
+    first_block_steps: int | None = None
+    # frame-wise / chunk-wise image-to-video training: frame 0 of every rollout is the latent set's first frame,
+    # clean at σ = 0 in every call (cf_ref.first_frame), never generated; needs data.latents. Not in the authors' code
+    image_to_video: bool = False
     context_noise: float = 0.0  # σ at which finished blocks are committed to the KV cache
     # gradient the committed K/V carry: none (the method) or the authors' leak through their in-place cache
     cache_gradient: CacheGradient = CacheGradient.NONE

@@ -29,6 +29,7 @@ from full.distributed import DistContext, init_distributed
 from full.recipes import Stage, recipe_stages
 from full.small.evaluate import cached_reference, evaluate
 from full.small.figures import write_figures
+from full.small.injectivity import pair_injectivity
 from full.small.run import prepare_seed, providers, recipe_config, run_config, run_recipes
 from full.small.settings import SmallSettings, get_settings
 from full.small.summary import compare_document, markdown
@@ -75,6 +76,14 @@ def init_weights(config_for, recipe: Recipe, owner: dict[Stage, Recipe]) -> tupl
     return f"{provider.value}.{stage.value}", final_weights(config_for(provider), stage)
 
 
+def cached_injectivity(settings, config, teacher: Path | None, seed: int, folder: Path) -> dict[str, Any]:
+    """:func:`full.small.injectivity.pair_injectivity`, cached in ``folder/injectivity.json``."""
+    path = folder / "injectivity.json"
+    if not path.is_file():
+        write_json(path, pair_injectivity(settings, config, teacher, seed))
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def evaluate_seed(
     settings: SmallSettings, seed_dir: Path, seed: int, recipes: Sequence[Recipe], variants: Sequence[str]
 ) -> dict[str, Any]:
@@ -89,9 +98,11 @@ def evaluate_seed(
     out: dict[str, Any] = {"reference": cached_reference(settings, seed, folder)}
     out["base"] = evaluate("base", "base", base_config, None, settings, seed, folder)
     teacher = next((owners[r][Stage.AR_DIFFUSION] for r in recipes if Stage.AR_DIFFUSION in owners[r]), None)
+    weights = None
     if teacher is not None:
         weights = final_weights(config_for(teacher), Stage.AR_DIFFUSION)
         out["ar-teacher"] = evaluate("ar-teacher", "ar-teacher", base_config, weights, settings, seed, folder)
+    out["injectivity"] = cached_injectivity(settings, base_config, weights, seed, folder)
     out["recipes"] = {}
     for r in recipes:
         name, weights = init_weights(config_for, r, owners[r])

@@ -4,8 +4,8 @@
   the base model as lines;
 * ``strips`` — the first held-out caption of seed 0: data, base, and every recipe's init and DMD sample, frame by
   frame;
-* ``iou_by_frame`` — mean soft IoU per frame of every init student (the injectivity signature: blur on the early
-  frames), data and base for reference;
+* ``iou_by_frame`` — mean soft IoU per frame of every init and DMD student (the injectivity signature: blur on
+  the early frames), data and base for reference, and the pair teachers' non-injectivity η per frame;
 * ``losses`` — seed 0's loss curves of every stage (:func:`full.report.plot_losses`);
 * ``videos/<recipe>.mp4`` — seed 0's first DMD samples, decoded and enlarged.
 """
@@ -91,10 +91,16 @@ def plot_strips(rows: dict[str, torch.Tensor], path: Path, title: str = "") -> l
 
 
 def plot_iou_by_frame(result: dict[str, Any], path: Path, block: int) -> list[Path]:
-    """Mean soft IoU per frame of data, base and every recipe's init / DMD student (mean over seeds)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+    """Mean soft IoU per frame of data, base and every recipe's init / DMD student (mean over seeds), and the
+    non-injectivity index η per frame of each pair teacher."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
     curves = result["iou_by_frame"]
-    for ax, when in zip(axes, ("init", "dmd")):
+    for teacher, eta in result["injectivity"].items():
+        axes[2].plot(eta, marker="s", ms=3, lw=1, label=f"{teacher} pairs")
+    axes[2].set_xlabel("frame")
+    axes[2].set_title("non-injectivity η of the ODE pairs", fontsize=9)
+    axes[2].legend(fontsize=7)
+    for ax, when in zip(axes[:2], ("init", "dmd")):
         for name in ("data", "base"):
             ax.plot(curves[name], "k--" if name == "data" else "r:", lw=1, label=name)
         for r in result["recipes"]:

@@ -85,6 +85,10 @@ def compare_document(
         "noise_floor": mean_std([r["reference"]["floor"] for r in runs])["energy_distance"],
         "summary": summary,
         "iou_by_frame": {k: _mean_curve(v) for k, v in curves.items()},
+        "injectivity": {
+            k: _mean_curve([r["injectivity"]["eta_by_frame"][k] for r in runs])
+            for k in runs[0]["injectivity"]["eta_by_frame"]
+        },
         "base_check": {
             "tolerance": BASE_TOLERANCE,
             "per_seed": base_ok,
@@ -114,6 +118,9 @@ def markdown(result: Mapping[str, Any]) -> str:
     ]
     for name, stats in result["summary"].items():
         lines.append(f"| {name} | " + " | ".join(_cell(stats.get(m)) for m in METRICS) + " |")
+    lines += ["", "Non-injectivity η of the ODE pairs per frame (0: the student sees all the frame depends on):", ""]
+    for teacher, eta in result["injectivity"].items():
+        lines.append(f"- {teacher} pairs: " + ", ".join(f"{x:.3f}" for x in eta))
     check = result["base_check"]
     verdict = "passed" if check["passed"] else "FAILED"
     lines += ["", f"Base model against the data ({check['tolerance']}): {verdict} on every seed."]

@@ -29,6 +29,11 @@ K/V included (:func:`full.stages.fields.kv_blockwise`), as in the published trai
 ``gradient_checkpointing: true`` a grad-enabled call skips the cross-attention cache and projects the prompt's K/V
 itself (``CausalWanModel._forward_inference``).
 
+Two training options (docs/full.md, "Training options"): ``dmd.first_block_steps`` (Causal Forcing++'s 1-/2-step
+students: the rollout's first block on the 4-step list, its exit drawn on its own, as the authors' trainer and
+every cf-ref sampler do) and ``dmd.image_to_video`` (frame 0 of every rollout is the latent set's first frame,
+clean at σ = 0, as in image-to-video sampling).
+
 Two options reproduce the authors' trainer where it departs from the method (docs/full.md, "Where we differ"):
 ``dmd.cache_gradient=published-leak`` (the gradient their in-place KV cache leaks from later blocks into earlier
 blocks' exit calls, :mod:`full.cache_gradient`) and ``dmd.score_shift=8`` (their real and fake scores read x̂0 on
@@ -50,10 +55,12 @@ from cf_ref.distill.dmd import (
     score_on_grid,
     self_rollout_samples,
 )
+from cf_ref.first_frame import FirstFrameConditioned
 from cf_ref.granularity import Granularity, sample_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import GeneratorInput
 from cf_ref.rollout import sample_exit_steps
+from cf_ref.schedule import FewStepSchedule
 from cf_ref.solvers import VelocityField
 from cf_ref.time_grid import train_grid
 from full.config import RunConfig
@@ -97,13 +104,29 @@ def fake_score_field(critic, config: RunConfig, text: Tensor) -> VelocityField:
     return score_field(velocity_field(critic, text, BIDIRECTIONAL, config.model.block_size), config)
 
 
+def rollout_exits(config: RunConfig, num_blocks: int, rnd: StepRandom) -> tuple[list[int], Tensor | None]:
+    """Exit steps of the self-forcing rollout (``rnd.shared``) and block 0's σ list: with ``dmd.first_block_steps``
+    block 0 runs the uniform K₀-step list and draws its exit on ``[0, K₀)`` first, the other blocks on the
+    student's list as usual (the authors' ``exit_flag_first`` / ``exit_flags_other``); else None."""
+    cfg, k = config.dmd, config.schedule.num_steps
+    if cfg.first_block_steps is None:
+        return sample_exit_steps(num_blocks, k, cfg.same_exit_across_blocks, generator=rnd.shared), None
+    first = FewStepSchedule.uniform(cfg.first_block_steps, config.schedule.shift).student_sigmas(torch.float32)
+    exits = sample_exit_steps(1, len(first), generator=rnd.shared)
+    if num_blocks > 1:
+        exits += sample_exit_steps(num_blocks - 1, k, cfg.same_exit_across_blocks, generator=rnd.shared)
+    return exits, first
+
+
 def generator_samples(
     runner, config: RunConfig, batch: dict[str, Tensor], rnd: StepRandom, shape: tuple[int, ...]
 ) -> Tensor:
     """Generator samples ``[B, F, C, H, W]`` for ``batch['text']`` (and ``batch['latents']`` with generator_input
-    data); gradient flows through each block's exit step (data: the one call) when grad is enabled. Draws, in
-    order: the noise ``[B, *shape]`` (``rnd.device``), then the exit steps (``rnd.shared``) or, with data context,
-    the per-block indices into the few-step list (``rnd.cpu``)."""
+    data or image-to-video); gradient flows through each block's exit step (data: the one call) when grad is
+    enabled. Draws, in order: the noise ``[B, *shape]`` (``rnd.device``), then the exit steps (``rnd.shared``,
+    :func:`rollout_exits`) or, with data context, the per-block indices into the few-step list (``rnd.cpu``).
+    With ``dmd.image_to_video`` frame 0 is ``batch['latents'][:, :1]``, clean at σ = 0 in every call of block 0
+    (:class:`cf_ref.first_frame.FirstFrameConditioned`), and exactly that image in the samples."""
     cfg, b = config.dmd, config.model.block_size
     text = batch["text"]
     noise = rnd.normal((text.shape[0], *shape), text.device)
@@ -113,19 +136,27 @@ def generator_samples(
         index = sample_indices(x0.shape[0], x0.shape[1], len(sigmas), Granularity.BLOCK, b, generator=rnd.cpu)
         teacher_forced = velocity_field(runner, text, AttentionMode.TEACHER_FORCING, b, x0)
         return data_context_samples(teacher_forced, x0, noise, sigmas, index)
-    exits = sample_exit_steps(shape[0] // b, len(sigmas), cfg.same_exit_across_blocks, generator=rnd.shared)
+    exits, first = rollout_exits(config, shape[0] // b, rnd)
+    first = None if first is None else first.to(text.device)
+    image = batch["latents"][:, :1] if cfg.image_to_video else None
 
     def run(m) -> Tensor:
         bw = kv_blockwise(m, text, b, cfg.cache_gradient)
-        return self_rollout_samples(bw, noise, b, sigmas, bw.new_cache(), exits, cfg.context_noise, rnd.device)
+        model = bw if image is None else FirstFrameConditioned(bw, image)
+        cache = bw.new_cache()
+        return self_rollout_samples(model, noise, b, sigmas, cache, exits, cfg.context_noise, rnd.device, first)
 
-    return runner(run)
+    x = runner(run)
+    return x if image is None else torch.cat([image.to(x), x[:, 1:]], dim=1)
 
 
 def text_source(config: RunConfig) -> TensorSet:
-    """The prompts of the generator's samples: the latent set with data context, else the prompt set."""
+    """The prompts of the generator's samples: the latent set with data context or image-to-video (the first
+    frames), else the prompt set."""
     if config.dmd.generator_input is GeneratorInput.DATA_CONTEXT:
         return open_set(config.data.latents, SetKind.LATENTS, "dmd with generator_input=data")
+    if config.dmd.image_to_video:
+        return open_set(config.data.latents, SetKind.LATENTS, "dmd with image_to_video (first frames)")
     if config.data.prompts is not None:
         return TensorSet(config.data.prompts, SetKind.PROMPTS)
     if config.data.latents is not None:
@@ -149,7 +180,7 @@ def _losses(config: RunConfig, ctx: DistContext, feed: Batches, models: dict[str
     """The loss closures ``generator_loss(step, micro)`` and ``critic_update_loss(step, micro)`` (see module doc)."""
     generator, critic, real = models["generator"], models["critic"], models["real"]
     data_context = config.dmd.generator_input is GeneratorInput.DATA_CONTEXT
-    fields = ("text", "latents") if data_context else ("text",)
+    fields = ("text", "latents") if data_context or config.dmd.image_to_video else ("text",)
 
     def generator_loss(step: int, micro: int):
         batch = feed.fetch(step, micro, fields)
@@ -179,7 +210,7 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
     data = text_source(config)
     check_text(data, gen_model)
     shape = latent_shape(config, gen_model)
-    if cfg.generator_input is GeneratorInput.DATA_CONTEXT:
+    if cfg.generator_input is GeneratorInput.DATA_CONTEXT or cfg.image_to_video:
         data.check_latent_shape(shape)
     ema = frozen(copy.deepcopy(gen_model), config, ctx, cast=False)
     generator = trainable(gen_model, config, ctx)
@@ -204,7 +235,7 @@ def plan(config: RunConfig, ctx: DistContext) -> StagePlan:
         return out
 
     def generate(text, negative, noise):
-        return few_step_sample(generator, config, text, noise)
+        return few_step_sample(generator, config, text, noise, cfg.first_block_steps)
 
     sample = preview_sampler(config, ctx, data, shape, generate)
     exports = {"model": generator, "ema": ema, "critic": critic}

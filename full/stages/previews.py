@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from cf_ref.rollout import ar_ode_sample, few_step_rollout
+from cf_ref.schedule import FewStepSchedule
 from cf_ref.seeding import generator
 from full.config import RunConfig
 from full.data import TensorSet
@@ -26,15 +27,22 @@ Generate = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``generate(text [B, L, D], negative [B, L, D], noise [B, F, C, H, W]) -> latents [B, F, C, H, W]``."""
 
 
-def few_step_sample(runner: nn.Module, config: RunConfig, text: Tensor, noise: Tensor) -> Tensor:
-    """Few-step AR sampling with the KV cache (inference: every step without gradient). Returns ``[B, F, C, H, W]``."""
+def few_step_sample(
+    runner: nn.Module, config: RunConfig, text: Tensor, noise: Tensor, first_block_steps: int | None = None
+) -> Tensor:
+    """Few-step AR sampling with the KV cache (inference: every step without gradient), the first block on the
+    uniform ``first_block_steps``-step list if given. Returns ``[B, F, C, H, W]``."""
     b = config.model.block_size
+    first = None
+    if first_block_steps is not None:
+        first = FewStepSchedule.uniform(first_block_steps, config.schedule.shift).student_sigmas(torch.float32)
 
     def sample(m: CausalWanTransformer3DModel) -> Tensor:
         with torch.no_grad():
             bw = kv_blockwise(m, text, b)
             sigmas = config.schedule.student_sigmas(torch.float32).to(noise.device)
-            return few_step_rollout(bw, noise, b, sigmas, bw.new_cache()).x0
+            firsts = None if first is None else first.to(noise.device)
+            return few_step_rollout(bw, noise, b, sigmas, bw.new_cache(), first_sigmas=firsts).x0
 
     return runner(sample)
 

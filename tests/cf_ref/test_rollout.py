@@ -286,3 +286,28 @@ def test_with_exit_gradient_value_gradient_and_shape_check():
     assert torch.equal(grad, w)
     with pytest.raises(ValueError, match="shapes differ"):
         with_exit_gradient(committed, e[:1])
+
+
+def test_first_block_on_its_own_list_then_the_students():
+    """Causal Forcing++'s 1-step student: block 0 on the 4-step list (exit steps counted on it), the other blocks on
+    one step; equal to block 0 rolled out alone on the 4-step list, then the rest on the 1-step list over the same
+    cache (the closed-form linear-context model, no renoising draws differ: one generator each, same seed)."""
+    four, one = few_step_sigmas((1000, 750, 500, 250), 5.0), torch.tensor([1.0])
+    noise = torch.randn(2, 6, 3, generator=torch.Generator().manual_seed(0))
+    m = LinearContextModel()
+    out = few_step_rollout(m, noise, 2, one, [], first_sigmas=four, generator=torch.Generator().manual_seed(1))
+    assert out.exit_steps == (3, 0, 0)
+    g = torch.Generator().manual_seed(1)
+    first = few_step_rollout(m, noise[:, :2], 2, four, [], generator=g)
+    cache = [first.x0]
+    rest = []
+    for j in (1, 2):
+        x = noise[:, 2 * j : 2 * j + 2]
+        rest.append(x - 1.0 * m.velocity(x, None, j, cache))
+        cache.append(rest[-1])
+    torch.testing.assert_close(out.x0, torch.cat([first.x0, *rest], dim=1))
+    rec = Recorder()
+    few_step_rollout(rec, noise, 2, one, [], exit_steps=[2, 0, 0], first_sigmas=four)
+    assert [b for b, _ in rec.calls] == [0, 0, 0, 1, 2]
+    with pytest.raises(ValueError, match=r"one step in \[0, 1\), \[0, 4\) per block"):
+        few_step_rollout(rec, noise, 2, one, [], exit_steps=[0, 1, 0], first_sigmas=four)

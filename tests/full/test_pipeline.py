@@ -191,3 +191,16 @@ def test_every_stage_runs_on_the_tiny_ti2v_5b_model(tmp_path, recipe):
     assert base.config.in_channels == 48 and base.config.num_attention_heads == 3
     final = load_tensors(results[Stage.DMD] / "model.safetensors")
     assert final["patch_embedding.weight"].shape[1] == 48
+
+
+def test_one_step_image_to_video_students_train_on_the_tiny_ti2v_5b_model(tmp_path):
+    """Causal Forcing++'s 1-step student (first block on 4 steps) trained frame 0 = the data's first frame, on the
+    5B-shaped tiny model: the chain runs, and the DMD previews / checkpoints exist."""
+    overrides = [*TINY_CHAIN, "dmd.loop.steps=2", "cd.loop.steps=2", "cd.loop.batch_size=2",
+                 "schedule.timesteps=[1000]", "dmd.first_block_steps=4", "dmd.image_to_video=true"]  # fmt: skip
+    config = build_config(preset="tiny-ti2v-5b", recipe="causal-forcing-pp", out=str(tmp_path), overrides=overrides)
+    assert config.schedule.timesteps == (1000.0,) and config.dmd.first_block_steps == 4 and config.dmd.image_to_video
+    results = run_training(config, ctx=CTX)
+    assert (results[Stage.DMD] / "model.safetensors").is_file()
+    with pytest.raises(ConfigError, match="dmd.first_block_steps must be >= 1 with generator_input self"):
+        build_config(preset="tiny", overrides=["dmd.first_block_steps=0"])

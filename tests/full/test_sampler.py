@@ -13,7 +13,7 @@ from cf_ref.cli import main
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import few_step_rollout
 from full.convert import diffusers_to_original
-from full.sampler import SampleConfig, generate, load_components
+from full.sampler import BlockSampler, NoiseSource, SampleConfig, generate, load_components
 from full.tiny import TINY, tiny_transformer, write_tiny_pipeline
 from full.video import decode_latents, read_mp4, video_frames
 
@@ -35,8 +35,8 @@ def embeds(components):
     return components.text.encode(["a red ball bouncing"])
 
 
-def test_block_by_block_generation_equals_one_rollout_and_decodes_in_stream(components, embeds):
-    config = SampleConfig(**SMALL, context_noise=0.05, seed=7)
+def test_block_by_block_generation_equals_one_rollout_and_decodes_in_stream(components, embeds, cache_kind):
+    config = SampleConfig(**SMALL, context_noise=0.05, seed=7, cache=cache_kind)
     result = generate(components, embeds, config)
     assert result.latents.shape == (1, 6, TINY.latent_channels, 8, 8)
     assert result.video.shape == (1, video_frames(6), 3, TINY.height, TINY.width)
@@ -53,12 +53,29 @@ def test_block_by_block_generation_equals_one_rollout_and_decodes_in_stream(comp
     assert set(result.timings) == {"dit", "decode", "first_block", "total"} and result.fps > 0
 
 
-def test_seeds_first_block_steps_and_window(components, embeds):
-    base = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=1), decode=False)
-    again = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=1), decode=False)
-    other = generate(components, embeds, SampleConfig(**SMALL, steps=2, seed=2), decode=False)
-    first4 = generate(components, embeds, SampleConfig(**SMALL, steps=2, first_block_steps=4, seed=1), decode=False)
-    rolling = generate(components, embeds, SampleConfig(**SMALL, steps=2, window=1, seed=1), decode=False)
+@torch.no_grad()
+def test_restart_gives_a_fresh_generation_and_keeps_the_cache_buffers(components, embeds):
+    config = SampleConfig(**SMALL, steps=2, window=2, seed=4, cache="static")
+    ref = generate(components, embeds, config, decode=True)
+    sampler = BlockSampler(components, config, NoiseSource.from_seed(9, components.device), decode=True)
+    sampler.set_text(embeds)
+    sampler.next_block()
+    buffers = [k.data_ptr() for k, _ in sampler.cache.buffers]
+    sampler.restart(NoiseSource.from_seed(4, components.device))
+    blocks = [sampler.next_block() for _ in range(2)]
+    sampler.close()
+    torch.testing.assert_close(torch.cat([b.latents for b in blocks], 1), ref.latents, rtol=0, atol=0)
+    torch.testing.assert_close(torch.cat([b.video for b in blocks], 1), ref.video, rtol=0, atol=0)
+    assert [k.data_ptr() for k, _ in sampler.cache.buffers] == buffers
+
+
+def test_seeds_first_block_steps_and_window(components, embeds, cache_kind):
+    small = {**SMALL, "cache": cache_kind}
+    base = generate(components, embeds, SampleConfig(**small, steps=2, seed=1), decode=False)
+    again = generate(components, embeds, SampleConfig(**small, steps=2, seed=1), decode=False)
+    other = generate(components, embeds, SampleConfig(**small, steps=2, seed=2), decode=False)
+    first4 = generate(components, embeds, SampleConfig(**small, steps=2, first_block_steps=4, seed=1), decode=False)
+    rolling = generate(components, embeds, SampleConfig(**small, steps=2, window=1, seed=1), decode=False)
     assert base.video is None
     torch.testing.assert_close(base.latents, again.latents, rtol=0, atol=0)
     assert not torch.allclose(base.latents, other.latents)
@@ -157,6 +174,10 @@ def test_cli_bad_inputs_give_clear_errors(tmp_path, folder):
         (["--preset", "tiny", "--prompt", "x", "--sink"], "attention sink needs a rolling cache"),
         (["--preset", "tiny", "--prompt", "x", "--prompts", str(tmp_path)], "Error"),
         (["--model", folder, "--preset", "tiny", "--prompt", "x"], "exactly one of --model"),
+        (
+            ["--preset", "tiny", "--prompt", "x", "--cuda-graphs", "--device", "cpu"],
+            "--cuda-graphs needs a CUDA device",
+        ),
     ]
     imageio.imwrite(tmp_path / "small.png", np.zeros((32, 32, 3), dtype=np.uint8))
     cases += [
@@ -204,3 +225,63 @@ def test_cli_refuses_to_overwrite_an_earlier_sample(tmp_path):
     assert other.exit_code == 1 and "samples.json" in other.output
     assert _run([*args, "--seed", "5", "--out", str(tmp_path), "--overwrite"]).exit_code == 0
     assert (tmp_path / "000_a_cat.mp4").read_bytes() != before
+
+
+def _noise_blocks(seed: int, count: int, block: int) -> torch.Tensor:
+    """The initial noise of ``count`` blocks as :class:`full.sampler.NoiseSource` draws it."""
+    g = torch.Generator().manual_seed(seed)
+    torch.randint(0, 2**62, (1,), generator=g)  # the draw that seeds the re-noising stream
+    return torch.cat([torch.randn(1, block, TINY.latent_channels, 8, 8, generator=g) for _ in range(count)], dim=1)
+
+
+@pytest.mark.parametrize("block,window", [(1, 2), (2, 1)])
+def test_rolling_sampler_with_a_sink_equals_windowed_plus_sink_block_causal_masks(components, embeds, block, window):
+    """One step per block: block j is its noise minus the velocity of one full-sequence pass over [the clean
+    frames before it ; its noise] under the mask 'block 0 ∪ the last `window` blocks' (no cache involved)."""
+    from cf_ref.masks import block_causal_visibility, token_mask
+    from cf_ref.schedule import timestep_from_sigma
+
+    frames = 6
+    config = SampleConfig(height=TINY.height, width=TINY.width, num_frames=frames, block_size=block, steps=1,
+                          window=window, sink=True, seed=2)  # fmt: skip
+    result = generate(components, embeds, config, decode=False)
+    noise, model = _noise_blocks(2, frames // block, block), components.transformer
+    text, x0 = model.text_context(embeds), torch.empty(1, 0, TINY.latent_channels, 8, 8)
+    with torch.no_grad():
+        for j in range(frames // block):
+            n = (j + 1) * block
+            vis = block_causal_visibility(n, block, window)
+            q, k = torch.arange(n)[:, None] // block, torch.arange(n)[None, :] // block
+            vis = vis | ((k == 0) & (k <= q))
+            seq = torch.cat([x0, noise[:, j * block : n]], dim=1)
+            t = timestep_from_sigma(torch.cat([torch.zeros(1, j * block), torch.ones(1, block)], dim=1))
+            v = model.run(seq, t, text, torch.arange(n), token_mask(vis, 16))[:, -block:]
+            x0 = torch.cat([x0, noise[:, j * block : n] - v.float()], dim=1)
+    torch.testing.assert_close(result.latents, x0, rtol=0, atol=1e-5)
+
+
+def test_one_and_two_step_students_roll_with_a_sink_in_bounded_memory(components, embeds):
+    """Causal Forcing++'s 1-/2-step students (first block on 4 steps) with a rolling cache and an adjacent sink:
+    the first block is the 4-step one, the cache never holds more than sink + window, and with ADJACENT positions
+    the stream differs from FIXED ones only after the window starts evicting."""
+    from full.sampler import BlockSampler, NoiseSource
+
+    base = dict(height=TINY.height, width=TINY.width, num_frames=30, block_size=1, first_block_steps=4, window=3)
+    for steps in (1, 2):
+        fixed = SampleConfig(**base, steps=steps, sink=True, seed=3)
+        adjacent = SampleConfig(**base, steps=steps, sink=True, sink_positions="adjacent", seed=3)
+        plain = generate(
+            components, embeds, SampleConfig(**{**base, "window": None}, steps=steps, seed=3), decode=False
+        )
+        a = generate(components, embeds, fixed, decode=False).latents
+        b = generate(components, embeds, adjacent, decode=False).latents
+        torch.testing.assert_close(a[:, :1], plain.latents[:, :1], rtol=0, atol=0)  # the 4-step first block
+        torch.testing.assert_close(a[:, :4], b[:, :4], rtol=0, atol=1e-6)  # nothing evicted yet: same positions
+        assert not torch.allclose(a[:, 4:], b[:, 4:])
+    sampler = BlockSampler(components, adjacent, NoiseSource.from_seed(0, "cpu"), decode=False)
+    sampler.set_text(embeds)
+    held = set()
+    for _ in range(12):
+        sampler.next_block()
+        held.add(sampler.cache.cached_frames)
+    assert max(held) == 1 + 2 and sampler.cache.sink_shift() == 12 - 3

@@ -8,8 +8,8 @@ import torch
 
 from cf_ref.masks import block_causal_visibility, token_mask
 from cf_ref.schedule import timestep_from_sigma
+from full.cache_choice import new_kv_cache
 from full.sink import SinkKVCache
-from full.static_cache import new_kv_cache
 
 
 def test_eviction_keeps_the_first_frames_and_the_last_capacity():
@@ -64,3 +64,60 @@ def test_append_passes_detach_through():
     cache.append(0, torch.ones(1, 2, 1, 1) * w, torch.ones(1, 2, 1, 1) * w, detach=False)
     (grad,) = torch.autograd.grad(cache.get(0)[0].sum(), w)
     assert float(grad) == 2.0  # the sink frame is a constant, the second frame's two tokens carry w
+
+
+def test_temporal_rotation_moves_keys_like_rope_at_later_positions(model):
+    """R(Δ)·R(p)·k = R(p+Δ)·k, with R(p) the model's own RoPE table (frames × 4×4 grid)."""
+    from full.attention import apply_rotary
+    from full.sink import temporal_rotation
+
+    heads, dim = model.config.num_attention_heads, model.config.attention_head_dim
+    raw = torch.randn(1, 3 * 16, heads, dim, generator=torch.Generator().manual_seed(0))
+    at = apply_rotary(raw, *model.rotary(torch.arange(3), 8, 8))
+    for delta in (0, 1, 7, 40):
+        moved = apply_rotary(at, *temporal_rotation(model.rope, delta))
+        torch.testing.assert_close(moved, apply_rotary(raw, *model.rotary(torch.arange(3) + delta, 8, 8)))
+    with pytest.raises(ValueError, match="outside the RoPE table"):
+        temporal_rotation(model.rope, model.rope.max_seq_len)
+
+
+@pytest.mark.parametrize("block,window,shifts", [(1, 2, [0, 0, 0, 1, 2, 3]), (2, 1, [0, 0, 2])])
+def test_adjacent_sink_equals_the_sink_committed_just_before_the_window(arch, block, window, shifts):
+    """The authors' long-video anchor: each block sees the sink as if it had been committed at the positions just
+    before the window's oldest frame. Reference: a plain cache holding [the sink block committed at those
+    positions ; the window's K/V], queried at the block's absolute positions."""
+    from full.attention import apply_rotary
+    from full.cache import WanKVCache
+    from full.sink import SinkPositions, temporal_rotation
+
+    _, model, latents, text = arch
+    frames = latents.shape[1]
+    sigma = torch.rand(2, frames // block, generator=torch.Generator().manual_seed(5)).repeat_interleave(block, dim=1)
+    bw = model.blockwise(text, block, window=window)
+
+    def rotation(key, delta):
+        return apply_rotary(key, *temporal_rotation(model.rope, delta))
+
+    cache = SinkKVCache(len(model.blocks), None, (window - 1) * block, sink_frames=block,
+                        positions=SinkPositions.ADJACENT, rotation=rotation)  # fmt: skip
+    seen = []
+    with torch.no_grad():
+        for j in range(frames // block):
+            span = slice(j * block, (j + 1) * block)
+            out = bw.velocity(latents[:, span], sigma[:, span], j, cache)
+            delta = cache.sink_shift()
+            seen.append(delta)
+            sink_cache = WanKVCache(len(model.blocks))  # unbounded (a window-1 cache would keep nothing)
+            sink_cache.num_frames = sink_cache.origin = delta
+            bw.commit(latents[:, :block], sigma[:, :block], 0, sink_cache)
+            ref = WanKVCache(len(model.blocks), 16, num_frames=j * block)
+            for i in range(len(model.blocks)):
+                stored = cache.stored(i)
+                if stored is not None:
+                    sink_kv, t = sink_cache.stored(i), block * 16
+                    ref.layers[i].key = torch.cat([sink_kv[0], stored[0][:, t:]], dim=1)
+                    ref.layers[i].value = torch.cat([sink_kv[1], stored[1][:, t:]], dim=1)
+            expected = bw.velocity(latents[:, span], sigma[:, span], j, ref)
+            torch.testing.assert_close(out, expected, rtol=0, atol=2e-5)
+            bw.commit(latents[:, span], sigma[:, span], j, cache)
+    assert seen == shifts  # the sink moves once the window has evicted frames

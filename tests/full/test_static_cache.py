@@ -10,9 +10,10 @@ import torch
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import few_step_sigmas
 from full.cache import WanKVCache
+from full.cache_choice import new_kv_cache
 from full.model import CausalWanTransformer3DModel
 from full.sink import SinkKVCache
-from full.static_cache import StaticKVCache, new_kv_cache
+from full.static_cache import StaticKVCache
 from full.tiny import transformer_kwargs
 
 SIGMAS = few_step_sigmas((1000, 750, 500, 250), 5.0).float()

@@ -97,8 +97,8 @@ def test_prompt_switch_takes_effect_at_the_next_block_boundary_and_not_before(ti
     assert [b.prompt_index for b in during] == [0, 0, 1, 1]
 
 
-def test_recache_recomputes_the_held_frames_under_the_new_prompt(tiny_components):
-    config = replace(CFG, window=2)  # the cache holds one block
+def test_recache_recomputes_the_held_frames_under_the_new_prompt(tiny_components, cache_kind):
+    config = replace(CFG, window=2, cache=cache_kind)  # the cache holds one block
     plain = run(VideoStream(tiny_components, A, config), 3, lambda i, s: i == 1 and s.set_prompt(B))
     recached = run(VideoStream(tiny_components, A, config, recache=True), 3, lambda i, s: i == 1 and s.set_prompt(B))
     torch.testing.assert_close(latents(recached)[:, :6], latents(plain)[:, :6], rtol=0, atol=0)
@@ -143,24 +143,24 @@ def test_set_steps_applies_from_the_next_block(tiny_components):
         VideoStream(tiny_components, A, CFG).set_steps(0)
 
 
-def test_unbounded_stream_reanchors_rope_positions(tiny_components):
+def test_unbounded_stream_reanchors_rope_positions(tiny_components, cache_kind):
     """Past rope_max_seq_len frames the held frames are re-committed from position 0. With a one-block window
     a block sees only itself, and RoPE is relative, so re-anchoring must not change the video."""
     short = tiny_transformer(seed=0, cfg=replace(TINY, rope_max_seq_len=9))
     short.load_state_dict(tiny_components.transformer.state_dict())
     limited = WanComponents(short, tiny_components.vae, tiny_components.text)
-    config = replace(CFG, window=1)
+    config = replace(CFG, window=1, cache=cache_kind)
     ref = latents(run(VideoStream(tiny_components, A, config), 6))
     stream = VideoStream(limited, A, config)
     got = run(stream, 6)
     assert max(b.block.start_frame for b in got) == 15 and stream.sampler.cache.num_frames <= 9
     torch.testing.assert_close(latents(got), ref, rtol=0, atol=1e-5)
     # a window of two blocks plus a sink keeps running too; without a window the error says what to do
-    run(VideoStream(limited, A, replace(CFG, window=2, sink=True)), 6)  # sink 3 + window 3 + block 3 = 9 frames
+    run(VideoStream(limited, A, replace(config, window=2, sink=True)), 6)  # sink 3 + window 3 + block 3 = 9 frames
     with pytest.raises(ValueError, match="use a smaller window"):
-        run(VideoStream(limited, A, replace(CFG, window=3, sink=True)), 6)
+        run(VideoStream(limited, A, replace(config, window=3, sink=True)), 6)
     with pytest.raises(ValueError, match="set a window"):
-        run(VideoStream(limited, A, CFG), 6)
+        run(VideoStream(limited, A, replace(config, window=None)), 6)
 
 
 def test_image_to_video_stream_equals_generate(tiny_components):

@@ -82,3 +82,52 @@ def test_prompts_come_from_the_latent_set_with_data_context(run):
     nothing = dataclasses.replace(run, data=dataclasses.replace(run.data, latents=None, prompts=None))
     with pytest.raises(DataError, match="dmd needs prompts"):
         dmd.text_source(nothing)
+
+
+def _samples(config, generator, batch, grad=False):
+    shape = latent_shape(config, generator.model)
+    rnd = step_random(config, CTX, "test", 0, 0, "generator")
+    with torch.set_grad_enabled(grad):
+        return dmd.generator_samples(generator, config, batch, rnd, shape)
+
+
+def test_one_step_student_rolls_its_first_block_on_the_four_step_list(run):
+    """dmd.first_block_steps=4 with a 1-step student: block 0's exit is drawn on [0, 4) (one shared draw first), the
+    others stay on the 1-step list; the samples equal the rollout with those lists and exits."""
+    from cf_ref.rollout import few_step_rollout
+    from cf_ref.schedule import FewStepSchedule
+    from full.stages.fields import kv_blockwise
+
+    one = FewStepSchedule((1000.0,), run.schedule.shift, run.schedule.ode_steps)
+    config = dataclasses.replace(run, schedule=one, dmd=dataclasses.replace(run.dmd, first_block_steps=4))
+    generator = Runner(build_model(config, final_weights(config, Stage.ODE), "generator"))
+    batch = TensorSet(config.data.latents).fetch([0, 1])
+    x = _samples(config, generator, batch)
+    b, shape = config.model.block_size, latent_shape(config, generator.model)
+    rnd = step_random(config, CTX, "test", 0, 0, "generator")
+    noise = rnd.normal((2, *shape), batch["text"].device)
+    first_exit = int(torch.randint(0, 4, (1,), generator=rnd.shared))
+    four = FewStepSchedule.uniform(4, config.schedule.shift).student_sigmas(torch.float32)
+    bw = kv_blockwise(generator.model, batch["text"], b)
+    exits = [first_exit] + [0] * (shape[0] // b - 1)
+    with torch.no_grad():
+        ref = few_step_rollout(bw, noise, b, torch.tensor([1.0]), bw.new_cache(), exits, generator=rnd.device,
+                               first_sigmas=four)  # fmt: skip
+    torch.testing.assert_close(x, ref.x0, rtol=0, atol=1e-6)
+    plain = _samples(dataclasses.replace(config, dmd=run.dmd), generator, batch)
+    assert not torch.allclose(x[:, :b], plain[:, :b]) or first_exit == 0
+
+
+def test_image_to_video_training_keeps_the_data_frame_zero_and_conditions_the_rest_on_it(run):
+    config = dataclasses.replace(run, dmd=dataclasses.replace(run.dmd, image_to_video=True))
+    assert dmd.text_source(config).kind is SetKind.LATENTS
+    generator = Runner(build_model(config, final_weights(config, Stage.ODE), "generator"))
+    batch = TensorSet(config.data.latents).fetch([0, 1])
+    x = _samples(config, generator, batch, grad=True)
+    assert torch.equal(x[:, :1].detach(), batch["latents"][:, :1]) and x.requires_grad
+    other = dict(batch, latents=batch["latents"].flip(0))  # another first frame for each video
+    y = _samples(config, generator, other)
+    assert torch.equal(y[:, :1], other["latents"][:, :1])
+    assert (x[:, 1:].detach() - y[:, 1:]).abs().max() > 1e-4  # the generated frames see frame 0
+    grads = torch.autograd.grad(x[:, 1:].sum(), [p for p in generator.parameters() if p.requires_grad][:1])
+    assert grads[0].abs().sum() > 0
