@@ -15,6 +15,7 @@ and the ring has wrapped, then one block is profiled (``torch.profiler``, CPU) w
 
     python benchmarks/full_cache_overhead.py                         # frame-wise, window 3, 1 thread
     python benchmarks/full_cache_overhead.py --block 3 --window 2 --json out.json
+    python benchmarks/full_cache_overhead.py --compile --cache static     # inductor-compiled blocks
 
 Prints the machine; medians are over ``--repeats`` profiled blocks (each after the warm-up blocks).
 """
@@ -37,6 +38,7 @@ from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel
 
 MATMUL = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::mkldnn_convolution"}
 MATMUL |= {"aten::convolution", "aten::_convolution", "aten::conv3d", "aten::_mkldnn_convolution"}
+MATMUL |= {"aten::slow_conv3d_forward"}
 ATTENTION_PREFIX = ("aten::_scaled_dot_product", "aten::scaled_dot_product", "aten::_softmax")
 
 
@@ -92,6 +94,10 @@ def run(args: argparse.Namespace, cache_kind: str) -> dict:
     torch.manual_seed(0)
     model = CausalWanTransformer3DModel(**{**WAN21_T2V_1_3B, "num_layers": args.layers}).eval().requires_grad_(False)
     text = torch.randn(1, 512, WAN21_T2V_1_3B["text_dim"])
+    if args.compile:
+        from full.graphs import compile_blocks
+
+        compile_blocks(model)  # inductor: fused elementwise kernels count as "other", extern mm / SDPA as before
     bw = model.blockwise(text, args.block, window=args.window)
     warm = args.window + 1  # fill the window, then wrap the ring once
     cache = bw.new_cache(cache_kind, max_frames=(warm + args.repeats) * args.block)
@@ -127,6 +133,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="profiled blocks per cache")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", nargs="+", default=["dynamic", "static"])
+    parser.add_argument("--compile", action="store_true", help="torch.compile the blocks (inductor; C++ compiler)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,7 +142,7 @@ def main() -> None:
     print(
         f"width 1536, 12 heads, {args.layers} layers, {args.grid[0]}x{args.grid[1]} = {args.grid[0] * args.grid[1]} "
         f"tokens/frame, block {args.block}, window {args.window}, {args.steps} steps + cache pass, fp32, "
-        f"{args.threads} thread(s)"
+        f"{args.threads} thread(s){', compiled blocks (inductor)' if args.compile else ''}"
     )
     results = {"machine": info, "args": vars(args), "caches": {}}
     for kind in args.cache:

@@ -106,7 +106,14 @@ def run(args: argparse.Namespace) -> dict:
                 row["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
             results["rows"].append(row)
             print(json.dumps(row), flush=True)
+            save(results, args.out)  # after every row: a suite that stops this part at its limit keeps the rows done
     return results
+
+
+def save(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sampling.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "sampling.md").write_text(markdown(results))
 
 
 def markdown(results: dict) -> str:
@@ -142,9 +149,7 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_summary(), flush=True)
     results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sampling.json").write_text(json.dumps(results, indent=2, default=str))
-    (args.out / "sampling.md").write_text(markdown(results))
+    save(results, args.out)
     print(markdown(results))
 
 

@@ -10,8 +10,8 @@
 #      frame-wise; DiT-only ms per block incl. the cache pass, DiT and end-to-end FPS with the Wan VAE, first-block
 #      latency — Wan2.1-T2V-1.3B + Wan VAE with random weights, bf16, 480×832, 81 frames           (limit 240 s)
 #   2. training (benchmarks/full_train_speed.py --size wan-1.3b): step time and peak memory per stage, batch 1,
-#      21 latent frames, bf16, gradient checkpointing, 3 timed steps                                 (limit 180 s)
-#   3. the plan's predictions (cf-ref full plan), when this checkout has the command                (limit 30 s)
+#      21 latent frames, bf16, gradient checkpointing, 3 timed steps                                 (limit 160 s)
+#   3. the plan's predictions (cf-ref full plan, H100 SXM), when this checkout has the command      (limit 60 s)
 # Then summary.md collects the tables: paste them into docs/benchmarks.md.
 set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -55,9 +55,9 @@ part() {  # part NAME LIMIT_S COMMAND...: run with a time limit, log to $OUT/NAM
 } >"$SUMMARY"
 
 part sampling 240 python "$HERE/gpu_sampling.py" "${SAMPLING[@]}" --out "$OUT"
-part training 180 python "$HERE/full_train_speed.py" "${TRAIN[@]}" --json "$OUT/training.json"
+part training 160 python "$HERE/full_train_speed.py" "${TRAIN[@]}" --json "$OUT/training.json"
 if cf-ref full plan --help >/dev/null 2>&1; then
-  part plan 30 cf-ref full plan --config "$ROOT/configs/full/causal_forcing_chunkwise.yaml" --gpus 1 --gpu H100 \
+  part plan 60 cf-ref full plan --config "$ROOT/configs/full/causal_forcing_chunkwise.yaml" --gpus 1 --gpu h100-sxm-80gb \
     --json "$OUT/plan.json"
 else
   echo "- plan: this checkout has no \`cf-ref full plan\`; predictions not run" >>"$SUMMARY"

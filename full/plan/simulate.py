@@ -70,6 +70,13 @@ def simulate_family(
         return out
 
 
+def summary(plan: StepPlan) -> str:
+    """One line: the step, its peak and split (GiB), its FLOPs."""
+    split = ", ".join(f"{k} {v:.2f}" for k, v in plan.memory.gib().items())
+    flops = "" if plan.ops is None else f", {plan.ops.flops / 1e12:.1f} TFLOP, {plan.ops.bytes / 1e9:.0f} GB moved"
+    return f"{plan.step}: {split} GiB{flops}"
+
+
 #: steps whose memory does not depend on the number of ranks: the ODE-pair teacher is replicated (each process
 #: integrates its own pairs) and sampling runs on one GPU
 RANK_INDEPENDENT = ("ode-pairs", "sampling")
@@ -101,7 +108,9 @@ def simulate(
                 once[family] = done
             plans += done
             if progress is not None:
-                progress(f"{family} on {n} rank(s): {time.perf_counter() - start:.0f} s")
+                progress(
+                    f"{family} on {n} rank(s), {time.perf_counter() - start:.0f} s: " + "; ".join(map(summary, done))
+                )
         for p in plans:
             if p.ops is not None:
                 counted.setdefault(p.step, p.ops)

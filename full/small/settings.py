@@ -75,8 +75,8 @@ SMALL = SmallSettings(
     data=BounceSpec(count=512, frames=12, pixels=16, patch=2, text_length=8, text_dim=32),
     model=TinyConfig(latent_channels=12, num_layers=2, num_heads=4, head_dim=32, ffn_dim=256, text_dim=32, freq_dim=64),
     base=TinyBaseConfig(steps=1200, batch_size=8, lr=1e-3, videos=512),
-    stages=_layer(12, 8, {"ar_diffusion": (200, 8), "ode": (200, 8), "cd": (150, 8), "dmd": (100, 4)}, 16, 128),
-    eval_videos=64,
+    stages=_layer(12, 8, {"ar_diffusion": (100, 8), "ode": (100, 8), "cd": (60, 8), "dmd": (60, 4)}, 16, 96),
+    eval_videos=48,
 )
 
 SETTINGS = {s.name: s for s in (SMOKE, SMALL)}
