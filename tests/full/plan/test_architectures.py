@@ -5,7 +5,8 @@ import json
 import pytest
 
 from cf_ref.errors import UserError
-from full.model import WAN21_T2V_1_3B, WAN21_T2V_14B
+from full.architectures import ARCHITECTURES as REGISTRY
+from full.model import WAN21_T2V_1_3B, WAN21_T2V_14B, WAN22_TI2V_5B
 from full.plan.architectures import architecture
 
 
@@ -13,6 +14,12 @@ def test_release_names_without_a_folder():
     assert architecture("Wan2.1-T2V-1.3B-Diffusers")[1] == WAN21_T2V_1_3B
     assert architecture("/models/Wan2.1-T2V-14B-Diffusers/transformer".rsplit("/", 1)[0])[1] == WAN21_T2V_14B
     assert architecture("wan2.1-t2v-14b") == ("wan2.1-t2v-14b", WAN21_T2V_14B)
+    assert architecture("/models/Wan2.2-TI2V-5B-Diffusers") == ("wan2.2-ti2v-5b", WAN22_TI2V_5B)
+
+
+def test_every_registered_architecture_is_plannable_by_name():
+    for name, arch in REGISTRY.items():
+        assert architecture(name) == (name, dict(arch.transformer))
 
 
 def test_config_json_wins_over_the_name(tmp_path):
