@@ -7,6 +7,7 @@ top-level group prints as one line (:mod:`cf_ref.cli`); no command catches error
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,9 @@ from cf_ref.recipes import Forcing, PairTeacher, Recipe
 from cf_ref.schedule import DEFAULT_SHIFT
 from full.config import PRESETS
 from full.recipes import Stage
+
+if TYPE_CHECKING:
+    from full.sampler import SampleConfig
 
 POSITIVE = click.IntRange(1)
 
@@ -51,6 +55,29 @@ def _preset_choice() -> click.Choice:
     from full.presets import PRESETS
 
     return click.Choice(sorted(PRESETS))
+
+
+def _sample_config(opts: dict, height: int, width: int) -> SampleConfig:
+    """The sampler's settings from ``sample``'s options (``--height`` / ``--width`` default to the model's size)."""
+    from full.sampler import SampleConfig
+
+    return SampleConfig(
+        steps=opts["steps"],
+        first_block_steps=opts["first_block_steps"],
+        block_size=opts["block_size"],
+        num_frames=opts["frames"],
+        height=height if opts["height"] is None else opts["height"],
+        width=width if opts["width"] is None else opts["width"],
+        shift=opts["shift"],
+        context_noise=opts["context_noise"],
+        window=opts["window"],
+        sink=opts["sink"],
+        sink_positions=opts["sink_positions"],
+        seed=opts["seed"],
+        cache=opts["cache"],
+        compile=opts["compile_blocks"],
+        cuda_graphs=opts["cuda_graphs"],
+    )
 
 
 @full.command()
@@ -104,7 +131,6 @@ def _preset_choice() -> click.Choice:
 def sample(**opts) -> None:
     """Generate videos block by block with the KV cache and write one MP4 per prompt."""
     from full import sample_files as files
-    from full.sampler import SampleConfig
 
     out_dir = _out_folder(opts["out_dir"])
     device, dtype = _device_and_dtype(opts["device"], opts["dtype"])
@@ -119,23 +145,7 @@ def sample(**opts) -> None:
     if opts["cuda_graphs"] and not str(device).startswith("cuda"):
         raise UserError(f"--cuda-graphs needs a CUDA device, got --device {opts['device']} ({device})")
     components, (height, width), _ = files.open_models(source, device, dtype)
-    config = SampleConfig(
-        steps=opts["steps"],
-        first_block_steps=opts["first_block_steps"],
-        block_size=opts["block_size"],
-        num_frames=opts["frames"],
-        height=height if opts["height"] is None else opts["height"],
-        width=width if opts["width"] is None else opts["width"],
-        shift=opts["shift"],
-        context_noise=opts["context_noise"],
-        window=opts["window"],
-        sink=opts["sink"],
-        sink_positions=opts["sink_positions"],
-        seed=opts["seed"],
-        cache=opts["cache"],
-        compile=opts["compile_blocks"],
-        cuda_graphs=opts["cuda_graphs"],
-    )
+    config = _sample_config(opts, height, width)
     config.validate()
     components.latent_shape(config.height, config.width)
     image_latent = None if opts["image"] is None else files.image_latent_for(components, opts["image"], config)
