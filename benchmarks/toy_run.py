@@ -12,6 +12,7 @@ Reported:
 
     python benchmarks/toy_run.py                       # quick preset, 3 repeats, 2 worker processes
     python benchmarks/toy_run.py --preset paper --repeats 1
+    python benchmarks/toy_run.py --seeds                 # quick preset on seeds 0, 1, 2 (claims per seed)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from toy.data import shared_mode_mixture
 from toy.experiment_config import preset_config
 from toy.pairs import GridConfig, causal_pairs
 from toy.preset import Preset
+from toy.report import claims_line
 from toy.runner import run_to_directory
 
 
@@ -40,18 +42,25 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def time_pipeline(preset: Preset, workers: int, figures: bool, keep: str | None = None) -> dict:
+def time_pipeline(preset: Preset, workers: int, figures: bool, keep: str | None = None, seed: int = 0) -> dict:
     config = preset_config(preset)
     with tempfile.TemporaryDirectory() as tmp:
         out = keep or tmp
         load_before = os.getloadavg()[0]
         cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-        metrics, timings = run_to_directory(config, out, seed=0, workers=workers, figures=figures, progress=False)
+        metrics, timings = run_to_directory(config, out, seed=seed, workers=workers, figures=figures, progress=False)
         wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
         load_after = os.getloadavg()[0]
     held = sum(c["holds"] for c in metrics["claims"])
     stages = {k: round(v["cpu_s"], 1) for k, v in timings["stages_s"].items()}
     return {
+        "seed": seed,
+        "claims_by_kind": claims_line(metrics),
+        "missed": [
+            f"{c['dataset']} {c['subject']}: {c['claim']} (margin {c['margin']:.3g})"
+            for c in metrics["claims"]
+            if not c["holds"]
+        ],  # fmt: skip
         "wall_s": wall,
         "cpu_s": cpu,
         "load": (load_before, load_after),
@@ -82,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=[p.value for p in Preset], default="quick")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", action="store_true", help="Run r uses seed r (0, 1, 2, …) instead of seed 0.")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-figures", action="store_true")
@@ -98,12 +108,15 @@ def main() -> None:
     runs = []
     for r in range(args.repeats):
         keep = args.out if r == args.repeats - 1 else None
-        res = time_pipeline(Preset(args.preset), args.workers, not args.no_figures, keep)
+        res = time_pipeline(Preset(args.preset), args.workers, not args.no_figures, keep, r if args.seeds else 0)
         runs.append(res)
         print(
-            f"{args.preset} run {r}: wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, "
-            f"load {res['load'][0]:.1f}→{res['load'][1]:.1f}, claims {res['claims']}, stage CPU {res['stages_cpu_s']}"
+            f"{args.preset} run {r} (seed {res['seed']}): wall {res['wall_s']:.1f} s, CPU {res['cpu_s']:.1f} s, "
+            f"load {res['load'][0]:.1f}→{res['load'][1]:.1f}, claims {res['claims']} ({res['claims_by_kind']}), "
+            f"stage CPU {res['stages_cpu_s']}"
         )
+        for line in res["missed"]:
+            print(f"  missed: {line}")
     wall = statistics.median(r["wall_s"] for r in runs)
     cpu = statistics.median(r["cpu_s"] for r in runs)
     print(

@@ -21,13 +21,14 @@ def new_kv_cache(
     sink: bool = False,
     max_frames: int | None = None,
     sink_positions: str = "fixed",
-    rotation: Callable[[int], Tensor] | None = None,
+    rotation: Callable[[Tensor, int], Tensor] | None = None,
 ) -> WanKVCache:
     """A KV cache for blocks of ``block_size`` frames: ``kind`` ``"dynamic"`` (:class:`~full.cache.WanKVCache`, or
     :class:`~full.sink.SinkKVCache` with ``sink``) or ``"static"`` (:class:`StaticKVCache`; ``max_frames`` bounds
     it without a ``window``). A window of ``w`` blocks keeps ``(w-1)·b`` frames; a sink keeps the first block, at
     its written RoPE positions (``sink_positions="fixed"``) or re-rotated next to the window (``"adjacent"``,
-    dynamic cache only; ``rotation(Δ)``: the temporal RoPE rotation by Δ frames, see :mod:`full.sink`)."""
+    dynamic cache only; ``rotation(key, Δ)``: keys turned by the temporal RoPE rotation of Δ frames, see
+    :mod:`full.sink`)."""
     capacity = None if window is None else (window - 1) * block_size
     sink_frames = block_size if sink else 0
     if kind == "static":

@@ -117,7 +117,7 @@ def _check_start(config: RunConfig, stage: Stage, runs_before: set[Stage], found
 
 
 def _check_data(config: RunConfig, stages: Sequence[Stage], model: dict, found: _Found) -> None:
-    data_context = config.dmd.generator_input is GeneratorInput.DATA_CONTEXT
+    data_context = config.dmd.generator_input is GeneratorInput.DATA_CONTEXT or config.dmd.image_to_video
     latents_needed = any(s in NEEDS_LATENTS for s in stages) or (
         Stage.DMD in stages and (data_context or config.data.prompts is None)
     )

@@ -39,6 +39,7 @@ from cf_ref.errors import InvalidValue
 from cf_ref.first_frame import FirstFrameConditioned
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import DEFAULT_SHIFT, FewStepSchedule
+from full.attention import apply_rotary
 from full.cache import WanKVCache
 from full.cache_choice import CACHE_KINDS, new_kv_cache
 from full.components import WanComponents, load_components  # noqa: F401  (re-exported: the sampler's inputs)
@@ -208,7 +209,7 @@ class BlockSampler:
             cfg.sink,
             max_frames=cfg.num_frames,
             sink_positions=cfg.sink_positions,
-            rotation=lambda delta: temporal_rotation(rope, delta),
+            rotation=lambda key, delta: apply_rotary(key, *temporal_rotation(rope, delta)),
         )
 
     def _record(self, x: Tensor, sigma: Tensor, start: int) -> None:
@@ -282,6 +283,17 @@ class BlockSampler:
         self._recommit([e.start for e in self.held()])
         self.sync()
         return time.perf_counter() - t0
+
+    def restart(self, noise: NoiseSource) -> None:
+        """Start a new video with the same prompt, settings and cache buffers (so a static cache's compiled or
+        captured passes are reused): an empty cache, ``noise``, a fresh decoder, the configured step count."""
+        self.noise, self.steps = noise, self.config.steps
+        self.cache.reset()
+        self.sink, self.history, self.first_frame = None, [], None
+        self.generated = self.emitted = self.frames = 0
+        if self.decoder is not None:
+            self.decoder.close()
+            self.decoder = StreamingDecoder(self.components.vae)
 
     def set_steps(self, steps: int) -> None:
         """Denoising steps of the following blocks (the first block keeps ``first_block_steps`` if set)."""

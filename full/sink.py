@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from full.attention import apply_rotary
 from full.cache import WanKVCache
 
 
@@ -43,7 +42,7 @@ class SinkPositions(enum.Enum):
 
 def temporal_rotation(rope, delta: int) -> tuple[Tensor, Tensor]:
     r"""The RoPE rotation that moves a key ``delta`` frames later: ``(cos, sin)`` ``[1, 1, 1, Dh]`` for
-    :func:`full.attention.apply_rotary`, the temporal part at position ``delta`` and the height/width parts at
+    :func:`full.attention.apply_rotary` (not imported here: the attention module imports the caches), the temporal part at position ``delta`` and the height/width parts at
     position 0 (the identity). ``rope``: diffusers' ``WanRotaryPosEmbed`` (its float64 tables)."""
     if not 0 <= delta < rope.max_seq_len:
         raise ValueError(f"a shift of {delta} frames is outside the RoPE table (0 … {rope.max_seq_len - 1})")
@@ -59,12 +58,13 @@ def temporal_rotation(rope, delta: int) -> tuple[Tensor, Tensor]:
 @dataclass
 class SinkKVCache(WanKVCache):
     """:class:`~full.cache.WanKVCache` whose eviction spares the first ``sink_frames`` frames ever appended (written at
-    positions ``0 … sink_frames-1``); ``positions`` ADJACENT needs ``rotation`` (``delta → (cos, sin)``, e.g.
-    ``functools.partial(temporal_rotation, model.rope)``)."""
+    positions ``0 … sink_frames-1``); ``positions`` ADJACENT needs ``rotation(key, delta)``, which turns keys
+    ``[B, N, H, Dh]`` by ``delta`` frames (e.g. ``apply_rotary(key, *temporal_rotation(model.rope, delta))``;
+    :class:`full.sampler.BlockSampler` builds it)."""
 
     sink_frames: int = 0
     positions: SinkPositions = SinkPositions.FIXED
-    rotation: Callable[[int], tuple[Tensor, Tensor]] | None = None
+    rotation: Callable[[Tensor, int], Tensor] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -89,7 +89,7 @@ class SinkKVCache(WanKVCache):
         if kv is None or delta == 0:
             return kv
         key, sink = kv[0], self.sink_frames * self.tokens_per_frame
-        moved = apply_rotary(key[:, :sink], *self.rotation(delta))
+        moved = self.rotation(key[:, :sink], delta)
         return torch.cat([moved, key[:, sink:]], dim=1), kv[1]
 
     def append(self, layer: int, key: Tensor, value: Tensor, detach: bool = True) -> None:

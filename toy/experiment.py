@@ -117,6 +117,7 @@ def _student(
     student = train_ode_student(
         net_config, pairs.states, pairs.sigmas, pairs.target, pairs.context, c.student.optim, c.student.batch_size,
         seed=derive_seed(seed, data.name, "student", key), state_granularity=c.student.state_granularity,
+        ema_decay=c.student.ema_decay,
     )  # fmt: skip
     tail = student.history[-max(1, len(student.history) // 20) :]
     entry = {

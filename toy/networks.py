@@ -21,6 +21,21 @@ For query frame i the network reads the masked token features
 (weights indexed by i; all frames run in one grouped matmul). Invisible tokens enter as zeros, so
 causality holds by construction, exactly like a masked attention layer.
 :math:`\phi(\sigma) = [\sigma, \sin(\pi k\sigma), \cos(\pi k\sigma)]_{k=1..n}`.
+
+Two optional parts (off by default, so the default network and its initial weights are unchanged):
+
+* **Fourier features of the state** (``state_frequencies = m``): each token also carries
+  :math:`\psi(x) = [\sin(2^{k-1}\langle u_p, x\rangle), \cos(2^{k-1}\langle u_p, x\rangle)]_{k=1..m,\,p}` along
+  the coordinate axes and their pairwise diagonals :math:`u_p` (:func:`feature_directions`), so that the first
+  layer can build steep functions of the state (a flow map that is nearly a step) without huge weights;
+* **a gated mixture-of-experts head** (``experts = E``): the last layer is replaced by E linear experts
+  :math:`y_e = h W_e + b_e` on the last hidden layer h, mixed by a softmax gate that is *linear in the network's
+  input* u (the masked token features) with a learned temperature,
+  :math:`\mathrm{out} = \sum_e \mathrm{softmax}_e(e^{\tau}(u G + c))\, y_e` (one τ per frame, starting at 0).
+  A large τ makes the gate a sharp switch between regions bounded by hyperplanes of the input (a Voronoi-like
+  partition) — a piecewise-smooth map such as the flow map of a well-separated mixture, which picks a mode from
+  the noise and then moves within it; the sharpness is one scalar to learn instead of large weights through the
+  whole MLP. With equal experts it is a plain linear head.
 """
 
 from __future__ import annotations
@@ -47,10 +62,14 @@ class FrameNetConfig:
     depth: int = 3
     sigma_frequencies: int = 6
     prediction: Prediction = Prediction.VELOCITY
+    state_frequencies: int = 0  # Fourier features of the state (see module doc); 0 = off
+    experts: int = 0  # gated mixture-of-experts head with this many experts; 0 = a plain linear head
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.dim < 1 or self.hidden < 1 or self.depth < 1:
             raise ValueError(f"num_frames, dim, hidden, depth must be >= 1: {self}")
+        if self.state_frequencies < 0 or self.experts < 0 or self.experts == 1:
+            raise ValueError(f"state_frequencies must be >= 0 and experts 0 (off) or >= 2: {self}")
         if self.num_frames % self.block_size:
             raise ValueError(f"block size {self.block_size} does not divide num_frames {self.num_frames}")
 
@@ -76,6 +95,48 @@ def sigma_features(sigma: Tensor, frequencies: int) -> Tensor:
     return torch.cat([sigma[..., None], torch.sin(arg), torch.cos(arg)], dim=-1)
 
 
+def feature_directions(dim: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Unit directions ``[P, dim]`` of the state features: the coordinate axes and, for ``dim`` ≥ 2, every pairwise
+    diagonal :math:`(e_a \\pm e_b)/\\sqrt 2` (P = dim²)."""
+    eye = torch.eye(dim, dtype=dtype)
+    diagonals = [
+        (eye[a] + sign * eye[b]) / math.sqrt(2) for a in range(dim) for b in range(a + 1, dim) for sign in (1, -1)
+    ]
+    return torch.stack([*eye, *diagonals])
+
+
+def state_features(x: Tensor, frequencies: int) -> Tensor:
+    """:math:`\\psi(x)`: ``[..., d] -> [..., 2·frequencies·d²]``, sines then cosines of :math:`2^{k-1}\\langle u_p, x\\rangle`
+    for the directions :math:`u_p` of :func:`feature_directions`."""
+    if frequencies == 0:
+        return x.new_zeros(*x.shape[:-1], 0)
+    omega = 2.0 ** torch.arange(frequencies, device=x.device, dtype=x.dtype)  # [m]
+    proj = x @ feature_directions(x.shape[-1], x.dtype).to(x.device).T  # [..., P]
+    arg = rearrange(proj[..., :, None] * omega, "... p m -> ... (p m)")
+    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+class GatedExpertsHead(nn.Module):
+    """The mixture-of-experts head (see module doc): hidden ``h: [B, G', H]`` and gate input ``u: [B, G', I]``
+    -> ``[B, G', d]`` for the groups ``groups``."""
+
+    def __init__(self, groups: int, hidden: int, dim: int, experts: int, gate_features: int):
+        super().__init__()
+        self.dim, self.experts = dim, experts
+        self.expert = GroupedLinear(groups, hidden, experts * dim)
+        self.gate = GroupedLinear(groups, gate_features, experts)
+        self.log_temperature = nn.Parameter(torch.zeros(groups))
+
+    def gate_weights(self, u: Tensor, groups: slice = slice(None)) -> Tensor:
+        """Softmax gate ``[B, G', E]`` from the gate input ``u: [B, G', I]``."""
+        scale = self.log_temperature[groups].exp()[None, :, None]
+        return torch.softmax(self.gate(u, groups) * scale, dim=-1)
+
+    def forward(self, h: Tensor, u: Tensor, groups: slice = slice(None)) -> Tensor:
+        y = rearrange(self.expert(h, groups), "b g (e d) -> b g e d", e=self.experts)
+        return torch.einsum("bge,bged->bgd", self.gate_weights(u, groups), y)
+
+
 class MaskedFrameMLP(nn.Module):
     """Per-frame MLPs over visible frame tokens (see module doc)."""
 
@@ -89,9 +150,11 @@ class MaskedFrameMLP(nn.Module):
         if config.mode is AttentionMode.BLOCK_CAUSAL:  # teacher-forced evaluation: [F, 2F] over [clean ; noisy]
             forced = teacher_forcing_visibility(f, config.block_size)[f:]
             self.register_buffer("forced_visibility", forced.clone(), persistent=False)
-        token = config.dim + 1 + 2 * config.sigma_frequencies
+        token = config.dim + 2 * config.state_frequencies * config.dim**2 + 1 + 2 * config.sigma_frequencies
         width = [rows.shape[1] * token] + [config.hidden] * config.depth + [config.dim]
         self.layers = nn.ModuleList(GroupedLinear(f, a, b) for a, b in zip(width[:-1], width[1:]))
+        if config.experts:  # the gated head replaces the last linear layer
+            self.layers[-1] = GatedExpertsHead(f, config.hidden, config.dim, config.experts, width[0])
 
     @property
     def teacher_forcing(self) -> bool:
@@ -122,15 +185,16 @@ class MaskedFrameMLP(nn.Module):
             tokens = torch.cat([context, x], dim=1)
             levels = torch.cat([torch.zeros_like(sigma), sigma], dim=1)
             vis = self.visibility if self.teacher_forcing else self.forced_visibility
-        feats = torch.cat([tokens, sigma_features(levels, c.sigma_frequencies)], dim=-1)  # [B, L, token]
+        feats = [tokens, state_features(tokens, c.state_frequencies), sigma_features(levels, c.sigma_frequencies)]
+        feats = torch.cat(feats, dim=-1)  # [B, L, token]
         vis = vis[frames]  # query rows [F', L]
         masked = feats[:, None] * vis[None, :, :, None].to(feats.dtype)  # [B, F', L, token]
         if context is not None and not self.teacher_forcing:  # fold the [clean ; noisy] slots of each frame
             masked = rearrange(masked, "b f (two l) t -> b f two l t", two=2).sum(dim=2)  # [B, F', F, token]
-        h = rearrange(masked, "b f l t -> b f (l t)")
+        h = u = rearrange(masked, "b f l t -> b f (l t)")
         for layer in self.layers[:-1]:
             h = torch.nn.functional.silu(layer(h, frames))
-        return self.layers[-1](h, frames)
+        return self.layers[-1](h, u, frames) if c.experts else self.layers[-1](h, frames)
 
     def predict(
         self,

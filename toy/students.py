@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from cf_ref.distill.ode import ode_regression_loss
+from cf_ref.ema import ema_copy, ema_decay_at, ema_update
 from cf_ref.granularity import Granularity, sample_indices
 from cf_ref.masks import AttentionMode
 from cf_ref.recipes import PairTeacher
@@ -71,10 +72,15 @@ class StudentConfig:
     batch_size: int = 512
     optim: OptimConfig = OptimConfig(steps=2500, lr=2e-2, final_lr_fraction=0.01)
     state_granularity: Granularity = Granularity.SAMPLE  # one trajectory index per sample (published), or per block
+    state_frequencies: int = 0  # Fourier features of the state (toy.networks); 0 = off
+    experts: int = 0  # gated mixture-of-experts head (toy.networks); 0 = a plain linear head
+    ema_decay: float = 0.0  # the student is the EMA of its weights over training; 0 = the last weights
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.state_granularity is Granularity.FRAME:
             raise ValueError("state indices are drawn per sample or per block; use Granularity.SAMPLE or BLOCK")
 
@@ -89,6 +95,8 @@ class StudentConfig:
             depth=self.depth,
             sigma_frequencies=self.sigma_frequencies,
             prediction=self.prediction,
+            state_frequencies=self.state_frequencies,
+            experts=self.experts,
         )
 
 
@@ -170,13 +178,17 @@ def train_ode_student(
     seed: int = 0,
     state_granularity: Granularity = Granularity.SAMPLE,
     on_step: Callable[[int, float], None] | None = None,
+    ema_decay: float = 0.0,
 ) -> TrainedStudent:
     r"""Train a few-step causal student by ODE regression on pairs.
 
     states: ``[P, K, F, d]`` teacher-trajectory states at ``sigmas: [K]`` (decreasing, the student's step
     list); target: ``[P, F, d]`` the teacher's end points; context: ``[P, F, d]`` clean frames, required iff
     ``net_config.mode`` is ``TEACHER_FORCING``. Pairs are cast to float32. ``seed`` fixes the initial weights,
-    the minibatches and the state indices (one per sample or per block, ``state_granularity``). Returns the network (in eval mode) with its step list and losses.
+    the minibatches and the state indices (one per sample or per block, ``state_granularity``). With
+    ``ema_decay`` μ > 0 the returned network is the exponential moving average
+    :math:`\bar\theta_t = \mu\bar\theta_{t-1} + (1-\mu)\theta_t` of the weights (a copy at the first step).
+    Returns the network (in eval mode) with its step list and losses.
     """
     _check_pairs(net_config, states, sigmas, target, context)
     optim = OptimConfig() if optim is None else optim
@@ -184,8 +196,22 @@ def train_ode_student(
     gen = torch.Generator().manual_seed(seed)
     ctx = None if context is None else context.float()
     loss_fn = ode_loss_closure(net, states.float(), sigmas, target.float(), ctx, batch_size, state_granularity, gen)
+    if ema_decay > 0:
+        average, on_step = _with_ema(net, ema_decay, on_step)
     history = train(net, loss_fn, optim, on_step)
-    return TrainedStudent(net, sigmas.detach().clone(), history)
+    return TrainedStudent(average.eval() if ema_decay > 0 else net, sigmas.detach().clone(), history)
+
+
+def _with_ema(net: MaskedFrameMLP, decay: float, on_step: Callable[[int, float], None] | None):
+    """An EMA copy of ``net`` and an ``on_step`` hook that updates it after every optimiser step (then calls ``on_step``)."""
+    average = ema_copy(net)
+
+    def hook(step: int, loss: float) -> None:
+        ema_update(average, net, ema_decay_at(step, decay))
+        if on_step is not None:
+            on_step(step, loss)
+
+    return average, hook
 
 
 @torch.no_grad()

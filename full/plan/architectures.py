@@ -2,8 +2,8 @@
 
 A folder with a diffusers ``config.json`` (the folder itself or its ``transformer/``) gives its own
 configuration; otherwise the folder's name is matched against the known releases (``Wan2.1-T2V-1.3B-Diffusers``
-→ :data:`full.model.WAN21_T2V_1_3B`), so a plan can be made for a model that is not downloaded. A new
-architecture is one more entry of :data:`ARCHITECTURES`.
+→ :data:`full.model.WAN21_T2V_1_3B`), so a plan can be made for a model that is not downloaded. The architectures
+are :data:`full.architectures.ARCHITECTURES` (a new one is one entry there plus its release-name fragments here).
 """
 
 from __future__ import annotations
@@ -13,12 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from cf_ref.errors import InvalidValue
-from full.model import WAN21_T2V_1_3B, WAN21_T2V_14B
+from full.architectures import ARCHITECTURES as REGISTRY
+
+#: architecture name (:data:`full.architectures.ARCHITECTURES`) → name fragments that identify its release folder
+RELEASE_FRAGMENTS: dict[str, tuple[str, ...]] = {
+    "wan2.1-t2v-1.3b": ("1.3b", "1_3b"),
+    "wan2.1-t2v-14b": ("t2v-14b", "t2v_14b"),
+    "wan2.2-ti2v-5b": ("ti2v-5b", "ti2v_5b"),
+}
 
 #: name → (name fragments that identify a release folder, ``CausalWanTransformer3DModel`` kwargs)
 ARCHITECTURES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "wan2.1-t2v-1.3b": (("1.3b", "1_3b"), WAN21_T2V_1_3B),
-    "wan2.1-t2v-14b": (("14b",), WAN21_T2V_14B),
+    name: (RELEASE_FRAGMENTS[name], dict(arch.transformer)) for name, arch in REGISTRY.items()
 }
 
 

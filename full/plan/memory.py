@@ -10,9 +10,6 @@ PyTorch's memory tracker.
 * :func:`track_peak` — runs a step under ``torch.distributed._tools.mem_tracker.MemTracker`` (parameters,
   buffers, gradients, optimizer states, activations, temporaries, per storage) and splits the peak into
   :class:`MemoryPeak`.
-
-On CPU the masked attention modes build a dense boolean SDPA mask ``[L, L]`` (FlexAttention's block mask on CUDA
-is kilobytes); its bytes are reported apart (``cpu_masks``) and left out of the GPU peak.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-from torch.distributed._tools.mem_tracker import MemTracker, _MemRefType
+from torch.distributed._tools.mem_tracker import _TOTAL_KEY, MemTracker, _MemRefType
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from full.distributed import DistContext
@@ -55,6 +52,14 @@ class _Tracker(MemTracker):
                         p.register_post_accumulate_grad_hook(lambda q: self._track_grad(q.grad)),
                     )
         return out
+
+    def _update_peak_stats(self, peak_state) -> None:
+        # only the global peak (MemTracker also updates every active module's peak after every op, which
+        # dominates a real-size simulation's run time and is not read here)
+        for dev, snap in self._curr_mem_snap.items():
+            if self._peak_mem.get(dev, 0) < snap[_TOTAL_KEY]:
+                self._peak_mem[dev] = snap[_TOTAL_KEY]
+                self._peak_mem_snap[dev] = dict(snap)
 
     def _track_grad(self, grad: torch.Tensor) -> None:
         self._update_and_maybe_create_winfos(grad, _MemRefType.GRAD)
@@ -114,7 +119,7 @@ def storage_bytes(modules: Sequence[nn.Module]) -> int:
 class MemoryPeak:
     """One rank's peak (bytes), split: the trained models' parameters (with any weights FSDP gathered at that
     moment, and buffers), their gradients, optimizer state, EMA copies, frozen models, activations (activations,
-    temporaries, inputs); ``cpu_masks``: dense SDPA masks the CPU simulation built (not in ``total``)."""
+    temporaries, inputs)."""
 
     total: int
     parameters: int
@@ -123,7 +128,6 @@ class MemoryPeak:
     ema: int
     frozen: int
     activations: int
-    cpu_masks: int = 0
 
     def gib(self) -> dict[str, float]:
         return {k: v / GIB for k, v in self.__dict__.items()}
@@ -138,18 +142,15 @@ def track_peak(
     tracked: Sequence[nn.Module | torch.optim.Optimizer | torch.Tensor],
     ema: Sequence[nn.Module] = (),
     frozen: Sequence[nn.Module] = (),
-    cpu_masks: Callable[[], int] = lambda: 0,
 ) -> MemoryPeak:
     """Run ``step()`` under ``MemTracker``, with ``tracked`` (every model, optimizer, input that exists before
-    the step) registered, and split the peak (see :class:`MemoryPeak`). ``cpu_masks()`` reports, after the step,
-    the bytes of the dense masks it built (a constant from the first forward on, so inside the peak)."""
+    the step) registered, and split the peak (see :class:`MemoryPeak`)."""
     tracker = _Tracker()
     tracker.track_external(*tracked)
     with tracker, FakeScalarsReadZero():
         step()
     snaps = tracker.get_tracker_snapshot("peak")
     snap = snaps.get(torch.device("cpu"), next(iter(snaps.values()), {}))
-    masks = cpu_masks()
     ema_bytes, frozen_bytes = storage_bytes(ema), storage_bytes(frozen)
     weights = _category(snap, "Parameter") + _category(snap, "Buffer")
     acts = sum(_category(snap, n) for n in ("Activation", "Temp", "Other"))
@@ -161,5 +162,4 @@ def track_peak(
         ema=ema_bytes,
         frozen=frozen_bytes,
         activations=acts,
-        cpu_masks=masks,
     )

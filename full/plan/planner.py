@@ -8,7 +8,7 @@ keeps what the report needs; :func:`plan_text` / :func:`plan_json` render it (:m
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cf_ref.errors import InvalidValue
@@ -55,6 +55,8 @@ def make_plan(
     mfu: float = DEFAULT_MFU,
     real_score: str | None = None,
     families: Sequence[str] = tuple(BUILDERS),
+    progress: Callable[[str], None] | None = None,
+    count_flops: bool = True,
 ) -> Plan:
     """Simulate ``families`` of ``config`` on each rank count of ``ranks`` (see module doc)."""
     if not ranks or min(ranks) < 1:
@@ -76,7 +78,7 @@ def make_plan(
         p.gradient_checkpointing,
     )
     start = time.perf_counter()
-    steps = simulate(config, arch, ranks, families)
+    steps = simulate(config, arch, ranks, families, progress, count_flops)
     return Plan(steps, base_name, real_name, ctx, time.perf_counter() - start)
 
 

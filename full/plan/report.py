@@ -104,14 +104,14 @@ def table(plans: list[StepPlan], ctx: PlanContext) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     keys = ("total", "parameters", "gradients", "optimizer", "ema", "frozen", "activations")
     for r in rows(plans, ctx):
-        mem = [f"{r[f'{k}_gib']:.1f}" for k in keys]
-        flops = "–" if r["tflops"] is None else f"{r['tflops']:.1f}"
+        mem = [f"{r[f'{k}_gib']:.3g}" for k in keys]
+        flops = "–" if r["tflops"] is None else f"{r['tflops']:.3g}"
         if r["seconds"] is None:
             t = "–"
         elif r["step"] == "sampling":
             t = f"{r['seconds']:.3f}/chunk, {r['fps']:.0f} FPS"
         else:
-            t = f"{r['seconds']:.2f}"
+            t = f"{r['seconds']:.3g}"
         fits = "yes" if r["fits"] else "**no**"
         lines.append("| " + " | ".join([r["step"], str(r["ranks"]), *mem, fits, flops, t]) + " |")
     return "\n".join(lines)

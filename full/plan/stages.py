@@ -1,6 +1,7 @@
 """One step of each stage, built from a training configuration on fake models, through the stages' own code.
 
-Each builder makes the stage's models at their real architecture (:mod:`full.plan.architectures`) as fake tensors,
+Each builder makes the stage's models at their real architecture (:mod:`full.plan.architectures`) as fake tensors
+(real ones with ``fake=False``: the tests measure what the plan predicts),
 wraps them with the stages' own wrappers (:func:`full.stages.models.trainable` / ``frozen``: gradient checkpointing,
 FSDP2 over the simulated ranks, bf16 storage of frozen models), and returns the step's updates, each calling the
 stage's own loss code (:func:`full.stages.ar_diffusion.denoising_loss`, :func:`cf_ref.distill.ode.ode_regression_loss`,
@@ -65,15 +66,6 @@ class StageStep:
     optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
     repeats: dict[str, int] = field(default_factory=dict)  # a step that stands for this many (FLOPs scale)
 
-    def cpu_mask_bytes(self) -> int:
-        """Bytes of the dense attention masks the models cached (the CPU kernel's; see :mod:`full.plan.memory`)."""
-        return sum(
-            m.numel() * m.element_size()
-            for model in self.models
-            for m in model._masks.values()
-            if isinstance(m, Tensor)
-        )
-
 
 class ZeroFeed:
     """A stage's batches (:class:`full.stages.batches.Batches` interface) as zeros of the configured shapes."""
@@ -92,18 +84,15 @@ class ZeroFeed:
         return [*self.fields.values(), self._negative]
 
 
-def _fake_model(kwargs: dict[str, Any], mode: FakeTensorMode) -> CausalWanTransformer3DModel:
-    """The model with fake weights; its attention masks are built fake too (the CPU kernel's dense masks would
-    be real ``[L, L]`` tensors otherwise; see :mod:`full.plan.memory`)."""
+def _model(kwargs: dict[str, Any], mode: FakeTensorMode | None) -> CausalWanTransformer3DModel:
+    """The model with fake weights (``mode``; real ones without). A fake model attends without masks: on a GPU the
+    masked modes run FlexAttention, which, like unmasked flash attention, materialises no ``[L, L]`` tensor,
+    while the CPU's SDPA would expand a dense mask; FLOPs are counted dense either way."""
+    if mode is None:
+        return CausalWanTransformer3DModel(**kwargs)
     with mode:
         model = CausalWanTransformer3DModel(**kwargs)
-    build = model._mask
-
-    def fake_mask(*args: Any) -> Any:
-        with mode:
-            return build(*args)
-
-    model._mask = fake_mask
+    model._mask = lambda *args: None
     return model
 
 
@@ -143,10 +132,10 @@ def _update(
     return run
 
 
-def ar_diffusion_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> StageStep:
-    mode = fake_tensors()
+def ar_diffusion_step(config: RunConfig, ctx: DistContext, arch: Architectures, fake: bool = True) -> StageStep:
+    mode = fake_tensors() if fake else None
     cfg, b = config.ar_diffusion, config.model.block_size
-    model = _fake_model(arch.base, mode)
+    model = _model(arch.base, mode)
     runner = trainable(model, config, ctx)
     optim = make_optimizer(runner, cfg.optim)
     latent, text = _shapes(config, arch, cfg.loop.batch_size)
@@ -165,12 +154,12 @@ def ar_diffusion_step(config: RunConfig, ctx: DistContext, arch: Architectures) 
     return StageStep({"ar-diffusion": run}, [model], [runner, optim, *feed.tensors()], optimizers=[optim])
 
 
-def ode_pairs_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> StageStep:
+def ode_pairs_step(config: RunConfig, ctx: DistContext, arch: Architectures, fake: bool = True) -> StageStep:
     """One Euler step of the teacher's guided PF-ODE (the field :func:`full.stages.ode_pairs.teacher_map`
     integrates); a pair is ``schedule.ode_steps`` of them (``repeats``): the same peak, that many FLOPs."""
-    mode = fake_tensors()
+    mode = fake_tensors() if fake else None
     cfg, b = config.ode_pairs, config.model.block_size
-    model = _fake_model(arch.base, mode)
+    model = _model(arch.base, mode)
     if cfg.precision is Precision.BF16:
         cast_keeping_fp32(model, torch.bfloat16)
     runner = place_frozen(model, ctx, Parallelism.DDP, cfg.precision)  # replicated, as the stage does
@@ -190,10 +179,10 @@ def ode_pairs_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> 
     return StageStep(steps, [model], [runner, *feed.tensors()], frozen=[runner], repeats={"ode-pairs": len(grid) - 1})
 
 
-def ode_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> StageStep:
-    mode = fake_tensors()
+def ode_step(config: RunConfig, ctx: DistContext, arch: Architectures, fake: bool = True) -> StageStep:
+    mode = fake_tensors() if fake else None
     cfg, b = config.ode, config.model.block_size
-    model = _fake_model(arch.base, mode)
+    model = _model(arch.base, mode)
     runner = trainable(model, config, ctx)
     optim = make_optimizer(runner, cfg.optim)
     latent, text = _shapes(config, arch, cfg.loop.batch_size)
@@ -215,10 +204,10 @@ def ode_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> StageS
     return StageStep({"ode": run}, [model], [runner, optim, *feed.tensors()], optimizers=[optim])
 
 
-def cd_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> StageStep:
-    mode = fake_tensors()
+def cd_step(config: RunConfig, ctx: DistContext, arch: Architectures, fake: bool = True) -> StageStep:
+    mode = fake_tensors() if fake else None
     cfg = config.cd
-    models = [_fake_model(arch.base, mode) for _ in range(3)]
+    models = [_model(arch.base, mode) for _ in range(3)]
     teacher = frozen(models[1], config, ctx)
     target = frozen(models[2], config, ctx, cast=False)
     student = trainable(models[0], config, ctx)
@@ -234,11 +223,11 @@ def cd_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> StageSt
     return StageStep({"cd": run}, models, tracked, ema=[target], frozen=[teacher], optimizers=[optim])
 
 
-def dmd_steps(config: RunConfig, ctx: DistContext, arch: Architectures) -> StageStep:
-    mode = fake_tensors()
+def dmd_steps(config: RunConfig, ctx: DistContext, arch: Architectures, fake: bool = True) -> StageStep:
+    mode = fake_tensors() if fake else None
     cfg = config.dmd
-    gen_model, critic_model, ema_model = (_fake_model(arch.base, mode) for _ in range(3))
-    real_model = _fake_model(arch.real_score, mode)
+    gen_model, critic_model, ema_model = (_model(arch.base, mode) for _ in range(3))
+    real_model = _model(arch.real_score, mode)
     ema = frozen(ema_model, config, ctx, cast=False)
     generator, critic = trainable(gen_model, config, ctx), trainable(critic_model, config, ctx)
     real = frozen(real_model, config, ctx)
@@ -261,10 +250,10 @@ def dmd_steps(config: RunConfig, ctx: DistContext, arch: Architectures) -> Stage
     )
 
 
-def sampling_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> StageStep:
+def sampling_step(config: RunConfig, ctx: DistContext, arch: Architectures, fake: bool = True) -> StageStep:
     """The few-step sampler over the whole video: bf16 weights, no grad, prompt K/V precomputed, full KV cache."""
-    mode = fake_tensors()
-    model = _fake_model(arch.base, mode)
+    mode = fake_tensors() if fake else None
+    model = _model(arch.base, mode)
     cast_keeping_fp32(model, torch.bfloat16)
     model.requires_grad_(False).eval()
     latent, text = _shapes(config, arch, 1)
@@ -279,7 +268,7 @@ def sampling_step(config: RunConfig, ctx: DistContext, arch: Architectures) -> S
     return StageStep({"sampling": run}, [model], [model, noise, prompt], frozen=[model])
 
 
-BUILDERS: dict[str, Callable[[RunConfig, DistContext, Architectures], StageStep]] = {
+BUILDERS: dict[str, Callable[..., StageStep]] = {
     "ar-diffusion": ar_diffusion_step,
     "ode-pairs": ode_pairs_step,
     "ode": ode_step,

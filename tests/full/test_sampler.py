@@ -13,7 +13,7 @@ from cf_ref.cli import main
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import few_step_rollout
 from full.convert import diffusers_to_original
-from full.sampler import SampleConfig, generate, load_components
+from full.sampler import BlockSampler, NoiseSource, SampleConfig, generate, load_components
 from full.tiny import TINY, tiny_transformer, write_tiny_pipeline
 from full.video import decode_latents, read_mp4, video_frames
 
@@ -51,6 +51,22 @@ def test_block_by_block_generation_equals_one_rollout_and_decodes_in_stream(comp
     torch.testing.assert_close(result.latents, ref.x0, rtol=0, atol=1e-5)
     torch.testing.assert_close(result.video, decode_latents(components.vae, result.latents), rtol=0, atol=1e-5)
     assert set(result.timings) == {"dit", "decode", "first_block", "total"} and result.fps > 0
+
+
+@torch.no_grad()
+def test_restart_gives_a_fresh_generation_and_keeps_the_cache_buffers(components, embeds):
+    config = SampleConfig(**SMALL, steps=2, window=2, seed=4, cache="static")
+    ref = generate(components, embeds, config, decode=True)
+    sampler = BlockSampler(components, config, NoiseSource.from_seed(9, components.device), decode=True)
+    sampler.set_text(embeds)
+    sampler.next_block()
+    buffers = [k.data_ptr() for k, _ in sampler.cache.buffers]
+    sampler.restart(NoiseSource.from_seed(4, components.device))
+    blocks = [sampler.next_block() for _ in range(2)]
+    sampler.close()
+    torch.testing.assert_close(torch.cat([b.latents for b in blocks], 1), ref.latents, rtol=0, atol=0)
+    torch.testing.assert_close(torch.cat([b.video for b in blocks], 1), ref.video, rtol=0, atol=0)
+    assert [k.data_ptr() for k, _ in sampler.cache.buffers] == buffers
 
 
 def test_seeds_first_block_steps_and_window(components, embeds, cache_kind):

@@ -86,8 +86,7 @@ def test_adjacent_sink_equals_the_sink_committed_just_before_the_window(arch, bl
     """The authors' long-video anchor: each block sees the sink as if it had been committed at the positions just
     before the window's oldest frame. Reference: a plain cache holding [the sink block committed at those
     positions ; the window's K/V], queried at the block's absolute positions."""
-    import functools
-
+    from full.attention import apply_rotary
     from full.cache import WanKVCache
     from full.sink import SinkPositions, temporal_rotation
 
@@ -95,7 +94,10 @@ def test_adjacent_sink_equals_the_sink_committed_just_before_the_window(arch, bl
     frames = latents.shape[1]
     sigma = torch.rand(2, frames // block, generator=torch.Generator().manual_seed(5)).repeat_interleave(block, dim=1)
     bw = model.blockwise(text, block, window=window)
-    rotation = functools.partial(temporal_rotation, model.rope)
+
+    def rotation(key, delta):
+        return apply_rotary(key, *temporal_rotation(model.rope, delta))
+
     cache = SinkKVCache(len(model.blocks), None, (window - 1) * block, sink_frames=block,
                         positions=SinkPositions.ADJACENT, rotation=rotation)  # fmt: skip
     seen = []

@@ -8,7 +8,17 @@ from cf_ref.granularity import block_ids
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import few_step_rollout
 from cf_ref.schedule import Prediction
-from toy.networks import FrameNetBlockwise, FrameNetConfig, GroupedLinear, MaskedFrameMLP, sigma_features, with_mode
+from toy.networks import (
+    FrameNetBlockwise,
+    FrameNetConfig,
+    GatedExpertsHead,
+    GroupedLinear,
+    MaskedFrameMLP,
+    feature_directions,
+    sigma_features,
+    state_features,
+    with_mode,
+)
 
 
 def _net(mode, block=1, prediction=Prediction.VELOCITY, seed=0):
@@ -207,3 +217,61 @@ def test_query_frames_subset_matches_full_output(mode):
     full = net.predict(x, sigma, context)
     for span in (slice(0, 2), slice(2, 4), slice(1, 3)):
         torch.testing.assert_close(net.predict(x, sigma, context, frames=span), full[:, span])
+
+
+def test_state_features_are_the_sines_and_cosines_of_doubling_frequencies_along_axes_and_diagonals():
+    x = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
+    r = math.sqrt(0.5)
+    projections = (0.3, -1.2, r * (0.3 - 1.2), r * (0.3 + 1.2))  # e1, e2, (e1 + e2)/√2, (e1 - e2)/√2
+    args = [p * w for p in projections for w in (1, 2, 4)]
+    by_hand = [math.sin(a) for a in args] + [math.cos(a) for a in args]
+    torch.testing.assert_close(state_features(x, 3), torch.tensor([by_hand], dtype=torch.float64))
+    one_dim = torch.tensor([[0.7]])
+    torch.testing.assert_close(
+        state_features(one_dim, 2), torch.tensor([[math.sin(0.7), math.sin(1.4), math.cos(0.7), math.cos(1.4)]])
+    )
+    assert state_features(x, 0).shape == (1, 0)
+    assert feature_directions(3).shape == (9, 3) and torch.allclose(feature_directions(3).norm(dim=1), torch.ones(9))
+
+
+def test_state_features_widen_the_first_layer_and_keep_causality():
+    plain = MaskedFrameMLP(FrameNetConfig(4, 2, hidden=8, depth=2))
+    fourier = MaskedFrameMLP(FrameNetConfig(4, 2, hidden=8, depth=2, state_frequencies=3))
+    token = 2 + 1 + 2 * 6  # x, sigma, sigma frequencies
+    assert plain.layers[0].weight.shape[1] == 4 * token
+    assert fourier.layers[0].weight.shape[1] == 4 * (token + 2 * 3 * 4)  # 4 directions in 2-d
+    x, s = torch.randn(3, 4, 2), torch.rand(3, 4)
+    x2 = x.clone()
+    x2[:, 2:] = torch.randn(3, 2, 2)
+    torch.testing.assert_close(fourier(x, s)[:, :2], fourier(x2, s)[:, :2])
+
+
+def test_gated_head_with_equal_experts_is_a_plain_linear_head_and_a_hot_gate_picks_one_expert():
+    torch.manual_seed(0)
+    head = GatedExpertsHead(groups=3, hidden=5, dim=2, experts=4, gate_features=6)
+    plain = GroupedLinear(3, 5, 2)
+    with torch.no_grad():  # every expert = the plain head's weights
+        head.expert.weight.copy_(plain.weight.repeat(1, 1, 4))
+        head.expert.bias.copy_(plain.bias.repeat(1, 4))
+    h, u = torch.randn(7, 3, 5), torch.randn(7, 3, 6)
+    torch.testing.assert_close(head(h, u), plain(h))
+    torch.testing.assert_close(head(h[:, 1:], u[:, 1:], slice(1, 3)), plain(h[:, 1:], slice(1, 3)))
+    with torch.no_grad():  # different experts, a very hot gate: the output is the expert with the largest logit
+        head.expert.weight.normal_()
+        head.log_temperature.fill_(8.0)
+    experts = rearrange(head.expert(h), "b g (e d) -> b g e d", e=4)
+    pick = head.gate(u).argmax(dim=-1)  # [B, G]
+    chosen = torch.gather(experts, 2, pick[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
+    torch.testing.assert_close(head(h, u), chosen)
+    torch.testing.assert_close(head.gate_weights(u).sum(-1), torch.ones(7, 3))
+
+
+def test_a_network_with_the_gated_head_has_it_in_place_of_the_last_layer():
+    net = MaskedFrameMLP(FrameNetConfig(3, 1, AttentionMode.TEACHER_FORCING, hidden=8, depth=2, experts=3))
+    assert isinstance(net.layers[-1], GatedExpertsHead) and len(net.layers) == 3
+    out = net(torch.randn(4, 3, 1), torch.rand(4, 3), torch.randn(4, 3, 1))
+    assert out.shape == (4, 3, 1)
+    with pytest.raises(ValueError, match="experts 0"):
+        FrameNetConfig(3, 1, experts=1)
+    with pytest.raises(ValueError, match="state_frequencies"):
+        FrameNetConfig(3, 1, state_frequencies=-1)

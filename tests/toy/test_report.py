@@ -3,6 +3,7 @@
 import pytest
 
 from tests.toy.experiment_configs import tiny_config
+from toy.claims import EXPECTATION, THEOREM
 from toy.data import DatasetKind, DatasetSpec
 from toy.report import summary_markdown
 from toy.runner import run
@@ -29,8 +30,9 @@ def numbers(cell: str) -> list[float]:
 def test_tables_hold_the_metrics(metrics):
     summary = summary_markdown(metrics)
     (name, exp), close = next(iter(metrics["experiments"].items())), {"rel": 5e-3, "abs": 5e-4}
-    held = sum(c["holds"] for c in metrics["claims"])
-    assert f"Claims holding: {held} / {len(metrics['claims'])}." in summary
+    kinds = {kind: [c["holds"] for c in metrics["claims"] if c["kind"] == kind] for kind in (THEOREM, EXPECTATION)}
+    line = f"theorem checks {sum(kinds[THEOREM])}/{len(kinds[THEOREM])} hold, "
+    assert line + f"expectations {sum(kinds[EXPECTATION])}/{len(kinds[EXPECTATION])} hold" in summary
     eta = cells(summary, name, width=3)  # the first table: non-injectivity of bidirectional and causal pairs
     assert numbers(eta[0]) == pytest.approx(exp["non_injectivity"]["bidirectional"], **close)
     assert numbers(eta[1]) == pytest.approx(exp["non_injectivity"]["ar"], **close)
@@ -49,7 +51,10 @@ def test_tables_hold_the_metrics(metrics):
 def test_every_claim_is_a_row_with_its_verdict(metrics):
     summary = summary_markdown(metrics)
     for c in metrics["claims"]:
-        value, threshold, verdict = cells(summary, c["dataset"], c["subject"], c["claim"])
+        claim = f"{c['claim']} ({c['statement']})"
+        value, threshold, margin, verdict = cells(summary, c["dataset"], c["subject"], claim)
         assert float(value) == pytest.approx(c["value"], abs=5e-5)
-        assert float(threshold) == pytest.approx(c["threshold"], abs=5e-5)
+        relation, bound = threshold.split(" ")
+        assert relation == c["relation"] and float(bound) == pytest.approx(c["threshold"], abs=5e-5)
+        assert float(margin) == pytest.approx(c["margin"], abs=5e-5)
         assert verdict == ("yes" if c["holds"] else "**no**")

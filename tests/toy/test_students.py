@@ -109,3 +109,32 @@ def test_input_checks():
         train_ode_student(bc, torch.zeros(4, 2, 2, 1), sig, tgt)
     with pytest.raises(ValueError, match="block-causal"):
         sample(TrainedStudent(build_network(tf, 0), sig, []), torch.zeros(2, 3, 1), ContextRegime.SAME_LEVEL)
+
+
+def test_ema_student_is_the_moving_average_of_the_trained_weights(monkeypatch):
+    """Against an EMA computed by hand from snapshots of the same (deterministic) training run."""
+    import toy.students
+
+    data = ar1_gaussian(2, 1)
+    pairs = make_pairs(data, PairTeacher.AR, 512, GRID, torch.Generator().manual_seed(1)).select(GRID.student_sigmas(1))
+    net_config = FrameNetConfig(2, 1, AttentionMode.TEACHER_FORCING, hidden=8, depth=1, prediction=Prediction.X0)
+    trained, snapshots = [], []
+    train = toy.students.train
+
+    def spy(module, loss_fn, config, on_step=None):  # the network is built inside train_ode_student
+        trained.append(module)
+        return train(module, loss_fn, config, on_step)
+
+    monkeypatch.setattr("toy.students.train", spy)
+    args = (net_config, pairs.states, pairs.sigmas, pairs.target, pairs.context, OptimConfig(steps=12, lr=1e-2), 64)
+    plain = train_ode_student(*args, seed=2, on_step=lambda t, loss: snapshots.append(
+        [p.detach().clone() for p in trained[0].parameters()]))  # fmt: skip
+    averaged = train_ode_student(*args, seed=2, ema_decay=0.8)
+    expected = snapshots[0]
+    for weights in snapshots[1:]:
+        expected = [0.8 * e + 0.2 * w for e, w in zip(expected, weights)]
+    for got, want in zip(averaged.net.parameters(), expected):
+        torch.testing.assert_close(got, want)
+    assert not all(torch.equal(p, q) for p, q in zip(plain.net.parameters(), averaged.net.parameters()))
+    with pytest.raises(ValueError, match="ema_decay"):
+        StudentConfig(ema_decay=1.0)
