@@ -8,12 +8,12 @@ are :data:`full.architectures.ARCHITECTURES` (a new one is one entry there plus 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from cf_ref.errors import InvalidValue
 from full.architectures import ARCHITECTURES as REGISTRY
+from full.model_files import read_config, transformer_dir
 
 #: architecture name (:data:`full.architectures.ARCHITECTURES`) → name fragments that identify its release folder
 RELEASE_FRAGMENTS: dict[str, tuple[str, ...]] = {
@@ -33,11 +33,12 @@ class UnknownArchitecture(InvalidValue):
 
 
 def _config_json(path: Path) -> dict[str, Any] | None:
-    for candidate in (path / "config.json", path / "transformer" / "config.json"):
-        if candidate.is_file():
-            raw = json.loads(candidate.read_text())
-            return {k: v for k, v in raw.items() if not k.startswith("_")}
-    return None
+    """The transformer's ``config.json`` (the folder's or its ``transformer/``'s) without diffusers' ``_`` keys;
+    None where there is none (a release named but not downloaded)."""
+    folder = transformer_dir(path)
+    if not (folder / "config.json").is_file():
+        return None
+    return {k: v for k, v in read_config(folder, "model folder").items() if not k.startswith("_")}
 
 
 def architecture(path_or_name: str | Path) -> tuple[str, dict[str, Any]]:
