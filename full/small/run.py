@@ -2,7 +2,7 @@
 
 **One base model per comparison.** The bidirectional DiT every recipe distils (the role Wan2.1 plays in the paper:
 given, not part of the recipe) is pretrained once by flow matching (:func:`full.stages.base.pretrain_tiny_base`)
-in ``base/`` beside the seeds — ``base/data/`` (its training set, the scenes of seed :data:`BASE_SEED`),
+in ``base/`` beside the seeds — ``base/data/`` (its training set: ``base.videos`` scenes of seed :data:`BASE_SEED`),
 ``base/base-pretrain/`` (its training log and checkpoints), ``base/base-model/`` — and shared by every seed; the
 seeds vary the distillation stages. A resumed compare reuses it.
 
@@ -112,10 +112,12 @@ def base_dir(out: Path) -> Path:
     return Path(out) / BASE
 
 
-def write_data(settings: SmallSettings, folder: Path, seed: int) -> Path:
-    """The preset's training set with scenes of ``seed`` in ``folder`` (skipped when already complete)."""
+def write_data(settings: SmallSettings, folder: Path, seed: int, count: int | None = None) -> Path:
+    """The preset's training set (``count`` scenes, default the preset's) of ``seed`` in ``folder`` (skipped when
+    already complete)."""
     if not (folder / "index.json").is_file():
-        write_bounce_latents(folder, dataclasses.replace(settings.data, seed=seed))
+        count = settings.data.count if count is None else count
+        write_bounce_latents(folder, dataclasses.replace(settings.data, seed=seed, count=count))
     return folder
 
 
@@ -124,7 +126,7 @@ def prepare_base(settings: SmallSettings, out: Path, ctx: DistContext, variants=
     folder = base_dir(out)
     model = folder / "base-model"
     if not (model / "config.json").is_file():
-        data = write_data(settings, folder / "data", BASE_SEED)
+        data = write_data(settings, folder / "data", BASE_SEED, settings.base.videos)
         config = run_config(settings, out / f"seed-{BASE_SEED}", BASE_SEED, Recipe.CAUSAL_FORCING, variants)
         config = merge_base(config, settings, folder)
         pretrain_tiny_base(config, ctx, TensorSet(data, SetKind.LATENTS), model, settings.model)

@@ -139,7 +139,8 @@ def pretrain_tiny_base(
     tiny = sizes if sizes is not None else TINY_PRESETS[config.model.preset.value]
     model = tiny_transformer(seed=config.seed, cfg=tiny)
     if tb.steps > 0:
-        loop = LoopConfig(steps=tb.steps, batch_size=tb.batch_size, checkpoint_every=tb.steps, keep_checkpoints=1)
+        every = max(1, tb.steps // 8)  # resumable
+        loop = LoopConfig(steps=tb.steps, batch_size=tb.batch_size, checkpoint_every=every, keep_checkpoints=1)
         plan = _pretrain_plan(config, ctx, data, model, loop)
         work = Path(config.out) / NAME
         final = run_stage(plan, loop, config.logging, config.parallel.precision, ctx, work, resume=True)
