@@ -295,8 +295,10 @@ class SampleResult:
 
     @property
     def fps(self) -> float:
-        """Video frames per second of wall-clock generation (``total``)."""
-        return video_frames(self.latents.shape[1]) / self.timings["total"]
+        """Video frames per second of wall-clock generation (``total``); the decoded frames when decoded (a VAE's
+        temporal factor may not be Wan's 4)."""
+        frames = video_frames(self.latents.shape[1]) if self.video is None else self.video.shape[1]
+        return frames / self.timings["total"]
 
 
 @torch.no_grad()

@@ -87,6 +87,9 @@ class TinyBaseConfig:
     lr: float = 2.0e-3
     caption_dropout: float = 0.1  # probability of training on the negative prompt (unconditional) instead
     videos: int = 64  # synthetic latent videos generated for the preset
+    warmup: int = 0  # linear learning-rate warm-up over this many steps (full.stages.base.learning_rate)
+    cosine: bool = False  # then a cosine decay to 0 at the last step (False: constant)
+    ema_decay: float = 0.0  # > 0: keep an EMA of the weights with this decay and save it as the base model
 
 
 @dataclass
