@@ -117,6 +117,7 @@ def evaluate_seed(
 def base_model(settings: SmallSettings, out: Path, ctx: DistContext | None, variants) -> dict[str, Any]:
     """Train (or reuse) the shared base model; its folder, seed and this invocation's CPU / wall seconds for it."""
     t0 = time.process_time(), time.perf_counter()
+    torch.set_num_threads(1)  # as for the seeds: on shared cores a second thread mostly spins
     folder = prepare_base(settings, out, ctx or init_distributed("cpu"), variants)
     return {
         "shared": True,
