@@ -4,6 +4,7 @@ small track's detector, and compared with the same architecture at random weight
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -82,6 +83,15 @@ def test_cli_sample_writes_the_video_the_latents_decode_to(tmp_path):
         rgb = rearrange(latents.clamp(-1, 1), "f (c p1 p2) h w -> f (h p1) (w p2) c", c=3, p1=2, p2=2)
         shown = ((rgb + 1) * 127.5).repeat_interleave(8, 1).repeat_interleave(8, 2).numpy()
         assert np.abs(video.astype(float) - shown).mean() < 8  # H.264 is lossy; the MP4 shows the sample
+
+
+def test_cli_options_override_the_presets_settings(tmp_path):
+    args = ["full", "sample", "--preset", "small", "--prompt", "a red disk moving up", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, [*args, "--frames", "6", "--steps", "2", "--shift", "3", "--fps", "4"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "samples.json").read_text())["config"]
+    assert (config["num_frames"], config["steps"], config["shift"], config["height"]) == (6, 2, 3.0, 128)
+    assert read_mp4(tmp_path / "000_a_red_disk_moving_up.mp4").shape[0] == 6
 
 
 def test_cli_refuses_a_prompt_outside_the_grammar_before_writing(tmp_path):
