@@ -54,11 +54,12 @@ def test_tiny_ti2v_5b_preset_samples_an_image_conditioned_mp4_through_the_wan22_
 
 
 def test_small_preset_is_the_shipped_folder_with_the_settings_its_student_was_trained_for():
+    from full.sample_files import preset_config
     from full.small.ship import SHIPPED, read_manifest
 
     preset, trained = get_preset("small"), read_manifest(SHIPPED)["sampling"]
     assert preset.write("/not/used") == str(SHIPPED)  # shipped: nothing to build
-    config = preset.sample_config(seed=2)
+    config = preset_config(preset, seed=2)
     assert (config.num_frames, config.block_size, config.steps, config.shift) == (
         trained["frames"],
         trained["block_size"],
@@ -66,5 +67,5 @@ def test_small_preset_is_the_shipped_folder_with_the_settings_its_student_was_tr
         trained["shift"],
     )
     assert (config.height, config.width, config.seed, preset.fps) == (trained["height"], trained["width"], 2, 6)
-    assert preset.sample_config(num_frames=3).num_frames == 3  # overrides win
+    assert preset_config(preset, num_frames=3).num_frames == 3  # overrides win
     assert get_preset("tiny").sample_settings() == {"height": TINY.height, "width": TINY.width, "block_size": 3}

@@ -41,6 +41,7 @@ def test_serve_streams_the_small_student_at_its_settings():
     from PIL import Image
 
     from full.components import load_preset
+    from full.sample_files import preset_config
     from full.sampler import generate
     from full.video import to_uint8
 
@@ -72,5 +73,5 @@ def test_serve_streams_the_small_student_at_its_settings():
             proc.wait()
     components, preset = load_preset("small")
     # the server's rolling cache (window 6, sink) holds both blocks: the same frames as one 6-frame video
-    reference = generate(components, components.text.encode([PROMPT]), preset.sample_config(seed=2, num_frames=6))
+    reference = generate(components, components.text.encode([PROMPT]), preset_config(preset, seed=2, num_frames=6))
     np.testing.assert_array_equal(np.stack(frames), to_uint8(reference.video[0]))  # PNG is lossless

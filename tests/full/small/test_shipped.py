@@ -16,6 +16,7 @@ from cf_ref.cli import main
 from full.components import WanComponents, load_preset
 from full.model import CausalWanTransformer3DModel
 from full.pipeline_diffusers import CausalForcingPipeline
+from full.sample_files import preset_config
 from full.sampler import generate
 from full.small.settings import SMALL
 from full.small.ship import score_latents
@@ -41,7 +42,7 @@ def scores(components: WanComponents, preset) -> dict[str, float]:
     """Detector scores over PROMPTS × SEEDS (means over seeds)."""
     out = []
     for seed in SEEDS:
-        result = generate(components, components.text.encode(PROMPTS), preset.sample_config(seed=seed), decode=False)
+        result = generate(components, components.text.encode(PROMPTS), preset_config(preset, seed=seed), decode=False)
         out.append(score_latents(result.latents, PROMPTS, SMALL.data.patch, SMALL.data.size))
     return {k: sum(o[k] for o in out) / len(out) for k in out[0]}
 
@@ -107,9 +108,9 @@ def test_cli_refuses_a_prompt_outside_the_grammar_before_writing(tmp_path):
 def test_stream_and_diffusers_pipeline_give_the_samplers_frames(small):
     components, preset = small
     prompt = "a green disk moving right"
-    config = preset.sample_config(seed=3)
+    config = preset_config(preset, seed=3)
     reference = generate(components, components.text.encode([prompt]), config)
-    stream = VideoStream(components, prompt, preset.sample_config(seed=3, num_frames=preset.block_size), max_blocks=4)
+    stream = VideoStream(components, prompt, preset_config(preset, seed=3, num_frames=preset.block_size), max_blocks=4)
     blocks = list(stream)
     stream.close()
     torch.testing.assert_close(torch.cat([b.latents for b in blocks], 1), reference.latents, rtol=0, atol=1e-6)
