@@ -22,6 +22,7 @@ import torch
 from cf_ref.machine import machine_summary
 from full.components import WanComponents, load_preset
 from full.model import CausalWanTransformer3DModel
+from full.sample_files import preset_config
 from full.sampler import generate
 from full.small.settings import SMALL
 from full.small.ship import score_latents
@@ -41,7 +42,7 @@ def scores(components: WanComponents, preset, seeds: int) -> dict[str, float]:
     """Mean detector scores over PROMPTS × seeds (and the per-seed ``follows_all``)."""
     per_seed = []
     for seed in range(seeds):
-        latents = generate(components, components.text.encode(PROMPTS), preset.sample_config(seed=seed), decode=False)
+        latents = generate(components, components.text.encode(PROMPTS), preset_config(preset, seed=seed), decode=False)
         per_seed.append(score_latents(latents.latents, PROMPTS, SMALL.data.patch, SMALL.data.size))
     out = {k: statistics.fmean(s[k] for s in per_seed) for k in per_seed[0]}
     out["follows_all_per_seed"] = [s["follows_all"] for s in per_seed]
@@ -59,7 +60,7 @@ def main() -> None:
     loads = [timed(lambda: load_preset("small")) for _ in range(args.repeats)]
     components, preset = loads[-1][2]
     embeds = components.text.encode(["a red square moving left"])
-    samples = [timed(lambda: generate(components, embeds, preset.sample_config())) for _ in range(args.repeats)]
+    samples = [timed(lambda: generate(components, embeds, preset_config(preset))) for _ in range(args.repeats)]
     result = {
         "machine": machine_summary(),
         "load_s": {"wall": statistics.median(w for w, _, _ in loads), "cpu": statistics.median(c for _, c, _ in loads)},

@@ -204,6 +204,7 @@ def serve(**opts) -> None:
     device, dtype = _device_and_dtype(opts["device"], opts["dtype"])
     source = ModelSource(opts["preset"], opts["model_dir"], opts["checkpoint"], opts["checkpoint_key"])
     components, (height, width), block = open_models(source, device, dtype)
+    defaults = sample_defaults(source)
     config = SampleConfig(
         block_size=opts["block_size"] or block or 3,
         num_frames=opts["block_size"] or block or 3,
@@ -212,12 +213,12 @@ def serve(**opts) -> None:
         window=opts["window"],
         sink=opts["sink"],
         context_noise=opts["context_noise"],
-        steps=sample_defaults(source)["steps"],
-        shift=sample_defaults(source)["shift"],
+        steps=defaults["steps"],
+        shift=defaults["shift"],
     )
     config.validate()
     limits = ServeLimits(max_waiting=opts["max_waiting"])
-    app = create_app(components, ServeSettings(config, source.describe(), limits=limits))
+    app = create_app(components, ServeSettings(config, source.describe(), fps=defaults["fps"], limits=limits))
     if opts["host"] not in LOOPBACK:
         click.echo(f"warning: binding to {opts['host']} makes the model reachable from other machines", err=True)
     click.echo(f"serving {source.describe()} on http://{opts['host']}:{opts['port']}/ (Ctrl+C to stop)")

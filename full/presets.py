@@ -7,19 +7,16 @@ heavy, so the command line can list the names. ``tiny`` builds random tiny model
 track's trained causal-forcing student, shipped as package data (:data:`full.small.ship.SHIPPED`, a model folder
 with a patch-code "VAE" and a word-vector "text encoder", :mod:`full.small.components`), whose ``write`` returns
 that folder as it is. A preset also carries the sampling settings its model was trained for (latent frames,
-steps, σ-list shift, fps); :meth:`Preset.sample_config` fills them in.
+steps, σ-list shift, fps); :func:`full.sample_files.preset_config` fills them in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cf_ref.errors import InvalidValue
-
-if TYPE_CHECKING:
-    from full.sampler import SampleConfig
 
 
 @dataclass(frozen=True)
@@ -45,12 +42,6 @@ class Preset:
         values = {"height": self.height, "width": self.width, "block_size": self.block_size, "num_frames": self.frames}
         values |= {"steps": self.steps, "shift": self.shift}
         return {k: v for k, v in values.items() if v is not None}
-
-    def sample_config(self, **overrides: Any) -> SampleConfig:
-        """A :class:`full.sampler.SampleConfig` with this preset's settings, ``overrides`` on top."""
-        from full.sampler import SampleConfig
-
-        return SampleConfig(**(self.sample_settings() | overrides))
 
 
 def _tiny() -> Preset:

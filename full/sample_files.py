@@ -6,6 +6,7 @@ the server load models and build configs the same way:
 * :func:`read_prompts` — one ``--prompt`` or a file of prompts (one a line, blank lines skipped);
 * :func:`open_models` — a preset by name or a model folder (+ checkpoint) → components and the default size;
 * :func:`sample_defaults` — the sampling settings the source's model was made for (a preset's, else Wan's);
+  :func:`preset_config` — a :class:`~full.sampler.SampleConfig` at a preset's settings;
 * :func:`image_latent_for` — the ``--image`` first frame encoded by the VAE (image-to-video);
 * :func:`sample_to_folder` — generate each prompt (seed ``seed + i``) and write ``NNN_slug.mp4``,
   optionally ``NNN_slug.safetensors`` (latents), and the manifest ``samples.json`` (written last, atomically).
@@ -24,7 +25,7 @@ import torch
 from cf_ref.errors import InvalidValue
 from cf_ref.io import read_text, save_tensors, to_plain, write_json
 from full.components import WAN_SIZE, WanComponents, load_components, load_preset
-from full.presets import get_preset
+from full.presets import Preset, get_preset
 from full.sampler import SampleConfig, generate
 from full.video import WAN_FPS, encode_image, load_image, to_uint8, video_frames, write_mp4
 
@@ -88,6 +89,12 @@ def sample_defaults(source: ModelSource) -> dict[str, Any]:
         return defaults
     preset = get_preset(source.preset)
     return defaults | preset.sample_settings() | ({} if preset.fps is None else {"fps": preset.fps})
+
+
+def preset_config(preset: Preset, **overrides: Any) -> SampleConfig:
+    """A :class:`full.sampler.SampleConfig` with ``preset``'s settings (:meth:`~full.presets.Preset.sample_settings`),
+    ``overrides`` on top."""
+    return SampleConfig(**(preset.sample_settings() | overrides))
 
 
 def image_latent_for(components: WanComponents, image_path: str | os.PathLike, config: SampleConfig) -> torch.Tensor:

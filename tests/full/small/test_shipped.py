@@ -4,6 +4,7 @@ small track's detector, and compared with the same architecture at random weight
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from cf_ref.cli import main
 from full.components import WanComponents, load_preset
 from full.model import CausalWanTransformer3DModel
 from full.pipeline_diffusers import CausalForcingPipeline
+from full.sample_files import preset_config
 from full.sampler import generate
 from full.small.settings import SMALL
 from full.small.ship import score_latents
@@ -40,7 +42,7 @@ def scores(components: WanComponents, preset) -> dict[str, float]:
     """Detector scores over PROMPTS × SEEDS (means over seeds)."""
     out = []
     for seed in SEEDS:
-        result = generate(components, components.text.encode(PROMPTS), preset.sample_config(seed=seed), decode=False)
+        result = generate(components, components.text.encode(PROMPTS), preset_config(preset, seed=seed), decode=False)
         out.append(score_latents(result.latents, PROMPTS, SMALL.data.patch, SMALL.data.size))
     return {k: sum(o[k] for o in out) / len(out) for k in out[0]}
 
@@ -84,6 +86,15 @@ def test_cli_sample_writes_the_video_the_latents_decode_to(tmp_path):
         assert np.abs(video.astype(float) - shown).mean() < 8  # H.264 is lossy; the MP4 shows the sample
 
 
+def test_cli_options_override_the_presets_settings(tmp_path):
+    args = ["full", "sample", "--preset", "small", "--prompt", "a red disk moving up", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, [*args, "--frames", "6", "--steps", "2", "--shift", "3", "--fps", "4"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "samples.json").read_text())["config"]
+    assert (config["num_frames"], config["steps"], config["shift"], config["height"]) == (6, 2, 3.0, 128)
+    assert read_mp4(tmp_path / "000_a_red_disk_moving_up.mp4").shape[0] == 6
+
+
 def test_cli_refuses_a_prompt_outside_the_grammar_before_writing(tmp_path):
     result = CliRunner().invoke(
         main, ["full", "sample", "--preset", "small", "--prompt", "a cat", "--out", str(tmp_path)]
@@ -97,9 +108,9 @@ def test_cli_refuses_a_prompt_outside_the_grammar_before_writing(tmp_path):
 def test_stream_and_diffusers_pipeline_give_the_samplers_frames(small):
     components, preset = small
     prompt = "a green disk moving right"
-    config = preset.sample_config(seed=3)
+    config = preset_config(preset, seed=3)
     reference = generate(components, components.text.encode([prompt]), config)
-    stream = VideoStream(components, prompt, preset.sample_config(seed=3, num_frames=preset.block_size), max_blocks=4)
+    stream = VideoStream(components, prompt, preset_config(preset, seed=3, num_frames=preset.block_size), max_blocks=4)
     blocks = list(stream)
     stream.close()
     torch.testing.assert_close(torch.cat([b.latents for b in blocks], 1), reference.latents, rtol=0, atol=1e-6)
