@@ -160,6 +160,8 @@ def _check_dmd(config: RunConfig, errors: list[str]) -> None:
         errors.append(f"dmd.guidance_scale must be >= 0, got {d.guidance_scale}")
     if d.score_shift is not None and d.score_shift <= 0:
         errors.append(f"dmd.score_shift must be > 0 or null (the exact σ), got {d.score_shift}")
+    if d.cache not in ("dynamic", "static"):
+        errors.append(f"dmd.cache must be dynamic or static, got {d.cache!r}")
     if d.cache_gradient is not CacheGradient.NONE and d.generator_input is not GeneratorInput.SELF_ROLLOUT:
         errors.append("dmd.cache_gradient applies to generator_input self (a KV-cache rollout); set it to none")
     self_rollout = d.generator_input is GeneratorInput.SELF_ROLLOUT

@@ -243,6 +243,8 @@ class DMDConfig:
     context_noise: float = 0.0  # σ at which finished blocks are committed to the KV cache
     # gradient the committed K/V carry: none (the method) or the authors' leak through their in-place cache
     cache_gradient: CacheGradient = CacheGradient.NONE
+    # the rollout's KV cache: dynamic (grows by concatenation) or static (preallocated, fixed shapes; same gradients)
+    cache: str = "dynamic"
     # shift of the 1000-step grid on which the scores' x̂0 is read; null = the exact σ (the method). The authors'
     # real / fake score wrappers use 8.0 (WanDiffusionWrapper's default), the noise the model's 5.0
     score_shift: float | None = None
