@@ -49,14 +49,27 @@ class StaticLayerKV:
     mask: Tensor
     slot_tokens: int
 
-    def keys_values(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys/values ``[B, (S+b)T, H, Dh]`` to attend over for a pass whose new K/V are ``[B, bT, H, Dh]``:
-        the buffers with the scratch overwritten in place (no grad), or ``[slots ; new]`` (grad mode)."""
-        n = self.slot_tokens
+    def scratch(self) -> tuple[Tensor, Tensor] | None:
+        """The scratch's key/value views ``[B, bT, H, Dh]`` a pass may write its new K/V into directly (then
+        :meth:`keys_values` copies nothing), or None in grad mode (nothing is written in place then)."""
         if torch.is_grad_enabled() or self.key.requires_grad:
+            return None
+        n = self.slot_tokens
+        return self.key[:, n:], self.value[:, n:]
+
+    def keys_values(
+        self, key: Tensor, value: Tensor, written: tuple[bool, bool] = (False, False)
+    ) -> tuple[Tensor, Tensor]:
+        """Keys/values ``[B, (S+b)T, H, Dh]`` to attend over for a pass whose new K/V are ``[B, bT, H, Dh]``:
+        the buffers with the scratch overwritten in place (no grad; ``written``: key / value are already there,
+        written through :meth:`scratch`), or ``[slots ; new]`` (grad mode)."""
+        scratch = self.scratch()
+        if scratch is None:
+            n = self.slot_tokens
             return torch.cat([self.key[:, :n], key], dim=1), torch.cat([self.value[:, :n], value], dim=1)
-        self.key[:, n:].copy_(key)
-        self.value[:, n:].copy_(value)
+        for dst, new, done in zip(scratch, (key, value), written, strict=True):
+            if not done:
+                dst.copy_(new)
         return self.key, self.value
 
 

@@ -52,6 +52,10 @@ class ExperimentConfig:
         return out
 
 
+STEP_SCALES = (2.0, 8.0, 16.0, 64.0, 128.0, 512.0)
+"""Scales of the students' steep own-state features (:mod:`toy.networks`): transitions down to ~1/500 wide."""
+
+
 def preset_config(preset: Preset) -> ExperimentConfig:
     """``quick``: the four core datasets, 16-step teacher grid, small students (under a minute on 2 cores).
     ``paper``: adds the independent-frames control, a 48-step grid, larger students and more samples."""
@@ -61,7 +65,12 @@ def preset_config(preset: Preset) -> ExperimentConfig:
             datasets=CORE_DATASETS,
             grid=GridConfig(teacher_steps=16, shift=2.0, method=Method.RK4, student_steps=(4, 1)),
             student=StudentConfig(
-                hidden=64, depth=3, batch_size=256, optim=OptimConfig(steps=800, lr=3e-2, final_lr_fraction=0.01)
+                hidden=64,
+                depth=3,
+                batch_size=256,
+                optim=OptimConfig(steps=800, lr=3e-2, final_lr_fraction=0.01),
+                own_step_scales=STEP_SCALES,
+                affine_skip=True,
             ),
             num_pairs=16384,
             num_eval_pairs=4096,
@@ -77,7 +86,12 @@ def preset_config(preset: Preset) -> ExperimentConfig:
         datasets=CORE_DATASETS + (DatasetSpec(DatasetKind.INDEPENDENT_GAUSSIAN, dim=1),),
         grid=GridConfig(teacher_steps=48, shift=2.0, method=Method.RK4, student_steps=(4, 1)),
         student=StudentConfig(
-            hidden=128, depth=3, batch_size=512, optim=OptimConfig(steps=2000, lr=2e-2, final_lr_fraction=0.01)
+            hidden=128,
+            depth=3,
+            batch_size=512,
+            optim=OptimConfig(steps=2000, lr=2e-2, final_lr_fraction=0.01),
+            own_step_scales=STEP_SCALES,
+            affine_skip=True,
         ),
         num_pairs=65536,
         num_eval_pairs=8192,

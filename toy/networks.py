@@ -22,7 +22,7 @@ For query frame i the network reads the masked token features
 causality holds by construction, exactly like a masked attention layer.
 :math:`\phi(\sigma) = [\sigma, \sin(\pi k\sigma), \cos(\pi k\sigma)]_{k=1..n}`.
 
-Two optional parts (off by default, so the default network and its initial weights are unchanged):
+Optional parts (off by default, so the default network and its initial weights are unchanged):
 
 * **Fourier features of the state** (``state_frequencies = m``): each token also carries
   :math:`\psi(x) = [\sin(2^{k-1}\langle u_p, x\rangle), \cos(2^{k-1}\langle u_p, x\rangle)]_{k=1..m,\,p}` along
@@ -35,7 +35,20 @@ Two optional parts (off by default, so the default network and its initial weigh
   A large τ makes the gate a sharp switch between regions bounded by hyperplanes of the input (a Voronoi-like
   partition) — a piecewise-smooth map such as the flow map of a well-separated mixture, which picks a mode from
   the noise and then moves within it; the sharpness is one scalar to learn instead of large weights through the
-  whole MLP. With equal experts it is a plain linear head.
+  whole MLP. With equal experts it is a plain linear head;
+* **steep features of the query's own state** (``own_step_scales = (a_1, …)``): query i's input also carries
+  :math:`\chi(x_i) = [\tanh(a_k\langle u_p, x_i\rangle)]_{k,p}` of its own noisy token only (the context tokens enter
+  raw), along the directions :math:`u_p` of :func:`feature_directions`. With scales up to a few hundred the first
+  layer holds transitions a few thousandths wide — the flow map of a well-separated mixture is a step in the noise
+  that decides the mode — without the weights having to grow there (with Adam a weight moves about the learning
+  rate a step, so the slope of a raw input grows slowly; a pre-scaled input moves its slope a times faster). The
+  steps are centred on the origin along those directions: where the symmetric mixtures' first frame switches mode;
+* **a level-modulated affine skip** (``affine_skip``, :class:`LevelAffineSkip`): the output gains
+  :math:`\sum_b \beta_b(\sigma_i)\,[z_i, 1] W_{i,b}` with :math:`z_i = \mathrm{vec}(\mathrm{vis}[i,j]\,x_j)_j` the
+  visible token values and :math:`\beta = [1, \phi(\sigma)]`. At K ≤ 2 + 2n levels it represents any affine map of the
+  visible tokens per level — exactly the conditional expectation of a Gaussian sequence,
+  :math:`\mu + A_\sigma(x - (1-\sigma)\mu)` (:func:`toy.closed_form.causal_regression_matrix`), and the AR
+  flow map of a Gaussian — so the MLP only learns the non-linear remainder. Zero at initialisation.
 """
 
 from __future__ import annotations
@@ -64,12 +77,16 @@ class FrameNetConfig:
     prediction: Prediction = Prediction.VELOCITY
     state_frequencies: int = 0  # Fourier features of the state (see module doc); 0 = off
     experts: int = 0  # gated mixture-of-experts head with this many experts; 0 = a plain linear head
+    own_step_scales: tuple[float, ...] = ()  # steep tanh features of the query's own noisy state; () = off
+    affine_skip: bool = False  # the level-modulated affine skip (LevelAffineSkip); False = off
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or self.dim < 1 or self.hidden < 1 or self.depth < 1:
             raise ValueError(f"num_frames, dim, hidden, depth must be >= 1: {self}")
         if self.state_frequencies < 0 or self.experts < 0 or self.experts == 1:
             raise ValueError(f"state_frequencies must be >= 0 and experts 0 (off) or >= 2: {self}")
+        if any(a <= 0 for a in self.own_step_scales):
+            raise ValueError(f"own_step_scales must be positive, got {self.own_step_scales}")
         if self.num_frames % self.block_size:
             raise ValueError(f"block size {self.block_size} does not divide num_frames {self.num_frames}")
 
@@ -116,6 +133,14 @@ def state_features(x: Tensor, frequencies: int) -> Tensor:
     return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
 
 
+def step_features(x: Tensor, scales: tuple[float, ...]) -> Tensor:
+    """:math:`\\chi(x)`: ``[..., d] -> [..., len(scales)·d²]``, :math:`\\tanh(a_k\\langle u_p, x\\rangle)` for every scale
+    :math:`a_k` and direction :math:`u_p` of :func:`feature_directions` (scale-major)."""
+    a = torch.tensor(scales, device=x.device, dtype=x.dtype)  # [S]
+    proj = x @ feature_directions(x.shape[-1], x.dtype).to(x.device).T  # [..., P]
+    return rearrange(torch.tanh(a[:, None] * proj[..., None, :]), "... s p -> ... (s p)")
+
+
 class GatedExpertsHead(nn.Module):
     """The mixture-of-experts head (see module doc): hidden ``h: [B, G', H]`` and gate input ``u: [B, G', I]``
     -> ``[B, G', d]`` for the groups ``groups``."""
@@ -137,6 +162,31 @@ class GatedExpertsHead(nn.Module):
         return torch.einsum("bge,bged->bgd", self.gate_weights(u, groups), y)
 
 
+class LevelAffineSkip(nn.Module):
+    r"""The level-modulated affine skip (see module doc): visible token values ``z: [B, G', I]`` and the query
+    levels ``sigma: [B, G']`` -> ``[B, G', d]``, :math:`\sum_b \beta_b(\sigma)\,[z, 1]\,W_b` for the groups ``groups``.
+
+    :math:`\beta(\sigma) = [1, \phi(\sigma)]` (:func:`sigma_features`, n frequencies: 2 + 2n functions); the
+    weights start at zero.
+    """
+
+    def __init__(self, groups: int, in_features: int, dim: int, frequencies: int):
+        super().__init__()
+        self.frequencies = frequencies
+        self.linear = GroupedLinear(groups, (in_features + 1) * (2 + 2 * frequencies), dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def features(self, z: Tensor, sigma: Tensor) -> Tensor:
+        r""":math:`[z, 1] \otimes \beta(\sigma)`: ``[B, G', (I + 1)·(2 + 2n)]``, the inputs the skip is linear in."""
+        basis = torch.cat([torch.ones_like(sigma)[..., None], sigma_features(sigma, self.frequencies)], dim=-1)
+        z1 = torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
+        return rearrange(z1[..., :, None] * basis[..., None, :], "b g i k -> b g (i k)")
+
+    def forward(self, z: Tensor, sigma: Tensor, groups: slice = slice(None)) -> Tensor:
+        return self.linear(self.features(z, sigma), groups)
+
+
 class MaskedFrameMLP(nn.Module):
     """Per-frame MLPs over visible frame tokens (see module doc)."""
 
@@ -151,10 +201,14 @@ class MaskedFrameMLP(nn.Module):
             forced = teacher_forcing_visibility(f, config.block_size)[f:]
             self.register_buffer("forced_visibility", forced.clone(), persistent=False)
         token = config.dim + 2 * config.state_frequencies * config.dim**2 + 1 + 2 * config.sigma_frequencies
-        width = [rows.shape[1] * token] + [config.hidden] * config.depth + [config.dim]
+        own = len(config.own_step_scales) * config.dim**2  # steep features of the query's own noisy state
+        width = [rows.shape[1] * token + own] + [config.hidden] * config.depth + [config.dim]
         self.layers = nn.ModuleList(GroupedLinear(f, a, b) for a, b in zip(width[:-1], width[1:]))
         if config.experts:  # the gated head replaces the last linear layer
             self.layers[-1] = GatedExpertsHead(f, config.hidden, config.dim, config.experts, width[0])
+        slots = f if config.mode is AttentionMode.BLOCK_CAUSAL else rows.shape[1]  # folded slots per query
+        if config.affine_skip:
+            self.skip = LevelAffineSkip(f, slots * config.dim, config.dim, config.sigma_frequencies)
 
     @property
     def teacher_forcing(self) -> bool:
@@ -186,15 +240,25 @@ class MaskedFrameMLP(nn.Module):
             levels = torch.cat([torch.zeros_like(sigma), sigma], dim=1)
             vis = self.visibility if self.teacher_forcing else self.forced_visibility
         feats = [tokens, state_features(tokens, c.state_frequencies), sigma_features(levels, c.sigma_frequencies)]
-        feats = torch.cat(feats, dim=-1)  # [B, L, token]
-        vis = vis[frames]  # query rows [F', L]
-        masked = feats[:, None] * vis[None, :, :, None].to(feats.dtype)  # [B, F', L, token]
-        if context is not None and not self.teacher_forcing:  # fold the [clean ; noisy] slots of each frame
-            masked = rearrange(masked, "b f (two l) t -> b f two l t", two=2).sum(dim=2)  # [B, F', F, token]
-        h = u = rearrange(masked, "b f l t -> b f (l t)")
+        masked = self._masked(torch.cat(feats, dim=-1), vis[frames], folded=context is not None)  # [B, F', L, token]
+        h = u = torch.cat(
+            [rearrange(masked, "b f l t -> b f (l t)"), step_features(x[:, frames], c.own_step_scales)], -1
+        )
         for layer in self.layers[:-1]:
             h = torch.nn.functional.silu(layer(h, frames))
-        return self.layers[-1](h, u, frames) if c.experts else self.layers[-1](h, frames)
+        out = self.layers[-1](h, u, frames) if c.experts else self.layers[-1](h, frames)
+        if c.affine_skip:  # the visible token values, folded like the features
+            z = rearrange(self._masked(tokens, vis[frames], folded=context is not None), "b f l t -> b f (l t)")
+            out = out + self.skip(z, sigma[:, frames], frames)
+        return out
+
+    def _masked(self, feats: Tensor, vis: Tensor, folded: bool) -> Tensor:
+        """Token features ``[B, L, t]`` under query rows ``vis: [F', L]`` -> ``[B, F', L', t]``; with clean context in
+        block-causal mode (``folded`` and not teacher forcing) each frame's [clean ; noisy] slots are summed (L' = F)."""
+        masked = feats[:, None] * vis[None, :, :, None].to(feats.dtype)
+        if folded and not self.teacher_forcing:
+            masked = rearrange(masked, "b f (two l) t -> b f two l t", two=2).sum(dim=2)
+        return masked
 
     def predict(
         self,

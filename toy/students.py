@@ -75,6 +75,8 @@ class StudentConfig:
     state_frequencies: int = 0  # Fourier features of the state (toy.networks); 0 = off
     experts: int = 0  # gated mixture-of-experts head (toy.networks); 0 = a plain linear head
     ema_decay: float = 0.0  # the student is the EMA of its weights over training; 0 = the last weights
+    own_step_scales: tuple[float, ...] = ()  # steep features of the query's own noisy state (toy.networks); () = off
+    affine_skip: bool = False  # level-modulated affine skip (toy.networks.LevelAffineSkip)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -97,6 +99,8 @@ class StudentConfig:
             prediction=self.prediction,
             state_frequencies=self.state_frequencies,
             experts=self.experts,
+            own_step_scales=self.own_step_scales,
+            affine_skip=self.affine_skip,
         )
 
 
