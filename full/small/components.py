@@ -35,7 +35,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from cf_ref.errors import InvalidValue
-from full.model_files import ModelFolderError
+from full.model_files import ModelFolderError, read_config
 from full.synthetic import COLOURS, DIRECTIONS, SHAPES, BounceSpec, embed_caption
 from full.text import TextEncoder
 
@@ -191,10 +191,8 @@ def holds_word_vectors(folder: str | os.PathLike) -> bool:
 
 
 def _config(folder: Path, what: str) -> dict:
-    from full.model_files import read_config
-
-    config = {k: v for k, v in read_config(folder, what).items() if not k.startswith("_")}
-    return config
+    """``folder/config.json`` without diffusers' ``_…`` entries (a missing or malformed file: one line)."""
+    return {k: v for k, v in read_config(folder, what).items() if not k.startswith("_")}
 
 
 def _placed(module: ModelMixin, device, dtype: torch.dtype) -> ModelMixin:

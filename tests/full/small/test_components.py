@@ -119,3 +119,17 @@ def test_folders_are_told_apart(folder, tmp_path):
     components = load_components(tmp_path)  # the tiny folder still loads Wan's VAE and UMT5
     assert type(components.vae).__name__ == "AutoencoderKLWan"
     assert type(components.text.model).__name__ == "UMT5EncoderModel"
+
+
+def test_a_malformed_small_folder_is_one_line(tmp_path):
+    from full.model_files import ModelFolderError
+
+    write_small_components(tmp_path, SPEC)
+    (tmp_path / "vae" / "config.json").write_text('{"_class_name": "PatchCodeVAE", "display_scale": 2}')
+    with pytest.raises(ModelFolderError, match="not a patch-code VAE config"):
+        load_patch_code_vae(tmp_path)
+    (tmp_path / "text_encoder" / "config.json").write_text(
+        '{"_class_name": "WordVectorEncoder", "words": ["a"], "d_model": 4, "max_length": 8, "objects": 1}'
+    )
+    with pytest.raises(ModelFolderError, match="its words are not this grammar's"):
+        load_word_vector_encoder(tmp_path)

@@ -26,11 +26,12 @@ from full.video import read_mp4
 
 PROMPTS = [f"a {c} {s} moving {d}" for c, s, d in itertools.product(COLOURS, SHAPES, DIRECTIONS)]
 SEEDS = (0, 1)
-# What the shipped student reaches on PROMPTS × SEEDS (docs/small.md, "Sample the shipped student", has the
-# measured values); the bounds sit below them with room for float differences between machines, and above
-# what the same DiT at random weights reaches (test_random_weights_fail_the_same_bounds).
-BOUNDS = {"follows_direction": 0.15, "follows_all": 0.06, "iou": 0.2}
-BAD_FRAMES_AT_MOST = 0.93
+# The shipped student on PROMPTS × SEEDS (measured, CPU): IoU 0.38, bad frames 0.59, direction 0.109 (7 of 64),
+# all three of colour / shape / direction 0.062 (4 of 64). The same DiT at random weights (3 seeds): IoU 0.08, bad
+# frames 0.99, direction ≤ 0.047, all ≤ 0.016. The bounds sit between, with room for float differences between
+# machines (docs/small.md, "Sample the shipped student").
+BOUNDS = {"iou": 0.3, "follows_direction": 0.07, "follows_all": 0.03}
+BAD_FRAMES_AT_MOST = 0.75
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,9 @@ def test_random_weights_fail_the_same_bounds(small):
         torch.manual_seed(0)
         random = CausalWanTransformer3DModel.from_config(components.transformer.config).eval()
     s = scores(WanComponents(random, components.vae, components.text), preset)
-    assert not passes(s), s
+    assert (
+        s["iou"] < BOUNDS["iou"] and s["bad_frames"] > BAD_FRAMES_AT_MOST and s["follows_all"] < BOUNDS["follows_all"]
+    ), s
 
 
 def test_cli_sample_writes_the_video_the_latents_decode_to(tmp_path):
