@@ -25,7 +25,8 @@ LABELS = {
 }
 
 
-def _check_base(base: Mapping[str, float], data: Mapping[str, float]) -> dict[str, bool]:
+def check_base(base: Mapping[str, float], data: Mapping[str, float]) -> dict[str, bool]:
+    """Per item of :data:`BASE_TOLERANCE`: whether the ``base`` model's summary is within it of the ``data``'s."""
     return {
         "dynamic_degree": abs(base["dynamic_degree"] / data["dynamic_degree"] - 1) <= 0.15,
         "physics_error": base["physics_error"] <= data["physics_error"] + 0.5,
@@ -80,7 +81,7 @@ def compare_document(
             rows[f"{rec.value}/{when}"] = [r["recipes"][rec.value][when]["summary"] for r in runs]
             curves[f"{rec.value}/{when}"] = [r["recipes"][rec.value][when]["iou_by_frame"] for r in runs]
     summary = {k: mean_std(v) for k, v in rows.items()}
-    base_ok = [_check_base(r["base"]["summary"], r["reference"]["data"]) for r in runs]
+    base_ok = [check_base(r["base"]["summary"], r["reference"]["data"]) for r in runs]
     return {
         "preset": settings.name,
         "recipes": [r.value for r in recipes],
