@@ -25,7 +25,8 @@ LABELS = {
 }
 
 
-def _check_base(base: Mapping[str, float], data: Mapping[str, float]) -> dict[str, bool]:
+def check_base(base: Mapping[str, float], data: Mapping[str, float]) -> dict[str, bool]:
+    """Per item of :data:`BASE_TOLERANCE`: whether the ``base`` model's summary is within it of the ``data``'s."""
     return {
         "dynamic_degree": abs(base["dynamic_degree"] / data["dynamic_degree"] - 1) <= 0.15,
         "physics_error": base["physics_error"] <= data["physics_error"] + 0.5,
@@ -51,6 +52,21 @@ def _mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
     return [statistics.fmean(c[i] for c in curves) for i in range(len(curves[0]))]
 
 
+def _per_model(runs: Sequence[Any], recipes: Sequence[Recipe]) -> tuple[dict[str, list], dict[str, list]]:
+    """Per scored model (data, base, AR teacher, each recipe's init and DMD): its summaries and per-frame IoU curves,
+    one per seed."""
+    scored = {"base": [r["base"] for r in runs]}
+    if "ar-teacher" in runs[0]:
+        scored["ar-teacher"] = [r["ar-teacher"] for r in runs]
+    for rec in recipes:
+        for when in ("init", "dmd"):
+            scored[f"{rec.value}/{when}"] = [r["recipes"][rec.value][when] for r in runs]
+    rows = {"data": [r["reference"]["data"] for r in runs], **{k: [x["summary"] for x in v] for k, v in scored.items()}}
+    curves = {"data": [r["reference"]["iou_by_frame"] for r in runs]}
+    curves.update({k: [x["iou_by_frame"] for x in v] for k, v in scored.items()})
+    return rows, curves
+
+
 def compare_document(
     settings,
     recipes: Sequence[Recipe],
@@ -64,23 +80,9 @@ def compare_document(
     ``base``: how the shared base model was made (:func:`full.small.compare.base_model`)."""
     seeds = sorted(per_seed)
     runs = [per_seed[s] for s in seeds]
-    rows: dict[str, list] = {
-        "data": [r["reference"]["data"] for r in runs],
-        "base": [r["base"]["summary"] for r in runs],
-    }
-    curves: dict[str, list] = {
-        "data": [r["reference"]["iou_by_frame"] for r in runs],
-        "base": [r["base"]["iou_by_frame"] for r in runs],
-    }
-    if "ar-teacher" in runs[0]:
-        rows["ar-teacher"] = [r["ar-teacher"]["summary"] for r in runs]
-        curves["ar-teacher"] = [r["ar-teacher"]["iou_by_frame"] for r in runs]
-    for rec in recipes:
-        for when in ("init", "dmd"):
-            rows[f"{rec.value}/{when}"] = [r["recipes"][rec.value][when]["summary"] for r in runs]
-            curves[f"{rec.value}/{when}"] = [r["recipes"][rec.value][when]["iou_by_frame"] for r in runs]
+    rows, curves = _per_model(runs, recipes)
     summary = {k: mean_std(v) for k, v in rows.items()}
-    base_ok = [_check_base(r["base"]["summary"], r["reference"]["data"]) for r in runs]
+    base_ok = [check_base(r["base"]["summary"], r["reference"]["data"]) for r in runs]
     return {
         "preset": settings.name,
         "recipes": [r.value for r in recipes],

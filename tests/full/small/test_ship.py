@@ -11,7 +11,7 @@ from full.checkpoint import CheckpointError
 from full.components import load_components
 from full.config.layers import save_config
 from full.model_files import ModelFolderError
-from full.small.run import base_dir, run_config
+from full.small.run import run_config
 from full.small.settings import SMOKE
 from full.small.ship import MANIFEST, prompt_scene, read_manifest, score_latents, ship_student
 from full.synthetic import BounceSpec, Scene, ShapeVideo, patch_encode, render_scene
@@ -23,7 +23,7 @@ def run(tmp_path):
     """A smoke-preset run folder: base model, resolved config, a student's weights (random, distinct)."""
     seed_dir = tmp_path / "seed-0"
     config = run_config(SMOKE, seed_dir, 0, Recipe.CAUSAL_FORCING, [])
-    tiny_transformer(0, SMOKE.model).save_pretrained(base_dir(tmp_path) / "base-model")  # shared by the seeds
+    tiny_transformer(0, SMOKE.model).save_pretrained(config.model.path)  # the comparison's shared base model
     student = tiny_transformer(1, SMOKE.model)
     save_tensors(seed_dir / "student.safetensors", student.state_dict())
     save_config(config, seed_dir / "causal-forcing" / "config.yaml")
