@@ -16,13 +16,13 @@ and the ring has wrapped, then one block is profiled (``torch.profiler``, CPU) w
 Before and after in one run: ``--baseline REV`` runs every measurement also on the code of git revision ``REV``
 (extracted with ``git archive`` into a temporary folder, imported instead of this tree's ``full``); each
 measurement runs in its own process, a before/after pair side by side (``--parallel 2``), so both see the same
-machine load. ``--reuse-memory`` adds rows whose process keeps freed memory for reuse (glibc ``mallopt``: no
+machine load. ``--memory reuse`` measures in processes that keep freed memory for reuse (glibc ``mallopt``: no
 ``mmap`` per large tensor, no trimming — what PyTorch's CUDA caching allocator, or jemalloc / tcmalloc, do): with
 glibc's defaults every large fresh tensor is fresh pages from the kernel, whose first touch is counted in whichever
 op touches it first (mostly the ``copy_`` of a linear layer's bias into its fresh output).
 
     python benchmarks/full_cache_overhead.py                         # frame-wise, window 3, 1 thread
-    python benchmarks/full_cache_overhead.py --baseline 4c88b0b --cache static dynamic --reuse-memory
+    python benchmarks/full_cache_overhead.py --baseline 4c88b0b --cache static dynamic --memory default reuse
     python benchmarks/full_cache_overhead.py --block 3 --window 2 --json out.json
     python benchmarks/full_cache_overhead.py --compile --cache static     # inductor-compiled blocks
 
@@ -171,10 +171,9 @@ def extract(rev: str) -> str:
 def measurements(args: argparse.Namespace) -> list[dict]:
     """Every (code, cache, memory) measurement, before/after pairs adjacent."""
     codes = [("before", extract(args.baseline)), ("after", None)] if args.baseline else [("after", None)]
-    rows = [dict(code=c, tree=t, cache=k, reuse=False) for k in args.cache for c, t in codes]
-    if args.reuse_memory:
-        rows += [dict(code=c, tree=t, cache=k, reuse=True) for k in args.cache[:1] for c, t in codes]
-    return rows
+    return [
+        dict(code=c, tree=t, cache=k, reuse=m == "reuse") for m in args.memory for k in args.cache for c, t in codes
+    ]
 
 
 def launch(args: argparse.Namespace, row: dict):
@@ -218,7 +217,9 @@ def main() -> None:
     parser.add_argument("--cache", nargs="+", default=["dynamic", "static"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the blocks (inductor; C++ compiler)")
     parser.add_argument("--baseline", help="git revision to measure too (the 'before' code)")
-    parser.add_argument("--reuse-memory", action="store_true", help="add rows (first cache) that reuse freed memory")
+    parser.add_argument("--memory", nargs="+", choices=["default", "reuse"], default=["default"],
+                        help="glibc's allocator as it is, and/or keeping freed memory for reuse")  # fmt: skip
+    parser.add_argument("--reuse-memory", action="store_true", help=argparse.SUPPRESS)  # a worker's setting
     parser.add_argument("--parallel", type=int, default=2, help="measurements at once (one process each)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the results here")

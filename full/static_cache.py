@@ -8,7 +8,8 @@ block and a CUDA graph cannot be captured at all. :class:`StaticKVCache` holds, 
 
 — ``S`` committed frame *slots* (``sink_frames`` + ``capacity_frames``, or ``max_frames`` without a window)
 followed by ``b`` *scratch* frames for the block being denoised (``T`` tokens per frame). A pass writes its
-new K/V into the scratch in place and attends over the whole buffer with a boolean key mask
+new K/V into the scratch in place (the eager float32 path computes them straight into it, :meth:`StaticLayerKV.scratch`
+and :mod:`full.fused_qkv`: no copy) and attends over the whole buffer with a boolean key mask
 ``[1, 1, 1, (S+b)T]`` that hides the empty slots; a cache pass then copies its K/V into the slots of the
 frames it commits. So every pass of a rollout presents the same shapes and the same buffers: one compiled
 graph serves every block, and the per-block step can be captured as a CUDA graph (:mod:`full.graphs`).

@@ -58,7 +58,7 @@ def compare_document(
     per_seed: Mapping[int, Any],
     timings,
     machine,
-    base: Mapping[str, Any] | None = None,
+    base=None,
 ) -> dict[str, Any]:
     """The ``compare.json`` document (module doc) from :func:`full.small.compare.evaluate_seed`'s per-seed results;
     ``base``: how the shared base model was made (:func:`full.small.compare.base_model`)."""

@@ -11,7 +11,7 @@ from full.checkpoint import CheckpointError
 from full.components import load_components
 from full.config.layers import save_config
 from full.model_files import ModelFolderError
-from full.small.run import run_config
+from full.small.run import base_dir, run_config
 from full.small.settings import SMOKE
 from full.small.ship import MANIFEST, prompt_scene, read_manifest, score_latents, ship_student
 from full.synthetic import BounceSpec, Scene, ShapeVideo, patch_encode, render_scene
@@ -23,7 +23,7 @@ def run(tmp_path):
     """A smoke-preset run folder: base model, resolved config, a student's weights (random, distinct)."""
     seed_dir = tmp_path / "seed-0"
     config = run_config(SMOKE, seed_dir, 0, Recipe.CAUSAL_FORCING, [])
-    tiny_transformer(0, SMOKE.model).save_pretrained(seed_dir / "base-model")
+    tiny_transformer(0, SMOKE.model).save_pretrained(base_dir(tmp_path) / "base-model")  # shared by the seeds
     student = tiny_transformer(1, SMOKE.model)
     save_tensors(seed_dir / "student.safetensors", student.state_dict())
     save_config(config, seed_dir / "causal-forcing" / "config.yaml")
@@ -62,7 +62,7 @@ def test_bad_weights_leave_the_shipped_folder_as_it_was(run, tmp_path):
     with pytest.raises(CheckpointError, match="small student .* do not fit the model"):
         ship_student(config, seed_dir / "other.safetensors", SMOKE, out, {"first": False})
     assert read_manifest(out)["source"] == {"first": True}
-    assert sorted(p.name for p in out.parent.iterdir()) == ["seed-0", "w"]  # no temporary left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["base", "seed-0", "w"]  # no temporary left
     with pytest.raises(ModelFolderError, match=f"no {MANIFEST}"):
         read_manifest(tmp_path)
 
