@@ -26,12 +26,12 @@ from full.video import read_mp4
 
 PROMPTS = [f"a {c} {s} moving {d}" for c, s, d in itertools.product(COLOURS, SHAPES, DIRECTIONS)]
 SEEDS = (0, 1)
-# The shipped student on PROMPTS × SEEDS (measured, CPU): IoU 0.38, bad frames 0.59, direction 0.109 (7 of 64),
-# all three of colour / shape / direction 0.062 (4 of 64). The same DiT at random weights (3 seeds): IoU 0.08, bad
+# The shipped student on PROMPTS × SEEDS (measured, CPU): IoU 0.545, bad frames 0.531, direction 0.188 (12 of 64),
+# all three of colour / shape / direction 0.094 (6 of 64). The same DiT at random weights (3 seeds): IoU 0.08, bad
 # frames 0.99, direction ≤ 0.047, all ≤ 0.016. The bounds sit between, with room for float differences between
 # machines (docs/small.md, "Sample the shipped student").
-BOUNDS = {"iou": 0.3, "follows_direction": 0.07, "follows_all": 0.03}
-BAD_FRAMES_AT_MOST = 0.75
+BOUNDS = {"iou": 0.45, "follows_direction": 0.12, "follows_all": 0.05}
+BAD_FRAMES_AT_MOST = 0.65
 
 
 @pytest.fixture(scope="module")
