@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--real-score", default="wan2.1-t2v-14b")
     parser.add_argument("--stages", nargs="+", default=list(BUILDERS), help="stage families to simulate")
     parser.add_argument("--no-flops", action="store_true", help="memory only (e.g. a second process for 8/16 GPUs)")
+    parser.add_argument("--full-depth", action="store_true", help="simulate every block instead of extrapolating")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +59,15 @@ def main() -> None:
         wall, cpu = time.perf_counter(), cpu_seconds()
         config = build_config(CONFIGS[name])
         plan = make_plan(
-            config, args.gpus, args.gpu, args.mfu, args.real_score, progress=lambda s: print(s, flush=True)
+            config,
+            args.gpus,
+            args.gpu,
+            args.mfu,
+            args.real_score,
+            args.stages,
+            progress=print_now,
+            count_flops=not args.no_flops,
+            extrapolate=not args.full_depth,
         )
         data = plan_json(plan) | {"config": CONFIGS[name], "cpu_seconds": cpu_seconds() - cpu}
         write_json(args.out / f"{name}.json", data)

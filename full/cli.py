@@ -453,9 +453,12 @@ def report_command(run_dir) -> None:
 @click.option(
     "--stage", "stages", multiple=True, help="simulate only these (ar-diffusion, ode-pairs, ode, cd, dmd, sampling)"
 )
+@click.option(
+    "--full-depth", is_flag=True, help="simulate every block (slow) instead of extrapolating from two shallow runs"
+)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="also write the plan as JSON")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def plan_command(config_path, preset, gpus, gpu_name, mfu, real_score, stages, json_out, overrides) -> None:
+def plan_command(config_path, preset, gpus, gpu_name, mfu, real_score, stages, full_depth, json_out, overrides) -> None:
     """Peak memory per GPU, FLOPs and roofline time of every stage step and of sampling, by simulation (no GPU).
 
     \b
@@ -471,7 +474,8 @@ def plan_command(config_path, preset, gpus, gpu_name, mfu, real_score, stages, j
         raise click.BadParameter(f"must be >= 1, got {gpus}", param_hint="'--gpus'")
     named_gpu(gpu_name)  # an unknown GPU fails before the simulation
     config = build_config(config_path, list(overrides), preset=preset)
-    plan = make_plan(config, [gpus], gpu_name, mfu, real_score, stages or tuple(BUILDERS))
+    families = stages or tuple(BUILDERS)
+    plan = make_plan(config, [gpus], gpu_name, mfu, real_score, families, extrapolate=not full_depth)
     click.echo(plan_text(plan))
     if json_out is not None:
         write_json(json_out, plan_json(plan))

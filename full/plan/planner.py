@@ -15,6 +15,8 @@ from cf_ref.errors import InvalidValue
 from full.config import ModelPreset, Parallelism, RunConfig
 from full.plan.architectures import architecture
 from full.plan.gpus import gpu as named_gpu
+from full.plan.layers import LayerPlan, layer_plan
+from full.plan.memory import GIB
 from full.plan.report import PlanContext, does_not_fit, op_count_json, rows, table
 from full.plan.roofline import DEFAULT_MFU
 from full.plan.simulate import StepPlan, simulate
@@ -23,13 +25,15 @@ from full.plan.stages import BUILDERS, Architectures
 
 @dataclass(frozen=True)
 class Plan:
-    """The simulated steps per rank count, the names of the architectures, the report context, the run time."""
+    """The simulated steps per rank count, the names of the architectures, the report context, the run time,
+    the depths simulated."""
 
     steps: dict[int, list[StepPlan]]
     base: str
     real_score: str
     context: PlanContext
     seconds: float
+    layers: LayerPlan
 
 
 def architectures(config: RunConfig, real_score: str | None = None) -> tuple[Architectures, str, str]:
@@ -57,8 +61,10 @@ def make_plan(
     families: Sequence[str] = tuple(BUILDERS),
     progress: Callable[[str], None] | None = None,
     count_flops: bool = True,
+    extrapolate: bool = True,
 ) -> Plan:
-    """Simulate ``families`` of ``config`` on each rank count of ``ranks`` (see module doc)."""
+    """Simulate ``families`` of ``config`` on each rank count of ``ranks`` (see module doc); ``extrapolate``: from
+    two shallow simulations (:mod:`full.plan.layers`), else at full depth."""
     if not ranks or min(ranks) < 1:
         raise InvalidValue(f"the number of GPUs must be >= 1, got {list(ranks)}")
     unknown = [f for f in families if f not in BUILDERS]
@@ -77,9 +83,10 @@ def make_plan(
         p.strategy is Parallelism.FSDP,
         p.gradient_checkpointing,
     )
+    layers = layer_plan(arch, extrapolate)
     start = time.perf_counter()
-    steps = simulate(config, arch, ranks, families, progress, count_flops)
-    return Plan(steps, base_name, real_name, ctx, time.perf_counter() - start)
+    steps = simulate(config, arch, ranks, families, progress, count_flops, layers)
+    return Plan(steps, base_name, real_name, ctx, time.perf_counter() - start, layers)
 
 
 def plan_text(plan: Plan) -> str:
@@ -88,9 +95,12 @@ def plan_text(plan: Plan) -> str:
     head = (
         f"plan: base {plan.base}, real score {plan.real_score}; {c.latent_frames} latent frames, block {c.block_size}; "
         f"{c.gpu.name} ({c.gpu.memory_gib:.1f} GiB, {c.gpu.bf16_flops / 1e12:.0f} TFLOP/s bf16 dense, "
-        f"{c.gpu.bandwidth / 1e12:.2f} TB/s); assumed MFU {c.mfu:g}; simulated in {plan.seconds:.0f} s"
+        f"{c.gpu.bandwidth / 1e12:.2f} TB/s); assumed MFU {c.mfu:g}; {plan.layers.describe()}, in {plan.seconds:.0f} s"
     )
     parts = [head]
+    spread = max((p.spread for steps in plan.steps.values() for p in steps), default=0)
+    if plan.layers.extrapolated:
+        parts.append(f"largest spread of an extrapolated peak: {spread / GIB:.2f} GiB (full.plan.layers)")
     for n, steps in plan.steps.items():
         parts += [f"\n{n} GPU{'s' if n > 1 else ''} (memory per GPU; sampling runs on one GPU):", table(steps, c)]
         parts += [f"does not fit: {line}" for line in does_not_fit(steps, c)]
@@ -108,6 +118,7 @@ def plan_json(plan: Plan) -> dict:
         "latent_frames": c.latent_frames,
         "block_size": c.block_size,
         "simulation_seconds": plan.seconds,
+        "simulation": plan.layers.json(),
         "ranks": {
             str(n): {
                 "steps": rows(steps, c),

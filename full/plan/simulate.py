@@ -2,13 +2,19 @@
 
 For each stage (:mod:`full.plan.stages`) the models are built fake, the optimizers' state is created first (as
 after the first real step: AdamW's moments exist during every later step), then each step runs once under the
-memory tracker (:func:`full.plan.memory.track_peak`) and, on one rank, the op counter
-(:func:`full.plan.flops.count_ops`). With data parallelism every rank computes the same per-sample work, so the
-FLOPs per rank do not depend on ``N``; the memory does (FSDP2 shards), so it is simulated per ``N``.
+memory tracker (:func:`full.plan.memory.track_peak`) and, on one rank, once more under the op counter
+(:func:`full.plan.flops.count_ops`). Never both at once: ``FlopCounterMode``'s module tracker
+(``torch.utils.module_tracker.ModuleTracker``) registers backward hooks on every submodule's inputs and outputs,
+also in the forward that gradient checkpointing re-runs during the backward, and with it active the memory tracker
+sees every block's full activations held to the end of the step (measured at Wan-1.3B width and 18,720 tokens:
+1.5 GiB more per block instead of the checkpointed block input's 0.05 GiB). With data parallelism every rank
+computes the same per-sample work, so the FLOPs per rank do not depend on ``N``; the memory does (FSDP2 shards),
+so it is simulated per ``N``. Real-size steps are extrapolated from shallow simulations (:mod:`full.plan.layers`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,7 +23,8 @@ import torch
 
 from full.config import Parallelism, RunConfig
 from full.plan.flops import OpCount, count_ops
-from full.plan.memory import MemoryPeak, simulated_ranks, track_peak
+from full.plan.layers import LayerPlan, extrapolate_memory, extrapolate_ops, with_blocks
+from full.plan.memory import FakeScalarsReadZero, MemoryPeak, simulated_ranks, track_peak
 from full.plan.stages import BUILDERS, Architectures, StageStep
 
 
@@ -29,6 +36,8 @@ class StepPlan:
     ranks: int
     memory: MemoryPeak
     ops: OpCount | None
+    layers: LayerPlan | None = None  # how deep the simulations were (None: the architectures as given)
+    spread: int = 0  # bytes: the extrapolated peak's spread (:mod:`full.plan.layers`); 0 when simulated in full
 
 
 def create_optimizer_state(stage: StageStep) -> None:
@@ -54,20 +63,36 @@ def simulate_family(
         create_optimizer_state(stage)
         out = []
         for name, run in stage.updates.items():
-            ops: list[OpCount] = []
-
-            def step(run=run, ops=ops) -> None:
-                if count:
-                    ops.append(count_ops(run)[1])
-                else:
-                    run()
-
-            tracked = [*stage.tracked, *stage.optimizers]
-            peak = track_peak(step, tracked, stage.ema, stage.frozen)
-            times = stage.repeats.get(name, 1)
-            counted = OpCount(ops[0].flops * times, ops[0].bytes * times) if ops else None
+            peak = track_peak(run, [*stage.tracked, *stage.optimizers], stage.ema, stage.frozen)
+            counted = None
+            if count:  # a second run, outside the memory tracker (see module doc)
+                with FakeScalarsReadZero():
+                    ops = count_ops(run)[1]
+                times = stage.repeats.get(name, 1)
+                counted = OpCount(ops.flops * times, ops.bytes * times)
             out.append(StepPlan(name, ranks, peak, counted))
         return out
+
+
+def simulate_depths(
+    config: RunConfig, family: str, ranks: int, arch: Architectures, layers: LayerPlan, count: bool = True
+) -> list[StepPlan]:
+    """The steps of ``family`` at the depths of ``layers``: one full-depth simulation, or three shallow ones
+    extrapolated linearly in the block count (:mod:`full.plan.layers`; FLOPs counted in the two shallowest)."""
+    depths = layers.simulated
+    runs = [
+        simulate_family(config, family, ranks, with_blocks(arch, blocks), count and i < 2)
+        for i, blocks in enumerate(depths)
+    ]
+    if not layers.extrapolated:
+        return [dataclasses.replace(p, layers=layers) for p in runs[0]]
+    xs, x = [d[0] for d in depths], layers.target[0]
+    out = []
+    for steps in zip(*runs, strict=True):
+        memory, spread = extrapolate_memory([s.memory for s in steps], xs, x)
+        ops = extrapolate_ops(steps[0].ops, steps[1].ops, xs[0], xs[1], x)
+        out.append(StepPlan(steps[0].step, ranks, memory, ops, layers, spread))
+    return out
 
 
 def summary(plan: StepPlan) -> str:
@@ -89,10 +114,13 @@ def simulate(
     families: Iterable[str] = tuple(BUILDERS),
     progress: Callable[[str], None] | None = None,
     count_flops: bool = True,
+    layers: LayerPlan | None = None,
 ) -> dict[int, list[StepPlan]]:
-    """Every step of ``families`` for each rank count. FLOPs are counted on the first rank count and shared; the
-    :data:`RANK_INDEPENDENT` families are simulated once. ``progress`` gets a line after each simulation;
-    ``count_flops=False``: memory only."""
+    """Every step of ``families`` for each rank count, at the depths of ``layers`` (default: the full depth).
+    FLOPs are counted on the first rank count and shared; the :data:`RANK_INDEPENDENT` families are simulated
+    once. ``progress`` gets a line after each simulation; ``count_flops=False``: memory only."""
+    depth = (arch.base["num_layers"], arch.real_score["num_layers"])
+    layers = layers or LayerPlan((depth,), depth)
     results: dict[int, list[StepPlan]] = {}
     counted: dict[str, OpCount] = {}
     once: dict[str, list[StepPlan]] = {}
@@ -103,7 +131,7 @@ def simulate(
                 plans += once[family]
                 continue
             start = time.perf_counter()
-            done = simulate_family(config, family, n, arch, count=count_flops and not counted)
+            done = simulate_depths(config, family, n, arch, layers, count=count_flops and not counted)
             if family in RANK_INDEPENDENT:
                 once[family] = done
             plans += done
@@ -114,5 +142,5 @@ def simulate(
         for p in plans:
             if p.ops is not None:
                 counted.setdefault(p.step, p.ops)
-        results[n] = [StepPlan(p.step, n, p.memory, counted.get(p.step)) for p in plans]
+        results[n] = [dataclasses.replace(p, ranks=n, ops=counted.get(p.step)) for p in plans]
     return results

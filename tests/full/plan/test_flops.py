@@ -86,3 +86,63 @@ def test_byte_counter_counts_inputs_and_outputs_not_views():
         a.view(8, 4)
         a @ b
     assert counter.total == (32 + 16 + 8) * 4
+
+
+def _outside_blocks(config: dict, shape: PassShape) -> int:
+    return dit_forward_flops({**config, "num_layers": 0}, shape)
+
+
+def _trained(config: dict, shape: PassShape) -> int:
+    """A pass with gradient under gradient checkpointing: forward, backward (2×), the blocks' forward again."""
+    fwd = dit_forward_flops(config, shape)
+    return 3 * fwd + fwd - _outside_blocks(config, shape)
+
+
+def test_cd_step_matches_analytic(small_config, small_arch):
+    """CD: the student's teacher-forcing pass with gradient, the EMA target's pass and the guided teacher's batched
+    (cond ; uncond) pass without; all in the teacher-forcing layout on the clean context."""
+    (step,) = simulate_family(small_config, "cd", 1, small_arch)
+    frames = small_config.video.latent_frames
+    tokens = frames * TOKENS
+    tf = PassShape(1, 2 * tokens, 2 * tokens, TEXT, 2 * frames, tokens)
+    guided = PassShape(2, 2 * tokens, 2 * tokens, TEXT, 2 * 2 * frames, tokens)
+    analytic = _trained(SMALL, tf) + dit_forward_flops(SMALL, tf) + dit_forward_flops(SMALL, guided)
+    assert step.ops.flops == pytest.approx(analytic, rel=0.02)
+
+
+def _rollout(exits: list[int], grad: bool) -> int:
+    """The self-forcing rollout (module doc of full.stages.dmd): per block j, exits[j] passes without gradient,
+    the exit pass (with gradient when ``grad``) and the commit (no output head); the prompt projected once, the
+    cross-attention K/V in every pass."""
+    block = 3 * TOKENS
+    text = 2 * (SMALL["text_dim"] + SMALL["num_attention_heads"] * SMALL["attention_head_dim"])
+    total = text * SMALL["num_attention_heads"] * SMALL["attention_head_dim"] * TEXT * (3 if grad else 1)
+    for j, e in enumerate(exits):
+        denoise = PassShape(1, block, (j + 1) * block, TEXT, 3, block, text_projection=False)
+        commit = PassShape(1, block, (j + 1) * block, TEXT, 3, 0, text_projection=False)
+        exit_pass = _trained(SMALL, denoise) if grad else dit_forward_flops(SMALL, denoise)
+        total += e * dit_forward_flops(SMALL, denoise) + exit_pass + dit_forward_flops(SMALL, commit)
+    return total
+
+
+def test_dmd_steps_match_analytic(small_config, small_arch):
+    """DMD generator: the rollout with gradient through each block's exit pass, then the guided real score
+    (batched cond ; uncond, its own depth) and the critic on the whole video, bidirectional, without gradient.
+    Critic: the rollout without gradient, then the critic's flow-matching pass with gradient."""
+    from full.distributed import DistContext
+    from full.stages.dmd import rollout_exits
+    from full.stages.randomness import step_random
+
+    generator, critic = simulate_family(small_config, "dmd", 1, small_arch)
+    frames, blocks = small_config.video.latent_frames, small_config.video.latent_frames // 3
+    tokens = frames * TOKENS
+    video = PassShape(1, tokens, tokens, TEXT, frames, tokens)
+    real = PassShape(2, tokens, tokens, TEXT, 2 * frames, tokens)
+
+    def exits(purpose: str) -> list[int]:
+        return rollout_exits(small_config, blocks, step_random(small_config, DistContext(), "dmd", 0, 0, purpose))[0]
+
+    gen = _rollout(exits("generator"), True)
+    gen += dit_forward_flops(small_arch.real_score, real) + dit_forward_flops(SMALL, video)
+    assert generator.ops.flops == pytest.approx(gen, rel=0.02)
+    assert critic.ops.flops == pytest.approx(_rollout(exits("critic"), False) + _trained(SMALL, video), rel=0.02)

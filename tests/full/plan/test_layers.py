@@ -1,0 +1,62 @@
+"""Linear extrapolation in the block count against full simulations at small sizes (within 1 %)."""
+
+from __future__ import annotations
+
+import pytest
+
+from full.config import build_config
+from full.plan.layers import LayerPlan, layer_plan, with_blocks
+from full.plan.simulate import simulate_depths, simulate_family
+from full.plan.stages import Architectures
+from tests.full.plan.conftest import SMALL, SMALL_VIDEO
+
+
+def _arch(base: int, real: int) -> Architectures:
+    return Architectures(dict(SMALL, num_layers=base), dict(SMALL, num_layers=real), text_tokens=16)
+
+
+@pytest.mark.parametrize(
+    "depths,simulated",
+    [
+        ((30, 40), ((3, 4), (6, 8), (9, 12))),  # Wan-1.3B generator beside the 14B real score
+        ((30, 30), ((2, 2), (4, 4), (6, 6))),  # at least 2 blocks per model
+        ((8, 12), ((2, 3), (4, 6), (6, 9))),
+        ((9, 12), ((9, 12),)),  # three shallow runs would not be shallower: full depth
+        ((6, 6), ((6, 6),)),
+        ((30, 31), ((30, 31),)),
+    ],
+)
+def test_layer_plan(depths, simulated):
+    plan = layer_plan(_arch(*depths))
+    assert plan.simulated == simulated and plan.target == depths
+    assert plan.extrapolated == (simulated != (depths,))
+    assert layer_plan(_arch(*depths), extrapolate=False) == LayerPlan((depths,), depths)
+
+
+@pytest.mark.parametrize(
+    "family,depths,count",
+    [("ar-diffusion", (8, 8), True), ("sampling", (8, 8), False), ("dmd", (8, 12), False)],
+)
+def test_extrapolation_equals_full_simulation_within_1_percent(family, depths, count):
+    """Memory (every part of the split) and FLOPs from three shallow simulations against the full-depth one
+    (one block of 3 latent frames; FLOPs counted for one family: they are affine in the depth by construction)."""
+    config = build_config("configs/full/causal_forcing_chunkwise.yaml", [*SMALL_VIDEO, "video.latent_frames=3"])
+    arch = _arch(*depths)
+    plan = layer_plan(arch)
+    assert plan.extrapolated
+    extrapolated = simulate_depths(config, family, 1, arch, plan, count)
+    full = simulate_family(config, family, 1, arch, count)
+    for e, f in zip(extrapolated, full, strict=True):
+        assert e.step == f.step and e.layers == plan
+        for name, value in f.memory.__dict__.items():
+            assert getattr(e.memory, name) == pytest.approx(value, rel=0.01, abs=0.01 * f.memory.total), (e.step, name)
+        assert e.spread <= 0.01 * f.memory.total
+        if count:
+            assert e.ops.flops == pytest.approx(f.ops.flops, rel=0.01)
+            assert e.ops.bytes == pytest.approx(f.ops.bytes, rel=0.01)
+
+
+def test_with_blocks_changes_only_the_depths():
+    arch = with_blocks(_arch(30, 40), (3, 4))
+    assert arch.base == dict(SMALL, num_layers=3) and arch.real_score == dict(SMALL, num_layers=4)
+    assert arch.text_tokens == 16
