@@ -13,17 +13,28 @@ and the ring has wrapped, then one block is profiled (``torch.profiler``, CPU) w
   into **data movement** (``cat``, copies, dtype casts, indexing, allocation — where a cache's bookkeeping shows)
   and **elementwise** compute (norms, GELU, RoPE and modulation arithmetic, which eager PyTorch runs op by op).
 
+Before and after in one run: ``--baseline REV`` runs every measurement also on the code of git revision ``REV``
+(extracted with ``git archive`` into a temporary folder, imported instead of this tree's ``full``); each
+measurement runs in its own process, a before/after pair side by side (``--parallel 2``), so both see the same
+machine load. ``--memory reuse`` measures in processes that keep freed memory for reuse (glibc ``mallopt``: no
+``mmap`` per large tensor, no trimming — what PyTorch's CUDA caching allocator, or jemalloc / tcmalloc, do): with
+glibc's defaults every large fresh tensor is fresh pages from the kernel, whose first touch is counted in whichever
+op touches it first (mostly the ``copy_`` of a linear layer's bias into its fresh output).
+
     python benchmarks/full_cache_overhead.py                         # frame-wise, window 3, 1 thread
+    python benchmarks/full_cache_overhead.py --baseline 4c88b0b --cache static dynamic --memory default reuse
     python benchmarks/full_cache_overhead.py --block 3 --window 2 --json out.json
     python benchmarks/full_cache_overhead.py --compile --cache static     # inductor-compiled blocks
 
-Prints the machine; medians are over ``--repeats`` profiled blocks (each after the warm-up blocks).
+Prints the machine; medians are over ``--repeats`` profiled blocks (each after the warm-up blocks, which run one
+denoising step each: they only fill the window and wrap the ring).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import time
@@ -104,23 +115,94 @@ def run(args: argparse.Namespace, cache_kind: str) -> dict:
     sigmas = FewStepSchedule.uniform(args.steps, 5.0).student_sigmas().float()
     h, w = args.grid
     g = torch.Generator().manual_seed(1)
-    block = {"j": 0}
 
     @torch.no_grad()
-    def step() -> None:
+    def step(levels: torch.Tensor = sigmas) -> None:
         noise = torch.randn(1, args.block, 16, 2 * h, 2 * w, generator=g)
-        few_step_rollout(bw, noise, args.block, sigmas, cache, generator=g)
+        few_step_rollout(bw, noise, args.block, levels, cache, generator=g)
         cache.rebase()
-        block["j"] += 1
 
     for _ in range(warm):
-        step()
+        step(sigmas[:1])
     runs = [profile_block(step) for _ in range(args.repeats)]
     keys = ("matmul", "attention", "other", "total", "wall", "other_share", "movement_share", "elementwise_share")
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
     out["top_other"], out["all_other"] = runs[-1]["top_other"], runs[-1]["all_other"]
     out["cached_frames"] = cache.cached_frames
     return out
+
+
+def reuse_freed_memory() -> None:
+    """glibc: serve every allocation from the heap (no ``mmap``) and never trim it, so freed tensors are reused."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    m_trim_threshold, m_mmap_max = -1, -4
+    if not (libc.mallopt(m_mmap_max, 0) and libc.mallopt(m_trim_threshold, 2**31 - 1)):
+        raise RuntimeError("mallopt refused the settings")
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One measurement (``--worker KIND``) in this process; the result as JSON on the last line of stdout."""
+    if args.reuse_memory:
+        reuse_freed_memory()
+    torch.set_num_threads(args.threads)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    r = run(args, args.worker)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    r["process_wall_s"] = time.perf_counter() - t0
+    r["process_cpu_s"] = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    print(json.dumps(r, default=str))
+
+
+def extract(rev: str) -> str:
+    """This repository's code at git revision ``rev`` in a new temporary folder."""
+    import subprocess
+    import tempfile
+
+    root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
+    folder = tempfile.mkdtemp(prefix="cache-overhead-")
+    archive = subprocess.run(["git", "-C", root.stdout.strip(), "archive", rev], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+    return folder
+
+
+def measurements(args: argparse.Namespace) -> list[dict]:
+    """Every (code, cache, memory) measurement, before/after pairs adjacent."""
+    codes = [("before", extract(args.baseline)), ("after", None)] if args.baseline else [("after", None)]
+    return [
+        dict(code=c, tree=t, cache=k, reuse=m == "reuse") for m in args.memory for k in args.cache for c, t in codes
+    ]
+
+
+def launch(args: argparse.Namespace, row: dict):
+    import os
+    import subprocess
+    import sys
+
+    flags = [f"--{k}={v}" for k, v in (("layers", args.layers), ("block", args.block), ("window", args.window))]
+    flags += [f"--grid={args.grid[0]}x{args.grid[1]}", f"--steps={args.steps}", f"--repeats={args.repeats}"]
+    flags += [f"--threads={args.threads}", f"--worker={row['cache']}"]
+    flags += ["--compile"] * args.compile + ["--reuse-memory"] * row["reuse"]
+    env = dict(os.environ)
+    if row["tree"]:
+        env["PYTHONPATH"] = row["tree"]
+    cmd = [sys.executable, __file__, *flags]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def report(row: dict) -> None:
+    r = row["result"]
+    name = f"{row['code']:6s} {row['cache']:7s}{' reuse' if row['reuse'] else '      '}"
+    print(
+        f"{name} block {r['wall']:.2f} s wall, self time: matmul {r['matmul']:.2f} s, attention "
+        f"{r['attention']:.2f} s, other {r['other']:.3f} s = {100 * r['other_share']:.2f} % (data movement "
+        f"{100 * r['movement_share']:.2f} %, elementwise {100 * r['elementwise_share']:.2f} %) "
+        f"(cache holds {r['cached_frames']} frames; process {r['process_wall_s']:.0f} s wall, "
+        f"{r['process_cpu_s']:.0f} s CPU)"
+    )
+    print("   largest other:", ", ".join(f"{o['op']} {o['s']:.3f}s×{o['calls']}" for o in r["top_other"][:6]))
 
 
 def main() -> None:
@@ -134,9 +216,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache", nargs="+", default=["dynamic", "static"])
     parser.add_argument("--compile", action="store_true", help="torch.compile the blocks (inductor; C++ compiler)")
+    parser.add_argument("--baseline", help="git revision to measure too (the 'before' code)")
+    parser.add_argument("--memory", nargs="+", choices=["default", "reuse"], default=["default"],
+                        help="glibc's allocator as it is, and/or keeping freed memory for reuse")  # fmt: skip
+    parser.add_argument("--reuse-memory", action="store_true", help=argparse.SUPPRESS)  # a worker's setting
+    parser.add_argument("--parallel", type=int, default=2, help="measurements at once (one process each)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.worker:
+        return worker(args)
     info = machine_info()
     print(machine_summary())
     print(
@@ -144,25 +233,23 @@ def main() -> None:
         f"tokens/frame, block {args.block}, window {args.window}, {args.steps} steps + cache pass, fp32, "
         f"{args.threads} thread(s){', compiled blocks (inductor)' if args.compile else ''}"
     )
-    results = {"machine": info, "args": vars(args), "caches": {}}
-    for kind in args.cache:
-        r0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.perf_counter()
-        r = run(args, kind)
-        r1 = resource.getrusage(resource.RUSAGE_SELF)
-        r["process_wall_s"] = time.perf_counter() - t0
-        r["process_cpu_s"] = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-        results["caches"][kind] = r
-        print(
-            f"{kind:8s} block {r['wall']:.2f} s wall, self time: matmul {r['matmul']:.2f} s, attention "
-            f"{r['attention']:.2f} s, other {r['other']:.3f} s = {100 * r['other_share']:.2f} % (data movement "
-            f"{100 * r['movement_share']:.2f} %, elementwise {100 * r['elementwise_share']:.2f} %) "
-            f"(cache holds {r['cached_frames']} frames; run {r['process_wall_s']:.0f} s wall, "
-            f"{r['process_cpu_s']:.0f} s CPU)"
-        )
-        print("   largest other:", ", ".join(f"{o['op']} {o['s']:.3f}s×{o['calls']}" for o in r["top_other"][:6]))
-    print(f"load average: {' '.join(f'{x:.2f}' for x in __import__('os').getloadavg())}")
+    rows, t0 = measurements(args), time.perf_counter()
+    for start in range(0, len(rows), args.parallel):
+        group = rows[start : start + args.parallel]
+        procs = [launch(args, row) for row in group]
+        for row, proc in zip(group, procs, strict=True):
+            out, _ = proc.communicate()
+            if proc.returncode:
+                raise SystemExit(f"measurement {row['code']} {row['cache']} failed (exit {proc.returncode})")
+            row["result"] = json.loads(out.strip().splitlines()[-1])
+            report(row)
+    print(f"{time.perf_counter() - t0:.0f} s wall; load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.json:
+        results = {
+            "machine": info,
+            "args": vars(args),
+            "rows": [{k: v for k, v in r.items() if k != "tree"} for r in rows],
+        }
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, default=str)
 

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from cf_ref.masks import token_mask
 from full.cache import LayerKV
+from full.fused_qkv import fused_path, normed_rotary, project_into
 from full.static_cache import StaticLayerKV
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ class SelfAttentionInputs:
     ``BlockMask`` or None (every key visible); cached: this layer's cached ``(key, value)``
     ``[B, N, H, Dh]`` to prepend (KV-cached inference), or its :class:`~full.static_cache.StaticLayerKV`
     (fixed-shape buffers and key mask of a static cache); sink: where a KV-cached pass leaves this layer's new
-    K/V (with their autograd graph) for the cache to append after a cache pass.
+    K/V (with their autograd graph) for the cache to append after a cache pass; polar: ``rotary`` as
+    :func:`full.fused_qkv.polar_table` ``[1, L, 1, Dh/2]`` (complex), which selects the fused eager q/k path.
 
     Everything layer-specific is passed in (no layer index inside the processor), so one compiled block
     graph serves every layer (``compile_repeated_blocks``).
@@ -77,6 +79,7 @@ class SelfAttentionInputs:
     mask: Tensor | BlockMask | None = None
     cached: tuple[Tensor, Tensor] | StaticLayerKV | None = None
     sink: LayerKV | None = None
+    polar: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -172,14 +175,18 @@ class CausalWanSelfAttnProcessor:
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("CausalWanSelfAttnProcessor is a self-attention processor; masks come in the plan")
         plan = rotary_emb if isinstance(rotary_emb, SelfAttentionInputs) else SelfAttentionInputs(rotary_emb)
-        q, k, v = (_unfold(t, plan.fold) for t in self_attention_qkv(attn, hidden_states))  # [B, L, H, Dh]
-        if plan.rotary is not None:
-            q, k = apply_rotary(q, *plan.rotary), apply_rotary(k, *plan.rotary)
+        written = (False, False)  # new K/V already in a static cache's scratch
+        if plan.rotary is not None and fused_path(plan.polar, hidden_states):
+            q, k, v, written = self._fused_qkv(attn, hidden_states, plan)
+        else:
+            q, k, v = (_unfold(t, plan.fold) for t in self_attention_qkv(attn, hidden_states))  # [B, L, H, Dh]
+            if plan.rotary is not None:
+                q, k = apply_rotary(q, *plan.rotary), apply_rotary(k, *plan.rotary)
         if plan.sink is not None:  # kept with its graph: the cache detaches what it stores, a leak option needs it
             plan.sink.key, plan.sink.value = k, v
         keys, values, mask = k, v, plan.mask
         if isinstance(plan.cached, StaticLayerKV):  # fixed shapes: the new K/V fill the scratch, a key mask
-            keys, values = plan.cached.keys_values(k, v)
+            keys, values = plan.cached.keys_values(k, v, written)
             mask = plan.cached.mask
         elif plan.cached is not None:
             keys, values = torch.cat([plan.cached[0], k], dim=1), torch.cat([plan.cached[1], v], dim=1)
@@ -189,6 +196,23 @@ class CausalWanSelfAttnProcessor:
             out = dispatch_attention_fn(q, keys, values, backend=self._attention_backend)
         out = _fold(out.flatten(2, 3).type_as(q), plan.fold)
         return attn.to_out[1](attn.to_out[0](out))
+
+    @staticmethod
+    def _fused_qkv(attn: WanAttention, hidden: Tensor, plan: SelfAttentionInputs) -> tuple[Tensor, ...]:
+        """q, k, v ``[B, L, H, Dh]`` after norms and RoPE by :mod:`full.fused_qkv`, and whether k / v were written
+        straight into a static cache's scratch (no-grad passes over one)."""
+        if getattr(attn, "fused_projections", False):
+            q, k, v = attn.to_qkv(hidden).chunk(3, dim=-1)
+        else:
+            q, k, v = attn.to_q(hidden), attn.to_k(hidden), None
+        scratch = plan.cached.scratch() if isinstance(plan.cached, StaticLayerKV) else None
+        unfold = functools.partial(_unfold, fold=plan.fold)
+        q = normed_rotary(attn.norm_q, q, attn.heads, plan.polar, unfold)
+        k = normed_rotary(attn.norm_k, k, attn.heads, plan.polar, unfold, None if scratch is None else scratch[0])
+        if v is None and scratch is not None and project_into(attn.to_v, hidden, scratch[1]):
+            return q, k, scratch[1], (True, True)
+        v = _unfold(_heads(attn, attn.to_v(hidden) if v is None else v), plan.fold)
+        return q, k, v, (scratch is not None, False)
 
 
 class CausalWanCrossAttnProcessor:

@@ -57,18 +57,22 @@ def _preset_choice() -> click.Choice:
     return click.Choice(sorted(PRESETS))
 
 
-def _sample_config(opts: dict, height: int, width: int) -> SampleConfig:
-    """The sampler's settings from ``sample``'s options (``--height`` / ``--width`` default to the model's size)."""
+def _sample_config(opts: dict, defaults: dict) -> SampleConfig:
+    """The sampler's settings from ``sample``'s options; an option not given takes the model's ``defaults``
+    (:func:`full.sample_files.sample_defaults`)."""
     from full.sampler import SampleConfig
 
+    def pick(option: str, setting: str):
+        return defaults[setting] if opts[option] is None else opts[option]
+
     return SampleConfig(
-        steps=opts["steps"],
+        steps=pick("steps", "steps"),
         first_block_steps=opts["first_block_steps"],
-        block_size=opts["block_size"],
-        num_frames=opts["frames"],
-        height=height if opts["height"] is None else opts["height"],
-        width=width if opts["width"] is None else opts["width"],
-        shift=opts["shift"],
+        block_size=pick("block_size", "block_size"),
+        num_frames=pick("frames", "num_frames"),
+        height=pick("height", "height"),
+        width=pick("width", "width"),
+        shift=pick("shift", "shift"),
         context_noise=opts["context_noise"],
         window=opts["window"],
         sink=opts["sink"],
@@ -82,7 +86,11 @@ def _sample_config(opts: dict, height: int, width: int) -> SampleConfig:
 
 @full.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="diffusers-format Wan2.1 folder")
-@click.option("--preset", type=_preset_choice(), help="models by name (tiny, tiny-ti2v-5b: random, built in code)")
+@click.option(
+    "--preset",
+    type=_preset_choice(),
+    help="models by name: small (a trained student, shipped; 'a red square moving left'), tiny, tiny-ti2v-5b (random)",
+)
 @click.option(
     "--checkpoint", type=click.Path(path_type=Path), help="DiT weights: converted folder/safetensors or a generator .pt"
 )
@@ -94,16 +102,12 @@ def _sample_config(opts: dict, height: int, width: int) -> SampleConfig:
     type=click.Path(path_type=Path),
     help="first frame (PNG/JPEG of the video size): prefilled (--block 1) or frame 0 of the first block (TI2V)",
 )
-@click.option("--steps", type=click.IntRange(1, 1000), default=4, show_default=True, help="denoising steps per block")
+@click.option("--steps", type=click.IntRange(1, 1000), help="denoising steps per block [4; a preset's]")
 @click.option("--first-block-steps", type=click.IntRange(1, 1000), help="steps for the first block (CF++ 1/2-step: 4)")
-@click.option(
-    "--block", "block_size", type=click.IntRange(1), default=3, show_default=True, help="latent frames per block"
-)
-@click.option(
-    "--frames", type=click.IntRange(1), default=21, show_default=True, help="latent frames (21 = 81 video frames)"
-)
-@click.option("--height", type=int, help="pixels [480; tiny: 64]")
-@click.option("--width", type=int, help="pixels [832; tiny: 64]")
+@click.option("--block", "block_size", type=click.IntRange(1), help="latent frames per block [3; a preset's]")
+@click.option("--frames", type=click.IntRange(1), help="latent frames [21 = 81 video frames; small: 12]")
+@click.option("--height", type=int, help="pixels [480; tiny: 64; small: 128]")
+@click.option("--width", type=int, help="pixels [832; tiny: 64; small: 128]")
 @click.option("--window", type=click.IntRange(1), help="rolling KV cache length in blocks (default: whole history)")
 @click.option("--sink", is_flag=True, help="keep the first block in the rolling cache (attention sink; needs --window)")
 @click.option(
@@ -114,9 +118,9 @@ def _sample_config(opts: dict, height: int, width: int) -> SampleConfig:
     help="RoPE positions of the sink: where written, or just before the window (the authors' long-video model)",
 )
 @click.option("--context-noise", type=float, default=0.0, show_default=True, help="σ of the cache pass")
-@click.option("--shift", type=float, default=DEFAULT_SHIFT, show_default=True, help="timestep shift of the σ list")
+@click.option("--shift", type=float, help=f"timestep shift of the σ list [{DEFAULT_SHIFT:g}; small: 1]")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the first prompt (+i for prompt i)")
-@click.option("--fps", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--fps", type=click.IntRange(1), help="frames per second of the MP4 [16; small: 6]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, …")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True)
 @click.option("--save-latents", is_flag=True, help="also write the latents (safetensors)")
@@ -144,8 +148,9 @@ def sample(**opts) -> None:
         )
     if opts["cuda_graphs"] and not str(device).startswith("cuda"):
         raise UserError(f"--cuda-graphs needs a CUDA device, got --device {opts['device']} ({device})")
-    components, (height, width), _ = files.open_models(source, device, dtype)
-    config = _sample_config(opts, height, width)
+    components, _, _ = files.open_models(source, device, dtype)
+    defaults = files.sample_defaults(source)
+    config = _sample_config(opts, defaults)
     config.validate()
     components.latent_shape(config.height, config.width)
     image_latent = None if opts["image"] is None else files.image_latent_for(components, opts["image"], config)
@@ -161,7 +166,7 @@ def sample(**opts) -> None:
         config,
         out_dir,
         image_latent=image_latent,
-        fps=opts["fps"],
+        fps=opts["fps"] or defaults["fps"],
         save_latents=opts["save_latents"],
         model_name=source.describe(),
         checkpoint=str(opts["checkpoint"]) if opts["checkpoint"] else None,
@@ -172,7 +177,7 @@ def sample(**opts) -> None:
 
 @full.command()
 @click.option("--model", "model_dir", type=click.Path(path_type=Path), help="diffusers-format Wan2.1 folder")
-@click.option("--preset", type=_preset_choice(), help="models by name (tiny: random, built in code; offline)")
+@click.option("--preset", type=_preset_choice(), help="models by name (small: a trained student; tiny: random)")
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="DiT weights replacing the folder's")
 @click.option("--checkpoint-key", default="generator", show_default=True, help="entry of a training checkpoint")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (localhost only by default)")
@@ -193,12 +198,13 @@ def serve(**opts) -> None:
         from full.serve.protocol import ServeLimits
     except ImportError as exc:
         raise click.ClickException(f"{exc.name} is missing: pip install -e '.[serve]'") from None
-    from full.sample_files import ModelSource, open_models
+    from full.sample_files import ModelSource, open_models, sample_defaults
     from full.sampler import SampleConfig
 
     device, dtype = _device_and_dtype(opts["device"], opts["dtype"])
     source = ModelSource(opts["preset"], opts["model_dir"], opts["checkpoint"], opts["checkpoint_key"])
     components, (height, width), block = open_models(source, device, dtype)
+    defaults = sample_defaults(source)
     config = SampleConfig(
         block_size=opts["block_size"] or block or 3,
         num_frames=opts["block_size"] or block or 3,
@@ -207,10 +213,12 @@ def serve(**opts) -> None:
         window=opts["window"],
         sink=opts["sink"],
         context_noise=opts["context_noise"],
+        steps=defaults["steps"],
+        shift=defaults["shift"],
     )
     config.validate()
     limits = ServeLimits(max_waiting=opts["max_waiting"])
-    app = create_app(components, ServeSettings(config, source.describe(), limits=limits))
+    app = create_app(components, ServeSettings(config, source.describe(), fps=defaults["fps"], limits=limits))
     if opts["host"] not in LOOPBACK:
         click.echo(f"warning: binding to {opts['host']} makes the model reachable from other machines", err=True)
     click.echo(f"serving {source.describe()} on http://{opts['host']}:{opts['port']}/ (Ctrl+C to stop)")

@@ -7,7 +7,10 @@ pipeline (:mod:`full.pipeline_diffusers`) and ``cf-ref full serve`` — gets its
   ``tokenizer/``), offline, optionally with the DiT weights replaced by a converted or original-layout
   Causal Forcing / Self Forcing checkpoint;
 * :func:`load_preset` — a preset by name (:data:`full.presets.PRESETS`; ``tiny`` builds random tiny models in
-  code), loaded through the same folder path.
+  code, ``small`` is the small track's shipped student), loaded through the same folder path.
+
+A folder whose ``vae/`` / ``text_encoder/`` config names the small track's patch code / word vectors
+(:mod:`full.small.components`) gets those in place of the Wan VAE / UMT5 encoder, behind the same interfaces.
 """
 
 from __future__ import annotations
@@ -86,6 +89,24 @@ def _load_checkpoint_into(transformer: CausalWanTransformer3DModel, checkpoint, 
         )
 
 
+def _load_vae(model_dir: Path, device, dtype):
+    """A Wan VAE, or the small track's patch code when ``vae/config.json`` names it."""
+    from full.small import components as small
+
+    if small.holds_patch_code(model_dir):
+        return small.load_patch_code_vae(model_dir, device, dtype)
+    return load_vae(model_dir, device, dtype)
+
+
+def _load_text_encoder(model_dir: Path, device, dtype, text_length: int | None) -> TextEncoder:
+    """UMT5, or the small track's word vectors when ``text_encoder/config.json`` names them."""
+    from full.small import components as small
+
+    if small.holds_word_vectors(model_dir):
+        return small.load_word_vector_encoder(model_dir, device, dtype, text_length)
+    return load_text_encoder(model_dir, device, dtype, text_length)
+
+
 def load_components(
     model_dir: str | os.PathLike,
     checkpoint: str | os.PathLike | None = None,
@@ -105,12 +126,12 @@ def load_components(
     if checkpoint is not None:
         _load_checkpoint_into(transformer, checkpoint, checkpoint_key, model_dir)
     transformer = transformer.to(device).eval()
-    vae = load_vae(model_dir, device, dtype)
+    vae = _load_vae(model_dir, device, dtype)
     if vae.config.z_dim != transformer.config.in_channels:
         raise InvalidValue(
             f"VAE latents have {vae.config.z_dim} channels, the DiT expects {transformer.config.in_channels}"
         )
-    text = load_text_encoder(model_dir, device, dtype, text_length)
+    text = _load_text_encoder(model_dir, device, dtype, text_length)
     if text.model.config.d_model != transformer.config.text_dim:
         raise InvalidValue(
             f"text encoder width {text.model.config.d_model} != DiT text_dim {transformer.config.text_dim}"

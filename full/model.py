@@ -76,8 +76,10 @@ from full.attention import (
     cross_attention_kv,
     resolve_kernel,
 )
+from full.block import CausalWanTransformerBlock
 from full.cache import LayerKV, TextContext, WanKVCache
 from full.cache_choice import new_kv_cache
+from full.fused_qkv import polar_table
 from full.static_cache import StaticKVCache, StaticLayerKV
 
 #: The released transformers' configurations live with the rest of each base model's settings in
@@ -106,6 +108,9 @@ def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
 class CausalWanTransformer3DModel(WanTransformer3DModel):
     """``WanTransformer3DModel`` + causal attention processors (see the module doc for the API)."""
 
+    _repeated_blocks = ["WanTransformerBlock", "CausalWanTransformerBlock"]  # regional compilation finds either
+    _no_split_modules = ["WanTransformerBlock", "CausalWanTransformerBlock"]
+
     @functools.wraps(WanTransformer3DModel.__init__)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,8 +121,10 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
 
     # ------------------------------------------------------------------ setup
     def install_causal_processors(self) -> None:
-        """(Re)install the causal self- and cross-attention processors on every block."""
+        """(Re)install the causal self- and cross-attention processors on every block (and its in-place inference
+        forward, :class:`full.block.CausalWanTransformerBlock`: same modules and weights)."""
         for block in self.blocks:
+            block.__class__ = CausalWanTransformerBlock
             block.attn1.set_processor(CausalWanSelfAttnProcessor())
             block.attn2.set_processor(CausalWanCrossAttnProcessor())
 
@@ -273,6 +280,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             hidden = rearrange(hidden, "b (f t) d -> (b f) t d", f=fold)
         proj = proj.flatten(0, 1) if timestep.ndim == 2 else proj  # [(B·F), 6, D] or [B, 6, D]
         rotary = self.rotary(positions, height, width) if rotary is None else rotary
+        polar = polar_table(*rotary, self.compute_dtype)  # once per pass: the fused q/k path's RoPE table
         # KV-cached passes always get a (possibly empty) prefix and a sink, so that under torch.compile every
         # layer and every block of a rollout reuses one graph (only the prefix length varies).
         if sinks is not None and (cache is None or len(sinks) != len(self.blocks)):
@@ -281,7 +289,8 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
             sinks = [LayerKV() for _ in self.blocks]
         for i, block in enumerate(self.blocks):
             cached = None if cache is None else self._cached_or_empty(cache, i, b, f)
-            self_inputs = SelfAttentionInputs(rotary, fold, mask, cached, sinks[i] if sinks is not None else None)
+            sink = sinks[i] if sinks is not None else None
+            self_inputs = SelfAttentionInputs(rotary, fold, mask, cached, sink, polar)
             kv = (text.keys[i], text.values[i]) if text.keys is not None else None
             cross_inputs = CrossAttentionInputs(text.hidden, kv, fold)
             if torch.is_grad_enabled() and self.gradient_checkpointing:

@@ -115,7 +115,10 @@ class CausalForcingPipeline(DiffusionPipeline):
         from full.components import load_preset
 
         components, preset = load_preset(name, device, dtype)
-        return cls.from_components(components, preset.block_size, preset.height, preset.width)
+        pipe = cls.from_components(components, preset.block_size, preset.height, preset.width)
+        if preset.shift is not None:  # the σ list the preset's student was trained on
+            pipe.register_to_config(shift=preset.shift)
+        return pipe
 
     @classmethod
     def from_components(cls, components: WanComponents, block_size: int = 3, height: int = 480, width: int = 832):

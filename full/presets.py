@@ -3,23 +3,28 @@
 A preset is a :class:`Preset`: a function that writes a diffusers-format Wan folder (``transformer/``,
 ``vae/``, ``text_encoder/``, ``tokenizer/``) plus its video size, text length and block size; loading then
 takes the same path as a real checkpoint (:func:`full.components.load_preset`). This module imports nothing
-heavy, so the command line can list the names. ``tiny`` builds random tiny models in code. A trained preset —
-the small track's trained student (``small``, not built yet) — is one more entry of :data:`PRESETS` whose ``write``
-copies (or builds and caches) its folder; nothing else has to change.
+heavy, so the command line can list the names. ``tiny`` builds random tiny models in code; ``small`` is the small
+track's trained causal-forcing student, shipped as package data (:data:`full.small.ship.SHIPPED`, a model folder
+with a patch-code "VAE" and a word-vector "text encoder", :mod:`full.small.components`), whose ``write`` returns
+that folder as it is. A preset also carries the sampling settings its model was trained for (latent frames,
+steps, σ-list shift, fps); :func:`full.sample_files.preset_config` fills them in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cf_ref.errors import InvalidValue
 
 
 @dataclass(frozen=True)
 class Preset:
-    """``write(folder) -> folder`` writes the model set; ``height`` × ``width`` pixels; ``text_length`` tokens
-    per prompt (None: the tokenizer's, at most 512); ``block_size`` latent frames per block."""
+    """``write(folder) -> folder`` writes the model set (or returns the shipped folder holding it); ``height`` ×
+    ``width`` pixels; ``text_length`` tokens per prompt (None: the tokenizer's, at most 512); ``block_size`` latent
+    frames per block; ``frames`` latent frames, ``steps`` per block, σ-list ``shift`` and ``fps`` of a sample
+    (None: the sampler's defaults, Wan's setting)."""
 
     write: Callable[[str], str]
     height: int
@@ -27,6 +32,16 @@ class Preset:
     text_length: int | None = None
     block_size: int = 3
     description: str = ""
+    frames: int | None = None
+    steps: int | None = None
+    shift: float | None = None
+    fps: int | None = None
+
+    def sample_settings(self) -> dict[str, Any]:
+        """The preset's sampling settings as :class:`full.sampler.SampleConfig` fields (only those it sets)."""
+        values = {"height": self.height, "width": self.width, "block_size": self.block_size, "num_frames": self.frames}
+        values |= {"steps": self.steps, "shift": self.shift}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 def _tiny() -> Preset:
@@ -58,8 +73,27 @@ def _tiny_ti2v_5b() -> Preset:
     )
 
 
+def _small() -> Preset:
+    from full.small.ship import SHIPPED, read_manifest
+
+    s = read_manifest(SHIPPED)["sampling"]
+    return Preset(
+        lambda folder: str(SHIPPED),
+        s["height"],
+        s["width"],
+        s["text_length"],
+        s["block_size"],
+        "the small track's trained causal-forcing student (16x16 bouncing shapes shown at 128x128; prompts "
+        "'a COLOUR SHAPE moving DIRECTION')",
+        frames=s["frames"],
+        steps=s["steps"],
+        shift=s["shift"],
+        fps=s["fps"],
+    )
+
+
 #: Preset name → a function building its :class:`Preset` (nothing is imported until one is used).
-PRESETS: dict[str, Callable[[], Preset]] = {"tiny": _tiny, "tiny-ti2v-5b": _tiny_ti2v_5b}
+PRESETS: dict[str, Callable[[], Preset]] = {"small": _small, "tiny": _tiny, "tiny-ti2v-5b": _tiny_ti2v_5b}
 
 
 def get_preset(name: str) -> Preset:

@@ -5,6 +5,8 @@ the server load models and build configs the same way:
 
 * :func:`read_prompts` — one ``--prompt`` or a file of prompts (one a line, blank lines skipped);
 * :func:`open_models` — a preset by name or a model folder (+ checkpoint) → components and the default size;
+* :func:`sample_defaults` — the sampling settings the source's model was made for (a preset's, else Wan's);
+  :func:`preset_config` — a :class:`~full.sampler.SampleConfig` at a preset's settings;
 * :func:`image_latent_for` — the ``--image`` first frame encoded by the VAE (image-to-video);
 * :func:`sample_to_folder` — generate each prompt (seed ``seed + i``) and write ``NNN_slug.mp4``,
   optionally ``NNN_slug.safetensors`` (latents), and the manifest ``samples.json`` (written last, atomically).
@@ -14,18 +16,22 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from cf_ref.errors import InvalidValue
 from cf_ref.io import read_text, save_tensors, to_plain, write_json
 from full.components import WAN_SIZE, WanComponents, load_components, load_preset
+from full.presets import Preset, get_preset
 from full.sampler import SampleConfig, generate
 from full.video import WAN_FPS, encode_image, load_image, to_uint8, video_frames, write_mp4
 
 MANIFEST = "samples.json"
+#: The :class:`full.sampler.SampleConfig` fields a model (preset) decides by default.
+SETTINGS_OF_A_MODEL = ("steps", "block_size", "num_frames", "height", "width", "shift")
 
 
 def read_prompts(prompt: str | None, prompts_file: str | os.PathLike | None) -> list[str]:
@@ -73,6 +79,22 @@ def open_models(
         return components, (preset.height, preset.width), preset.block_size
     components = load_components(source.model_dir, source.checkpoint, source.checkpoint_key, device, dtype)
     return components, WAN_SIZE, None
+
+
+def sample_defaults(source: ModelSource) -> dict[str, Any]:
+    """The sampler settings (:class:`full.sampler.SampleConfig` fields, and ``fps``) a source's model was made for:
+    a preset's (:meth:`full.presets.Preset.sample_settings`), else Wan2.1's (the sampler's defaults, 16 fps)."""
+    defaults = {k: v for k, v in asdict(SampleConfig()).items() if k in SETTINGS_OF_A_MODEL} | {"fps": WAN_FPS}
+    if source.preset is None:
+        return defaults
+    preset = get_preset(source.preset)
+    return defaults | preset.sample_settings() | ({} if preset.fps is None else {"fps": preset.fps})
+
+
+def preset_config(preset: Preset, **overrides: Any) -> SampleConfig:
+    """A :class:`full.sampler.SampleConfig` with ``preset``'s settings (:meth:`~full.presets.Preset.sample_settings`),
+    ``overrides`` on top."""
+    return SampleConfig(**(preset.sample_settings() | overrides))
 
 
 def image_latent_for(components: WanComponents, image_path: str | os.PathLike, config: SampleConfig) -> torch.Tensor:
@@ -123,16 +145,16 @@ def sample_to_folder(
     out_dir.mkdir(parents=True, exist_ok=True)
     dtype = components.transformer.compute_dtype
     manifest = {"model": model_name, "checkpoint": checkpoint, "config": to_plain(config), "samples": []}
-    for i, (prompt, name) in enumerate(zip(prompts, output_names(prompts))):
+    encoded = [components.text.encode([p]).to(dtype) for p in prompts]  # a prompt the encoder refuses: nothing written
+    for i, (prompt, name, embeds) in enumerate(zip(prompts, output_names(prompts), encoded)):
         run = replace(config, seed=config.seed + i)
-        embeds = components.text.encode([prompt]).to(dtype)
         result = generate(components, embeds, run, image_latent=image_latent, progress=progress)
         write_mp4(out_dir / f"{name}.mp4", to_uint8(result.video[0]), fps=fps)
         if save_latents:
             save_tensors(out_dir / f"{name}.safetensors", {"latents": result.latents[0].float()})
         entry = {"index": i, "prompt": prompt, "file": f"{name}.mp4", "seed": run.seed}
         entry |= {
-            "video_frames": video_frames(run.num_frames),
+            "video_frames": video_frames(run.num_frames, components.vae.config.scale_factor_temporal),
             "fps_generation": result.fps,
             "timings_s": result.timings,
         }

@@ -106,5 +106,6 @@ class SinkKVCache(WanKVCache):
         sink, keep = self.sink_frames * t, capacity * t
         if kv.key.shape[1] > sink + keep:
             tail = slice(kv.key.shape[1] - keep, None)
-            kv.key = torch.cat([kv.key[:, :sink], kv.key[:, tail]], dim=1)
-            kv.value = torch.cat([kv.value[:, :sink], kv.value[:, tail]], dim=1)
+            with torch.enable_grad():  # commits run under no_grad: keep the graph the kept frames carry, if any
+                kv.key = torch.cat([kv.key[:, :sink], kv.key[:, tail]], dim=1)
+                kv.value = torch.cat([kv.value[:, :sink], kv.value[:, tail]], dim=1)

@@ -8,7 +8,8 @@ block and a CUDA graph cannot be captured at all. :class:`StaticKVCache` holds, 
 
 — ``S`` committed frame *slots* (``sink_frames`` + ``capacity_frames``, or ``max_frames`` without a window)
 followed by ``b`` *scratch* frames for the block being denoised (``T`` tokens per frame). A pass writes its
-new K/V into the scratch in place and attends over the whole buffer with a boolean key mask
+new K/V into the scratch in place (the eager float32 path computes them straight into it, :meth:`StaticLayerKV.scratch`
+and :mod:`full.fused_qkv`: no copy) and attends over the whole buffer with a boolean key mask
 ``[1, 1, 1, (S+b)T]`` that hides the empty slots; a cache pass then copies its K/V into the slots of the
 frames it commits. So every pass of a rollout presents the same shapes and the same buffers: one compiled
 graph serves every block, and the per-block step can be captured as a CUDA graph (:mod:`full.graphs`).
@@ -49,14 +50,27 @@ class StaticLayerKV:
     mask: Tensor
     slot_tokens: int
 
-    def keys_values(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys/values ``[B, (S+b)T, H, Dh]`` to attend over for a pass whose new K/V are ``[B, bT, H, Dh]``:
-        the buffers with the scratch overwritten in place (no grad), or ``[slots ; new]`` (grad mode)."""
-        n = self.slot_tokens
+    def scratch(self) -> tuple[Tensor, Tensor] | None:
+        """The scratch's key/value views ``[B, bT, H, Dh]`` a pass may write its new K/V into directly (then
+        :meth:`keys_values` copies nothing), or None in grad mode (nothing is written in place then)."""
         if torch.is_grad_enabled() or self.key.requires_grad:
+            return None
+        n = self.slot_tokens
+        return self.key[:, n:], self.value[:, n:]
+
+    def keys_values(
+        self, key: Tensor, value: Tensor, written: tuple[bool, bool] = (False, False)
+    ) -> tuple[Tensor, Tensor]:
+        """Keys/values ``[B, (S+b)T, H, Dh]`` to attend over for a pass whose new K/V are ``[B, bT, H, Dh]``:
+        the buffers with the scratch overwritten in place (no grad; ``written``: key / value are already there,
+        written through :meth:`scratch`), or ``[slots ; new]`` (grad mode)."""
+        scratch = self.scratch()
+        if scratch is None:
+            n = self.slot_tokens
             return torch.cat([self.key[:, :n], key], dim=1), torch.cat([self.value[:, :n], value], dim=1)
-        self.key[:, n:].copy_(key)
-        self.value[:, n:].copy_(value)
+        for dst, new, done in zip(scratch, (key, value), written, strict=True):
+            if not done:
+                dst.copy_(new)
         return self.key, self.value
 
 

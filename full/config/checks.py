@@ -74,10 +74,11 @@ def _check_model(config: RunConfig, errors: list[str]) -> None:
             f"use a frame count that is a multiple of {m.block_size}"
         )
     tb = m.tiny_base
-    if tb.steps < 0 or tb.batch_size < 1 or tb.lr <= 0 or tb.videos < 1 or not 0 <= tb.caption_dropout <= 1:
+    sizes_ok = tb.steps >= 0 and tb.batch_size >= 1 and tb.lr > 0 and tb.videos >= 1 and tb.warmup >= 0
+    if not (sizes_ok and 0 <= tb.caption_dropout <= 1 and 0 <= tb.ema_decay < 1):
         errors.append(
-            "model.tiny_base: need steps >= 0, batch_size >= 1, lr > 0, videos >= 1, caption_dropout in [0, 1], "
-            f"got {dataclasses.asdict(tb)}"
+            "model.tiny_base: need steps >= 0, batch_size >= 1, lr > 0, videos >= 1, warmup >= 0, caption_dropout "
+            f"in [0, 1], ema_decay in [0, 1), got {dataclasses.asdict(tb)}"
         )
     if min(v.latent_frames, v.latent_height, v.latent_width) < 1:
         errors.append(f"video: latent sizes must be >= 1, got {dataclasses.asdict(v)}")
@@ -159,6 +160,8 @@ def _check_dmd(config: RunConfig, errors: list[str]) -> None:
         errors.append(f"dmd.guidance_scale must be >= 0, got {d.guidance_scale}")
     if d.score_shift is not None and d.score_shift <= 0:
         errors.append(f"dmd.score_shift must be > 0 or null (the exact σ), got {d.score_shift}")
+    if d.cache not in ("dynamic", "static"):
+        errors.append(f"dmd.cache must be dynamic or static, got {d.cache!r}")
     if d.cache_gradient is not CacheGradient.NONE and d.generator_input is not GeneratorInput.SELF_ROLLOUT:
         errors.append("dmd.cache_gradient applies to generator_input self (a KV-cache rollout); set it to none")
     self_rollout = d.generator_input is GeneratorInput.SELF_ROLLOUT

@@ -87,6 +87,9 @@ class TinyBaseConfig:
     lr: float = 2.0e-3
     caption_dropout: float = 0.1  # probability of training on the negative prompt (unconditional) instead
     videos: int = 64  # synthetic latent videos generated for the preset
+    warmup: int = 0  # linear learning-rate warm-up over this many steps (full.stages.base.learning_rate)
+    cosine: bool = False  # then a cosine decay to 0 at the last step (False: constant)
+    ema_decay: float = 0.0  # > 0: keep an EMA of the weights with this decay and save it as the base model
 
 
 @dataclass
@@ -240,6 +243,8 @@ class DMDConfig:
     context_noise: float = 0.0  # σ at which finished blocks are committed to the KV cache
     # gradient the committed K/V carry: none (the method) or the authors' leak through their in-place cache
     cache_gradient: CacheGradient = CacheGradient.NONE
+    # the rollout's KV cache: dynamic (grows by concatenation) or static (preallocated, fixed shapes; same gradients)
+    cache: str = "dynamic"
     # shift of the 1000-step grid on which the scores' x̂0 is read; null = the exact σ (the method). The authors'
     # real / fake score wrappers use 8.0 (WanDiffusionWrapper's default), the noise the model's 5.0
     score_shift: float | None = None

@@ -1,6 +1,7 @@
 """``cf-ref full compare``: every recipe on the small track's data, seed by seed, and the outputs.
 
-For each seed (:mod:`full.small.run`): the training set and the base model, every recipe's stages (shared ones once),
+First the base model, once for the whole comparison and shared by every seed (:func:`full.small.run.prepare_base`).
+For each seed (:mod:`full.small.run`): the training set, every recipe's stages (shared ones once),
 then the scores (:mod:`full.small.evaluate`) of the base model, the AR teacher, and each recipe's student after its
 initialisation (``init``: the ODE / CD / AR-teacher weights DMD starts from) and after DMD (``dmd``). Then
 ``compare.json`` (every per-seed score and the mean ± std over seeds), ``compare.md`` and the figures
@@ -30,7 +31,7 @@ from full.recipes import Stage, recipe_stages
 from full.small.evaluate import cached_reference, evaluate
 from full.small.figures import write_figures
 from full.small.injectivity import pair_injectivity
-from full.small.run import prepare_seed, providers, recipe_config, run_config, run_recipes
+from full.small.run import BASE_SEED, prepare_base, prepare_seed, providers, recipe_config, run_config, run_recipes
 from full.small.settings import SmallSettings, get_settings
 from full.small.summary import compare_document, markdown
 from full.stage_inputs import final_weights
@@ -113,6 +114,20 @@ def evaluate_seed(
     return out
 
 
+def base_model(settings: SmallSettings, out: Path, ctx: DistContext | None, variants) -> dict[str, Any]:
+    """Train (or reuse) the shared base model; its folder, seed and this invocation's CPU / wall seconds for it."""
+    t0 = time.process_time(), time.perf_counter()
+    torch.set_num_threads(1)  # as for the seeds: on shared cores a second thread mostly spins
+    folder = prepare_base(settings, out, ctx or init_distributed("cpu"), variants)
+    return {
+        "shared": True,
+        "folder": str(folder.relative_to(out)),
+        "data_seed": BASE_SEED,
+        "cpu_s": time.process_time() - t0[0],
+        "wall_s": time.perf_counter() - t0[1],
+    }
+
+
 def run_seed(preset: str, out: Path, seed: int, recipes, variants, ctx: DistContext | None = None):
     """One seed: data, base model, every recipe, the scores; returns ``(seed, scores, {cpu_s, wall_s})``."""
     settings = get_settings(preset)
@@ -120,7 +135,7 @@ def run_seed(preset: str, out: Path, seed: int, recipes, variants, ctx: DistCont
     torch.set_num_threads(1)  # small tensors gain nothing from more threads; on a loaded machine they spin
     seed_dir = out / f"seed-{seed}"
     t0 = time.process_time(), time.perf_counter()
-    prepare_seed(settings, seed_dir, seed, ctx, variants)
+    prepare_seed(settings, seed_dir, seed)
     run_recipes(settings, seed_dir, seed, recipes, ctx, variants)
     result = evaluate_seed(settings, seed_dir, seed, recipes, variants)
     return seed, result, {"cpu_s": time.process_time() - t0[0], "wall_s": time.perf_counter() - t0[1]}
@@ -152,6 +167,7 @@ def run_compare(
     claim_folder(out, {"preset": preset, "variants": list(variants)})
     if jobs < 1:
         raise InvalidValue(f"--jobs must be >= 1, got {jobs}")
+    base = base_model(settings, out, ctx, variants)
     args = [(preset, out, seed, chosen, tuple(variants)) for seed in range(seeds)]
     if jobs == 1:
         done = [run_seed(*a, ctx=ctx) for a in args]
@@ -160,7 +176,7 @@ def run_compare(
             done = list(pool.map(_run_seed_job, args))
     per_seed = {seed: result for seed, result, _ in done}
     timings = {seed: t for seed, _, t in done}
-    result = compare_document(settings, chosen, variants, per_seed, timings, machine_info())
+    result = compare_document(settings, chosen, variants, per_seed, timings, machine_info(), base)
     write_json(out / "compare.json", to_plain(result))
     write_text(out / "compare.md", markdown(result))
     if figures:

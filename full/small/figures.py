@@ -24,6 +24,7 @@ import torch  # noqa: E402
 
 from full.report import plot_losses, save_figure, stage_logs  # noqa: E402
 from full.small.evaluate import data_samples, kept_samples  # noqa: E402
+from full.small.run import BASE  # noqa: E402
 from full.small.settings import SmallSettings  # noqa: E402
 from full.small.summary import LABELS, METRICS  # noqa: E402
 from full.synthetic import patch_decode  # noqa: E402
@@ -140,5 +141,6 @@ def write_figures(result: dict[str, Any], settings: SmallSettings, out: Path) ->
     plot_metric_bars(result, figures / "metrics.png")
     plot_strips(_strip_rows(result, settings, out), figures / "strips.png")
     plot_iou_by_frame(result, figures / "iou_by_frame.png", int(settings.stages["model"]["block_size"]))
-    plot_losses(stage_logs(out / f"seed-{result['seeds'][0]}"), figures / "losses.png")
+    base = {f"base/{k}": rows for k, rows in stage_logs(out / BASE).items()} if (out / BASE).is_dir() else {}
+    plot_losses({**base, **stage_logs(out / f"seed-{result['seeds'][0]}")}, figures / "losses.png")
     write_videos(result, settings, out)

@@ -1,9 +1,15 @@
 """One seed of the small-track comparison: data, base model, every recipe's stages (shared ones once).
 
-Layout under the seed's folder ``seed-<s>/``: ``data/`` (the training set, :func:`full.synthetic.write_bounce_latents`),
-``base-model/`` (the bidirectional DiT pretrained by flow matching, :func:`full.stages.base.pretrain_tiny_base`),
-and one ``cf-ref full train`` output folder per recipe, ``<recipe>/<stage>/``, run through
-:func:`full.pipeline.run_training` (``--resume``: a finished stage is skipped, an interrupted one continues).
+**One base model per comparison.** The bidirectional DiT every recipe distils (the role Wan2.1 plays in the paper:
+given, not part of the recipe) is pretrained once by flow matching (:func:`full.stages.base.pretrain_tiny_base`)
+in ``base/`` beside the seeds — ``base/data/`` (its training set: ``base.videos`` scenes of seed :data:`BASE_SEED`),
+``base/base-pretrain/`` (its training log and checkpoints), ``base/base-model/`` — and shared by every seed; the
+seeds vary the distillation stages. A resumed compare reuses it.
+
+Layout under the seed's folder ``seed-<s>/``: ``data/`` (the stages' training set,
+:func:`full.synthetic.write_bounce_latents`) and one ``cf-ref full train`` output folder per recipe,
+``<recipe>/<stage>/``, run through :func:`full.pipeline.run_training` (``--resume``: a finished stage is skipped, an
+interrupted one continues).
 
 **Shared stages.** Two recipes whose chains hold the same stage with the same inputs run it once
 (:func:`stage_key`): the AR teacher of causal-forcing and causal-forcing-pp, the bidirectional ODE pairs and ODE
@@ -28,6 +34,8 @@ from full.small.settings import SmallSettings
 from full.stage_inputs import FEEDS, final_weights, stage_dir
 from full.stages.base import pretrain_tiny_base
 from full.synthetic import write_bounce_latents
+
+BASE, BASE_SEED = "base", 0
 
 CONSUMER_KEY = {Stage.ODE_PAIRS: "ode_pairs.init", Stage.ODE: "ode.init", Stage.CD: "cd.init", Stage.DMD: "dmd.init"}
 """The setting that points a stage at the weights it starts from (``ode.pairs`` for an ODE stage fed by pairs)."""
@@ -63,7 +71,7 @@ def run_config(
         {
             "out": str(seed_dir / recipe.value),
             "seed": seed,
-            "model": {"path": str(seed_dir / "base-model")},
+            "model": {"path": str(base_dir(seed_dir.parent) / "base-model")},
             "data": {"latents": str(seed_dir / "data")},
         },
     )
@@ -99,23 +107,41 @@ def recipe_config(
     return run_config(settings, seed_dir, seed, recipe, [*variants, *shared])
 
 
-def prepare_seed(settings: SmallSettings, seed_dir: Path, seed: int, ctx: DistContext, variants=()) -> None:
-    """The seed's training set and pretrained base model (each skipped when already complete)."""
-    data = seed_dir / "data"
-    spec = dataclasses.replace(settings.data, seed=seed)
-    if not (data / "index.json").is_file():
-        write_bounce_latents(data, spec)
-    base = seed_dir / "base-model"
-    if not (base / "config.json").is_file():
-        config = run_config(settings, seed_dir, seed, Recipe.CAUSAL_FORCING, variants)
-        config = merge_base(config, settings, seed_dir)
-        pretrain_tiny_base(config, ctx, TensorSet(data, SetKind.LATENTS), base, settings.model)
+def base_dir(out: Path) -> Path:
+    """The comparison's shared base-model folder (module doc)."""
+    return Path(out) / BASE
 
 
-def merge_base(config: RunConfig, settings: SmallSettings, seed_dir: Path) -> RunConfig:
-    """``config`` with the base pretraining's settings and the seed folder as its output."""
+def write_data(settings: SmallSettings, folder: Path, seed: int, count: int | None = None) -> Path:
+    """The preset's training set (``count`` scenes, default the preset's) of ``seed`` in ``folder`` (skipped when
+    already complete)."""
+    if not (folder / "index.json").is_file():
+        count = settings.data.count if count is None else count
+        write_bounce_latents(folder, dataclasses.replace(settings.data, seed=seed, count=count))
+    return folder
+
+
+def prepare_base(settings: SmallSettings, out: Path, ctx: DistContext, variants=()) -> Path:
+    """The shared base model ``base/base-model`` (module doc; skipped when already saved); returns its folder."""
+    folder = base_dir(out)
+    model = folder / "base-model"
+    if not (model / "config.json").is_file():
+        data = write_data(settings, folder / "data", BASE_SEED, settings.base.videos)
+        config = run_config(settings, out / f"seed-{BASE_SEED}", BASE_SEED, Recipe.CAUSAL_FORCING, variants)
+        config = merge_base(config, settings, folder)
+        pretrain_tiny_base(config, ctx, TensorSet(data, SetKind.LATENTS), model, settings.model)
+    return model
+
+
+def prepare_seed(settings: SmallSettings, seed_dir: Path, seed: int) -> None:
+    """The seed's training set (skipped when already complete)."""
+    write_data(settings, seed_dir / "data", seed)
+
+
+def merge_base(config: RunConfig, settings: SmallSettings, folder: Path) -> RunConfig:
+    """``config`` with the base pretraining's settings and ``folder`` as its output."""
     model = dataclasses.replace(config.model, tiny_base=settings.base)
-    return dataclasses.replace(config, model=model, out=str(seed_dir))
+    return dataclasses.replace(config, model=model, out=str(folder))
 
 
 def run_recipes(

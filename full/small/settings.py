@@ -65,7 +65,7 @@ SMOKE = SmallSettings(
     name="smoke",
     data=BounceSpec(count=16, frames=6, pixels=8, patch=2, size=0.2, speed=(0.05, 0.1), text_length=8, text_dim=16),
     model=TinyConfig(latent_channels=12, num_layers=1, num_heads=2, head_dim=16, ffn_dim=32, text_dim=16),
-    base=TinyBaseConfig(steps=4, batch_size=4, lr=2e-3, videos=16),
+    base=TinyBaseConfig(steps=4, batch_size=4, lr=2e-3, videos=16, warmup=2, cosine=True, ema_decay=0.5),
     stages=_layer(6, 4, {"ar_diffusion": (3, 4), "ode": (3, 4), "cd": (3, 4), "dmd": (2, 2)}, 4, 8),
     eval_videos=4,
 )
@@ -74,8 +74,10 @@ SMALL = SmallSettings(
     name="small",
     data=BounceSpec(count=512, frames=12, pixels=16, patch=2, text_length=8, text_dim=32),
     model=TinyConfig(latent_channels=12, num_layers=2, num_heads=4, head_dim=32, ffn_dim=256, text_dim=32, freq_dim=64),
-    base=TinyBaseConfig(steps=1200, batch_size=8, lr=1e-3, videos=512),
-    stages=_layer(12, 8, {"ar_diffusion": (100, 8), "ode": (100, 8), "cd": (60, 8), "dmd": (60, 4)}, 16, 96),
+    # one base model per comparison: 5000 steps of 16 (80 k videos seen, 4096 scenes), warm-up + cosine decay
+    # (an EMA, decay 0.999, scored below the last weights at the end of the cosine decay: docs/small.md)
+    base=TinyBaseConfig(steps=5000, batch_size=16, lr=1e-3, videos=4096, warmup=200, cosine=True),
+    stages=_layer(12, 8, {"ar_diffusion": (300, 8), "ode": (300, 8), "cd": (200, 8), "dmd": (300, 4)}, 16, 128),
     eval_videos=48,
 )
 

@@ -52,9 +52,16 @@ def _mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
 
 
 def compare_document(
-    settings, recipes: Sequence[Recipe], variants: Sequence[str], per_seed: Mapping[int, Any], timings, machine
+    settings,
+    recipes: Sequence[Recipe],
+    variants: Sequence[str],
+    per_seed: Mapping[int, Any],
+    timings,
+    machine,
+    base=None,
 ) -> dict[str, Any]:
-    """The ``compare.json`` document (module doc) from :func:`full.small.compare.evaluate_seed`'s per-seed results."""
+    """The ``compare.json`` document (module doc) from :func:`full.small.compare.evaluate_seed`'s per-seed results;
+    ``base``: how the shared base model was made (:func:`full.small.compare.base_model`)."""
     seeds = sorted(per_seed)
     runs = [per_seed[s] for s in seeds]
     rows: dict[str, list] = {
@@ -82,6 +89,7 @@ def compare_document(
         "machine": machine,
         "settings": to_plain(settings),
         "timings": {str(s): timings[s] for s in seeds if s in timings},
+        "base_model": dict(base or {}),
         "noise_floor": mean_std([r["reference"]["floor"] for r in runs])["energy_distance"],
         "summary": summary,
         "iou_by_frame": {k: _mean_curve(v) for k, v in curves.items()},
@@ -126,8 +134,17 @@ def markdown(result: Mapping[str, Any]) -> str:
     lines += ["", f"Base model against the data ({check['tolerance']}): {verdict} on every seed."]
     if not check["passed"]:
         lines.append("Per seed: " + "; ".join(", ".join(k for k, ok in b.items() if not ok) for b in check["per_seed"]))
+    base = result.get("base_model") or {}
+    if base.get("shared"):
+        lines += [
+            "",
+            f"One base model for every seed (`{base['folder']}`, trained once on the scenes of seed "
+            f"{base['data_seed']}; the seeds vary the distillation stages and the held-out captions).",
+        ]
     times = result["timings"]
     if times:
         total = sum(t["cpu_s"] for t in times.values()), sum(t["wall_s"] for t in times.values())
         lines += ["", f"Time: {total[0]:.0f} CPU s, {total[1]:.0f} s wall (this invocation's seeds)."]
+        if base.get("shared"):
+            lines[-1] = lines[-1][:-1] + f"; base model {base['cpu_s']:.0f} CPU s, {base['wall_s']:.0f} s wall."
     return "\n".join(lines) + "\n"

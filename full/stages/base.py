@@ -7,11 +7,17 @@ uniform weight; the caption replaced by the negative prompt's embedding with pro
 ``caption_dropout``, so that classifier-free guidance has an unconditional model to extrapolate from,
 as in text-to-video pretraining), then written as a diffusers folder ``<out>/base-model`` that every stage
 loads like a real checkpoint. Not part of the published pipeline.
+
+Two small-budget aids (both off by default): the learning rate of :func:`learning_rate` (linear warm-up, then
+constant or cosine decay) and, with ``ema_decay > 0``, an exponential moving average of the weights
+(:mod:`cf_ref.ema`, first update a copy) that is saved as the base model instead of the last weights.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 from pathlib import Path
 
 import torch
@@ -26,7 +32,7 @@ from full.data import SetKind, TensorSet
 from full.distributed import DistContext, barrier, broadcast_object
 from full.stages.ar_diffusion import denoising_loss
 from full.stages.batches import stage_batches
-from full.stages.models import base_model_dir, trainable
+from full.stages.models import base_model_dir, frozen, trainable
 from full.stages.randomness import step_random
 from full.synthetic import SyntheticSpec, write_synthetic_latents
 from full.tiny import TINY_PRESETS, TinyConfig, tiny_transformer
@@ -78,12 +84,30 @@ def prepare_assets(config: RunConfig, ctx: DistContext) -> RunConfig:
     return config
 
 
+def learning_rate(step: int, steps: int, lr: float, warmup: int = 0, cosine: bool = False) -> float:
+    r"""The learning rate of (0-based) ``step`` of ``steps``: with :math:`W` = ``warmup``,
+
+    .. math::  \eta(s) = \eta\,\frac{s+1}{W} \quad (s < W), \qquad
+               \eta(s) = \eta \cdot \tfrac12\bigl(1 + \cos\bigl(\pi\,\tfrac{s - W}{\max(1, S - W)}\bigr)\bigr)
+               \quad (s \ge W,\ \text{cosine}),
+
+    and :math:`\eta` after the warm-up without ``cosine``."""
+    if steps < 1 or warmup < 0 or not 0 <= step < steps or lr <= 0:
+        raise ValueError(f"need 0 <= step < steps, warmup >= 0, lr > 0; got {step}, {steps}, {warmup}, {lr}")
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if not cosine:
+        return lr
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
 def _pretrain_plan(config: RunConfig, ctx: DistContext, data: TensorSet, model, loop: LoopConfig) -> StagePlan:
     tb = config.model.tiny_base
     no_checkpointing = dataclasses.replace(config.parallel, gradient_checkpointing=False)
     runner = trainable(model, dataclasses.replace(config, parallel=no_checkpointing), ctx)
     optim = OptimizerConfig(lr=tb.lr, betas=(0.9, 0.999), weight_decay=0.0, max_grad_norm=1.0)
-    trainee = Trainee("base", runner, make_optimizer(runner, optim), optim.max_grad_norm)
+    ema = frozen(copy.deepcopy(model), config, ctx, cast=False) if tb.ema_decay > 0 else None
+    trainee = Trainee("base", runner, make_optimizer(runner, optim), optim.max_grad_norm, ema, tb.ema_decay)
     feed = stage_batches(data, config, ctx, loop.batch_size, loop.grad_accum, NAME)
 
     def loss(step: int, micro: int):
@@ -95,9 +119,15 @@ def _pretrain_plan(config: RunConfig, ctx: DistContext, data: TensorSet, model, 
         )
         mode = AttentionMode.BIDIRECTIONAL
         args = (mode, Granularity.SAMPLE, LossWeighting.UNIFORM, 1, config.schedule.shift, None)
-        return denoising_loss(runner, batch, rnd, *args), {}
+        return denoising_loss(runner, batch, rnd, *args), {"lr": trainee.optimizer.param_groups[0]["lr"]}
 
-    return StagePlan(NAME, {"base": trainee}, lambda step: [Update("base", lambda m: loss(step, m))], {"model": runner})
+    def updates(step: int) -> list[Update]:
+        for group in trainee.optimizer.param_groups:
+            group["lr"] = learning_rate(step, loop.steps, tb.lr, tb.warmup, tb.cosine)
+        return [Update("base", lambda m: loss(step, m))]
+
+    exports = {"model": runner} if ema is None else {"model": runner, "ema": ema}
+    return StagePlan(NAME, {"base": trainee}, updates, exports)
 
 
 def pretrain_tiny_base(
@@ -109,12 +139,14 @@ def pretrain_tiny_base(
     tiny = sizes if sizes is not None else TINY_PRESETS[config.model.preset.value]
     model = tiny_transformer(seed=config.seed, cfg=tiny)
     if tb.steps > 0:
-        loop = LoopConfig(steps=tb.steps, batch_size=tb.batch_size, checkpoint_every=tb.steps, keep_checkpoints=1)
+        every = max(1, tb.steps // 8)  # resumable
+        loop = LoopConfig(steps=tb.steps, batch_size=tb.batch_size, checkpoint_every=every, keep_checkpoints=1)
         plan = _pretrain_plan(config, ctx, data, model, loop)
         work = Path(config.out) / NAME
         final = run_stage(plan, loop, config.logging, config.parallel.precision, ctx, work, resume=True)
         model = tiny_transformer(seed=config.seed, cfg=tiny)
-        load_weights(model, final / "model.safetensors", what="tiny base model")
+        kept = "ema" if tb.ema_decay > 0 else "model"
+        load_weights(model, final / f"{kept}.safetensors", what="tiny base model")
     if ctx.is_main:
         model.save_pretrained(folder)
         follow_umask(folder)  # safetensors writes 0600

@@ -9,7 +9,8 @@ bidirectional **critic** (fake score, initialised from the base model). Step t u
 
 *Generator sample* (``dmd.generator_input``, :class:`cf_ref.recipes.GeneratorInput`). ``self`` (Self / Causal
 Forcing, :func:`cf_ref.distill.dmd.self_rollout_samples`): G generates block by block on its own outputs with its
-KV cache; every block stops at a random exit step of the
+KV cache (``dmd.cache``: the dynamic :class:`full.cache.WanKVCache` or the preallocated
+:class:`full.static_cache.StaticKVCache`, same samples and gradients); every block stops at a random exit step of the
 few-step list (one draw shared by all blocks, identical on every process) and only that denoising call
 carries gradient (stochastic gradient truncation); finished blocks are committed to the cache at
 ``context_noise``. ``data`` (CausVid, as ``model/causvid.py`` of the authors' code and the toy track;
@@ -143,7 +144,7 @@ def generator_samples(
     def run(m) -> Tensor:
         bw = kv_blockwise(m, text, b, cfg.cache_gradient)
         model = bw if image is None else FirstFrameConditioned(bw, image)
-        cache = bw.new_cache()
+        cache = bw.new_cache(cfg.cache, max_frames=shape[0])
         return self_rollout_samples(model, noise, b, sigmas, cache, exits, cfg.context_noise, rnd.device, first)
 
     x = runner(run)

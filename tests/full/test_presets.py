@@ -51,3 +51,21 @@ def test_tiny_ti2v_5b_preset_samples_an_image_conditioned_mp4_through_the_wan22_
     image = encode_image(components.vae, load_image(tmp_path / "first.png", preset.height, preset.width))
     assert latents.shape[-3:] == (48, 8, 8)
     torch.testing.assert_close(latents.reshape(image.shape[0], -1, 48, 8, 8)[:, :1], image, rtol=0, atol=1e-5)
+
+
+def test_small_preset_is_the_shipped_folder_with_the_settings_its_student_was_trained_for():
+    from full.sample_files import preset_config
+    from full.small.ship import SHIPPED, read_manifest
+
+    preset, trained = get_preset("small"), read_manifest(SHIPPED)["sampling"]
+    assert preset.write("/not/used") == str(SHIPPED)  # shipped: nothing to build
+    config = preset_config(preset, seed=2)
+    assert (config.num_frames, config.block_size, config.steps, config.shift) == (
+        trained["frames"],
+        trained["block_size"],
+        trained["steps"],
+        trained["shift"],
+    )
+    assert (config.height, config.width, config.seed, preset.fps) == (trained["height"], trained["width"], 2, 6)
+    assert preset_config(preset, num_frames=3).num_frames == 3  # overrides win
+    assert get_preset("tiny").sample_settings() == {"height": TINY.height, "width": TINY.width, "block_size": 3}

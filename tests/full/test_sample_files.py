@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from full.sample_files import ModelSource, open_models, read_prompts, sample_to_folder
+from full.sample_files import ModelSource, open_models, read_prompts, sample_defaults, sample_to_folder
 from full.sampler import SampleConfig, generate
 from full.tiny import TINY
 from full.video import read_mp4, to_uint8
@@ -57,3 +57,11 @@ def test_sample_to_folder_writes_what_generate_makes(tiny_components, tmp_path):
     assert abs(video.astype(float) - to_uint8(ref.video[0]).astype(float)).mean() < 12
     with pytest.raises(ValueError, match="fps"):
         sample_to_folder(tiny_components, ["a"], config, tmp_path / "x", fps=0)
+
+
+def test_sample_defaults_are_the_presets_else_wans():
+    wan = {"steps": 4, "block_size": 3, "num_frames": 21, "height": 480, "width": 832, "shift": 5.0, "fps": 16}
+    assert sample_defaults(ModelSource(model_dir="Wan2.1")) == wan
+    assert sample_defaults(ModelSource(preset="tiny")) == wan | {"height": TINY.height, "width": TINY.width}
+    small = sample_defaults(ModelSource(preset="small"))
+    assert small == wan | {"num_frames": 12, "height": 128, "width": 128, "shift": 1.0, "fps": 6}

@@ -285,3 +285,27 @@ def test_one_and_two_step_students_roll_with_a_sink_in_bounded_memory(components
         sampler.next_block()
         held.add(sampler.cache.cached_frames)
     assert max(held) == 1 + 2 and sampler.cache.sink_shift() == 12 - 3
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("window", [1, 2])
+def test_guided_sampler_rolls_with_the_window(components, embeds, window):
+    """With CFG the sampler's model is the guided one (cond and uncond in one batch): it is built with the configured
+    window, so its own cache rolls like the sampler's, and the video equals a guided rollout over that cache."""
+    negative = components.text.encode([""])
+    config = SampleConfig(height=TINY.height, width=TINY.width, num_frames=4, block_size=1, steps=2, window=window,
+                          guidance_scale=3.0, seed=5)  # fmt: skip
+    sampler = BlockSampler(components, config, NoiseSource.from_seed(5, components.device), decode=False)
+    sampler.set_text(embeds, negative)
+    guided = sampler.model.inner
+    assert guided.new_cache().capacity_frames == sampler.cache.capacity_frames == window - 1
+    video = torch.cat([sampler.next_block().latents for _ in range(4)], dim=1)
+    g = torch.Generator().manual_seed(5)
+    renoise = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
+    noise = torch.cat([torch.randn(1, 1, TINY.latent_channels, 8, 8, generator=g) for _ in range(4)], dim=1)
+    cache = guided.new_cache()
+    ref = few_step_rollout(guided, noise, 1, config.sigmas(), cache, generator=renoise)
+    torch.testing.assert_close(video, ref.x0, rtol=0, atol=1e-5)
+    unbounded = generate(components, embeds, SampleConfig(**{**config.__dict__, "window": None}), decode=False,
+                         negative_embeds=negative)  # fmt: skip
+    assert not torch.allclose(video, unbounded.latents, atol=1e-3)  # the window changes the video

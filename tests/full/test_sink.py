@@ -66,6 +66,26 @@ def test_append_passes_detach_through():
     assert float(grad) == 2.0  # the sink frame is a constant, the second frame's two tokens carry w
 
 
+@pytest.mark.parametrize("detach_sink", [False, True])
+def test_eviction_under_no_grad_keeps_the_leaked_gradient(detach_sink):
+    """Commits run under ``no_grad``: evicting past the window must keep the graph the kept frames carry (the sink's
+    and the window's), as WanKVCache's eviction does — the published-leak option's gradient."""
+    cache = SinkKVCache(num_layers=1, tokens_per_frame=2, capacity_frames=1, sink_frames=1)
+    w = [torch.tensor(float(i + 1), requires_grad=True) for i in range(3)]
+    with torch.no_grad():
+        for i, wi in enumerate(w):
+            with torch.enable_grad():
+                key, value = torch.ones(1, 2, 1, 1) * wi, torch.ones(1, 2, 1, 1) * -wi
+            cache.append(0, key, value, detach=detach_sink and i == 0)
+            cache.advance(1)
+    key, value = cache.get(0)
+    assert key[0, ::2, 0, 0].tolist() == [1.0, 3.0]  # the sink frame (w0) and the last frame (w2); w1 evicted
+    assert key.requires_grad and value.requires_grad
+    grads = torch.autograd.grad((key - value).sum(), w, allow_unused=True)
+    expected = [0.0 if detach_sink else 4.0, 0.0, 4.0]  # two tokens each, in key and (negated) in value
+    assert [0.0 if g is None else float(g) for g in grads] == expected
+
+
 def test_temporal_rotation_moves_keys_like_rope_at_later_positions(model):
     """R(Δ)·R(p)·k = R(p+Δ)·k, with R(p) the model's own RoPE table (frames × 4×4 grid)."""
     from full.attention import apply_rotary

@@ -26,6 +26,7 @@ from full.config import ConfigError, TimeDtype, build_config, validate
         (["ode.index_granularity=frame"], "ode.index_granularity 'frame' needs model.block_size 1"),
         (["ode_pairs.max_pairs=0"], "ode_pairs.max_pairs must be >= 1 or null"),
         (["dmd.score_shift=0"], "dmd.score_shift must be > 0 or null"),
+        (["dmd.cache=paged"], "dmd.cache must be dynamic or static, got 'paged'"),
         (
             ["dmd.cache_gradient=published-leak", "dmd.generator_input=data"],
             "dmd.cache_gradient applies to generator_input self",

@@ -48,6 +48,10 @@ def test_smoke_compare_end_to_end_then_resumes_without_retraining(tmp_path):
     eta = doc["injectivity"]
     assert set(eta) == {"bidirectional", "ar"} and all(len(v) == 6 for v in eta.values())
     assert max(eta["ar"]) == 0  # teacher forcing: a frame's output depends on its own block's noise only
+    assert (out / "base" / "base-model" / "config.json").is_file()  # one base model for every seed
+    assert not (out / "seed-0" / "base-model").exists()
+    assert doc["base_model"]["shared"] and doc["base_model"]["folder"] == "base/base-model"
+    assert "One base model for every seed" in (out / "compare.md").read_text()
     assert not (out / "seed-0" / "causvid" / "ode").exists()  # shared with self-forcing
     assert not (out / "seed-0" / "causal-forcing-pp" / "ar-diffusion").exists()  # shared with causal-forcing
     for stem in ("metrics", "strips", "iou_by_frame", "losses"):

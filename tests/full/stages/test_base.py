@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
+import pytest
+import torch
+
+from cf_ref.errors import UserError
+from cf_ref.io import load_tensors
 from full.config import build_config
-from full.stages.base import prepare_assets
+from full.logs import read_metrics
+from full.stages.base import learning_rate, prepare_assets
 from full.stages.models import base_model_dir
-from tests.full.stages.tiny_run import CTX, decrease
+from tests.full.stages.tiny_run import CTX, QUICK, decrease
 
 
 def test_assets_are_made_once_and_the_config_points_at_them(pretrained):
@@ -29,3 +36,44 @@ def test_base_model_learns_the_synthetic_set(pretrained):
 def test_no_assets_without_the_preset(tmp_path):
     config = build_config(overrides=["model.path=/nowhere", f"out={tmp_path}"])
     assert prepare_assets(config, CTX) is config and not any(tmp_path.iterdir())
+
+
+def test_learning_rate_is_warm_up_then_cosine():
+    assert [learning_rate(s, 10, 1.0, warmup=4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    cosine = [learning_rate(s, 10, 2.0, warmup=2, cosine=True) for s in range(10)]
+    assert cosine[:2] == [1.0, 2.0] and cosine[2] == 2.0
+    assert cosine[6] == pytest.approx(1.0)  # halfway through the 8 decay steps
+    assert cosine[9] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    # against torch's own schedulers: LinearLR for the warm-up, then CosineAnnealingLR (eta_min 0)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
+    warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1 / 5, end_factor=1.0, total_iters=4)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=25)
+    sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, decay], milestones=[5])
+    for s in range(30):
+        assert learning_rate(s, 30, 3e-3, warmup=5, cosine=True) == pytest.approx(opt.param_groups[0]["lr"]), s
+        opt.step()
+        sched.step()
+    with pytest.raises(ValueError, match="0 <= step < steps"):
+        learning_rate(10, 10, 1.0)
+
+
+def test_base_model_is_the_ema_of_its_weights_with_the_scheduled_rate(tmp_path):
+    steps = ["model.tiny_base.steps=6", "model.tiny_base.warmup=2", "model.tiny_base.cosine=true"]
+    ema = ["model.tiny_base.ema_decay=0.5", "model.tiny_base.videos=8"]
+    config = build_config(preset="tiny", overrides=[f"out={tmp_path}", *QUICK[:2], *steps, *ema])
+    config = prepare_assets(config, CTX)
+    final = Path(config.out) / "base-pretrain" / "final"
+    saved = load_tensors(next(base_model_dir(config).glob("*.safetensors")))
+    average, last = load_tensors(final / "ema.safetensors"), load_tensors(final / "model.safetensors")
+    assert saved.keys() == average.keys()
+    assert all(torch.equal(saved[k], average[k]) for k in saved)
+    assert any(not torch.equal(saved[k], last[k]) for k in saved)
+    logged = [r["lr"] for r in read_metrics(final.parent / "metrics.jsonl") if "lr" in r]
+    tb = config.model.tiny_base
+    assert logged == pytest.approx([learning_rate(s, 6, tb.lr, 2, True) for s in range(6)])
+
+
+def test_bad_base_settings_are_one_line(tmp_path):
+    for bad in ("model.tiny_base.ema_decay=1.0", "model.tiny_base.warmup=-1"):
+        with pytest.raises(UserError, match="model.tiny_base: need"):
+            build_config(preset="tiny", overrides=[f"out={tmp_path}", bad])

@@ -131,3 +131,29 @@ def test_image_to_video_training_keeps_the_data_frame_zero_and_conditions_the_re
     assert (x[:, 1:].detach() - y[:, 1:]).abs().max() > 1e-4  # the generated frames see frame 0
     grads = torch.autograd.grad(x[:, 1:].sum(), [p for p in generator.parameters() if p.requires_grad][:1])
     assert grads[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("cache_gradient", ["none", "published-leak"])
+def test_the_rollout_on_the_static_cache_equals_the_dynamic_one(run, cache_gradient):
+    """dmd.cache=static: the self-forcing rollout's samples and the generator's gradients (exit calls, context noise,
+    and with published-leak the gradient through the cache) equal the dynamic cache's."""
+    from cf_ref.rollout import CacheGradient
+
+    generator = Runner(build_model(run, final_weights(run, Stage.ODE), "generator"))
+    batch = TensorSet(run.data.latents).fetch([0, 1])
+    weights = torch.randn(2, *latent_shape(run, generator.model), generator=torch.Generator().manual_seed(3))
+
+    def samples_and_grads(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+        options = dict(cache=kind, cache_gradient=CacheGradient(cache_gradient), context_noise=0.1)
+        config = dataclasses.replace(run, dmd=dataclasses.replace(run.dmd, **options))
+        generator.model.zero_grad()
+        x = _samples(config, generator, batch, grad=True)
+        (x * weights).sum().backward()
+        grads = [p.grad.flatten() for p in generator.parameters() if p.grad is not None]
+        return x.detach(), torch.cat(grads)
+
+    x_dynamic, g_dynamic = samples_and_grads("dynamic")
+    x_static, g_static = samples_and_grads("static")
+    assert g_dynamic.abs().sum() > 0
+    torch.testing.assert_close(x_static, x_dynamic, rtol=0, atol=1e-5)
+    torch.testing.assert_close(g_static, g_dynamic, rtol=1e-4, atol=1e-6)
