@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @contextlib.contextmanager
@@ -28,6 +36,38 @@ def running(app, limits):
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+@contextlib.contextmanager
+def _serve_process(*options: str):
+    """``cf-ref full serve OPTIONS --port 0 --device cpu`` in a subprocess; yields the port it prints; SIGINT at exit."""
+    cmd = [sys.executable, "-m", "cf_ref.cli", "full", "serve", *options, "--port", "0", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    try:
+        deadline, port, seen = time.monotonic() + 120, None, []
+        while port is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            port = match and int(match.group(1))
+        assert port, "".join(seen[-20:])
+        yield port
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def serve_process():
+    """``with serve_process("--preset", "tiny") as port: …`` — the ``cf-ref full serve`` command, live on 127.0.0.1."""
+    return _serve_process
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,24 +13,10 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed (pip ins
 pytest.importorskip("uvicorn", reason="the serve extra is not installed (pip install -e '.[serve]')")
 websockets_sync = pytest.importorskip("websockets.sync.client", reason="the serve extra is not installed")
 
-ROOT = Path(__file__).resolve().parents[3]
 PROMPT = "a yellow square moving down"
 
 
-def _port(proc: subprocess.Popen) -> int:
-    deadline, seen = time.monotonic() + 120, []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-        if match:
-            return int(match.group(1))
-    raise AssertionError("".join(seen[-20:]))
-
-
-def test_serve_streams_the_small_student_at_its_settings():
+def test_serve_streams_the_small_student_at_its_settings(serve_process):
     from PIL import Image
 
     from full.components import load_preset
@@ -45,11 +24,7 @@ def test_serve_streams_the_small_student_at_its_settings():
     from full.sampler import generate
     from full.video import to_uint8
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "cf_ref.cli", "full", "serve", "--preset", "small", "--port", "0", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-    try:
-        port = _port(proc)
+    with serve_process("--preset", "small") as port:
         info = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/info", timeout=10).read())
         assert (info["model"], info["height"], info["width"], info["fps"]) == ("preset:small", 128, 128, 6)
         with websockets_sync.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
@@ -64,13 +39,6 @@ def test_serve_streams_the_small_student_at_its_settings():
                 if msg["type"] in ("stopped", "error"):
                     break
         assert msg["type"] == "stopped", msg
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     components, preset = load_preset("small")
     # the server's rolling cache (window 6, sink) holds both blocks: the same frames as one 6-frame video
     reference = generate(components, components.text.encode([PROMPT]), preset_config(preset, seed=2, num_frames=6))
