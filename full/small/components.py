@@ -23,7 +23,6 @@ stored (both are fixed functions). :func:`write_small_components` writes them, :
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -171,12 +170,10 @@ class WordVectorEncoder(ModelMixin, ConfigMixin):
 
 
 def _class_name(folder: Path) -> str | None:
-    path = folder / "config.json"
-    if not path.is_file():
-        return None
+    """``folder/config.json``'s ``_class_name``; None when there is no readable config (the Wan loaders then say why)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("_class_name")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return read_config(folder, "model folder").get("_class_name")
+    except ModelFolderError:
         return None
 
 
