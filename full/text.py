@@ -30,6 +30,13 @@ class TextEncoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def check(self, prompt: str) -> None:
+        """Raise the tokenizer's error for a prompt it refuses (a word outside a small preset's grammar); tokenizes
+        only, so it is cheap enough to run when a prompt arrives, before any model work."""
+        from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+        self.tokenizer([prompt_clean(prompt)], max_length=self.max_length, truncation=True)
+
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> Tensor:
         """Prompts → embeddings ``[B, max_length, D_text]`` (zeros past each prompt's tokens)."""

@@ -24,6 +24,7 @@ import torch
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse
 
+from cf_ref.errors import UserError
 from full.components import WanComponents
 from full.sampler import SampleConfig
 from full.serve.protocol import PromptChange, ProtocolError, ServeLimits, Start, StepsChange, Stop, parse_message
@@ -85,9 +86,21 @@ async def _in_thread(fn, *args, **kwargs):
     """Run model work in a worker thread; its failures become :class:`GenerationError` (logged with traceback)."""
     try:
         return await asyncio.to_thread(fn, *args, **kwargs)
+    except UserError as exc:  # input the model refuses: one line in the log, no traceback
+        logging.getLogger(__name__).warning("generation refused: %s", exc)
+        raise GenerationError(str(exc)) from exc
     except Exception as exc:
         logging.getLogger(__name__).exception("generation failed")
         raise GenerationError(f"generation failed: {exc}") from exc
+
+
+def _check_prompt(components: WanComponents, prompt: str) -> None:
+    """A prompt the text encoder refuses becomes a :class:`ProtocolError` when it arrives (a prompt change is then
+    refused and the video keeps playing)."""
+    try:
+        components.text.check(prompt)
+    except UserError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 class Viewer:
@@ -110,6 +123,7 @@ class Viewer:
             if isinstance(message, Start):
                 if self.task is not None and not self.task.done():
                     raise ProtocolError("a video is already playing on this connection; send stop first")
+                _check_prompt(self.components, message.prompt)
                 self.stop, self.stream = asyncio.Event(), None
                 self.task = asyncio.create_task(self.generate(message))
                 return
@@ -122,6 +136,7 @@ class Viewer:
             if self.stream is None:
                 raise ProtocolError(f"the video has not started yet (waiting for the model); {message.type} ignored")
             if isinstance(message, PromptChange):
+                _check_prompt(self.components, message.prompt)
                 self.stream.set_prompt(message.prompt, message.recache)
                 self.wake.set()
             elif isinstance(message, StepsChange):

@@ -81,10 +81,18 @@ def serve_factory(tiny_components):
     from full.tiny import TINY
 
     @contextlib.contextmanager
-    def factory(max_waiting: int = 1, **limit_overrides):
+    def factory(max_waiting: int = 1, preset: str = "tiny", **limit_overrides):
         limits = ServeLimits(max_waiting=max_waiting, **limit_overrides)
-        config = SampleConfig(height=TINY.height, width=TINY.width, block_size=3, num_frames=3, window=3, sink=True)
-        app = create_app(tiny_components, ServeSettings(config, "preset:tiny", limits=limits))
+        if preset == "tiny":
+            components = tiny_components
+            config = SampleConfig(height=TINY.height, width=TINY.width, block_size=3, num_frames=3, window=3, sink=True)
+        else:
+            from full.components import load_preset
+            from full.sample_files import preset_config
+
+            components, settings = load_preset(preset)
+            config = preset_config(settings, num_frames=3, window=6, sink=True)
+        app = create_app(components, ServeSettings(config, f"preset:{preset}", limits=limits))
         with running(app, limits) as address:
             yield address, app
 

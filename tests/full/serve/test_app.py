@@ -209,3 +209,24 @@ def test_a_failure_inside_the_model_is_reported_and_the_model_released(serve_fac
         client.send(type="start", prompt=A, steps=1, pace=False, max_blocks=1)
         assert client.until("stopped")[0]["reason"] == "max_blocks"
         client.close()
+
+
+def test_a_prompt_the_text_encoder_refuses_is_an_error_line_and_the_video_keeps_playing(serve_factory, caplog):
+    """The small preset understands one caption grammar: an unknown word is refused when the message arrives (one
+    ``error`` message, nothing logged with a traceback); a refused prompt change leaves the video playing."""
+    good, bad = "a red square moving left", "a purple dragon flying"
+    with serve_factory(preset="small") as (address, app):
+        client = Client(address)
+        client.send(type="start", prompt=bad, steps=1, pace=False)
+        reply = client.next_json()
+        assert reply["type"] == "error" and "unknown word 'purple'" in reply["message"]
+        client.send(type="start", prompt=good, steps=1, pace=False)
+        client.until("block")
+        client.send(type="prompt", prompt=bad)
+        assert "unknown word 'purple'" in client.until("error")[0]["message"]
+        client.until("block")  # still playing the good prompt
+        client.send(type="stop")
+        assert client.until("stopped")[0]["reason"] == "stopped"
+        client.close()
+        wait_free(app)
+    assert not [r for r in caplog.records if r.exc_info], "a refused prompt must not log a traceback"
