@@ -8,6 +8,7 @@ configuration, and prints the machine, wall and CPU seconds.
     python benchmarks/plan_tables.py --out runs/plan-tables               # both configs, 1/8/16 GPUs
     python benchmarks/plan_tables.py --configs chunkwise --gpus 1          # a quicker subset
     python benchmarks/plan_tables.py --gpus 8 16 --stages ar-diffusion ode cd dmd --no-flops   # in parallel
+    python benchmarks/plan_tables.py --configs framewise --stages dmd sampling --depths 2       # cheaper
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main() -> None:
     parser.add_argument("--stages", nargs="+", default=list(BUILDERS), help="stage families to simulate")
     parser.add_argument("--no-flops", action="store_true", help="memory only (e.g. a second process for 8/16 GPUs)")
     parser.add_argument("--full-depth", action="store_true", help="simulate every block instead of extrapolating")
+    parser.add_argument("--depths", type=int, choices=[2, 3], default=3, help="shallow simulations to extrapolate")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -68,6 +70,7 @@ def main() -> None:
             progress=print_now,
             count_flops=not args.no_flops,
             extrapolate=not args.full_depth,
+            depths=args.depths,
         )
         data = plan_json(plan) | {"config": CONFIGS[name], "cpu_seconds": cpu_seconds() - cpu}
         write_json(args.out / f"{name}.json", data)

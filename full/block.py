@@ -15,6 +15,11 @@ place on the tensors the layers just produced (the norm's output, the attention'
 on the FFN's first projection), when no autograd graph is recorded, weights are float32, nothing compiles the
 block (inductor fuses these anyway) and the temb is per sample or per frame (``[B, 6, D]``). Otherwise, and for the
 per-token temb of Wan2.2, it is the stock forward. Bit for bit the stock block's output (tested).
+
+On CPU the FFN's first projection ``[B, L, F]`` (the block's largest tensor, 56 MB a latent frame at Wan's
+``F = 8960``) is written by ``addmm(..., out=)`` into the model's :class:`full.workspace.Workspace` (shared by its
+blocks, which run one after another) instead of a fresh tensor: a sampling process no longer faults in fresh pages
+for it every pass. The same kernel as ``nn.Linear``'s, so the same bits (tested).
 """
 
 from __future__ import annotations
@@ -24,9 +29,15 @@ from diffusers.models.activations import GELU
 from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from torch import Tensor
 
+from full.fused_qkv import project_into
+from full.workspace import Workspace
+
 
 class CausalWanTransformerBlock(WanTransformerBlock):
-    """``WanTransformerBlock`` (same modules and weights) whose no-grad float32 forward works in place (module doc)."""
+    """``WanTransformerBlock`` (same modules and weights) whose no-grad float32 forward works in place (module doc);
+    ``workspace``: where the FFN hidden goes on CPU (None: a fresh tensor each pass)."""
+
+    workspace: Workspace | None = None
 
     def forward(self, hidden_states: Tensor, encoder_hidden_states, temb: Tensor, rotary_emb) -> Tensor:
         if not self._in_place(hidden_states, temb):
@@ -37,9 +48,16 @@ class CausalWanTransformerBlock(WanTransformerBlock):
         x = self.attn2(self.norm2(x), encoder_hidden_states, None, None).add_(x)  # x + CA
         y = self.norm3(x).mul_(1 + c_scale).add_(c_shift)
         proj, out = self.ffn.net[0], self.ffn.net[2]
-        y = proj.proj(y)
+        y = self._ffn_hidden(proj.proj, y)
         y = out(torch._C._nn.gelu_(y, approximate=proj.approximate)).mul_(c_gate).add_(x)  # x + FFN·g_c
         return y
+
+    def _ffn_hidden(self, linear: torch.nn.Linear, x: Tensor) -> Tensor:
+        """``linear(x)`` ``[B, L, F]``, into the workspace's ``"ffn"`` tensor on CPU (module doc)."""
+        if self.workspace is None or x.device.type != "cpu":
+            return linear(x)
+        out = self.workspace.tensor("ffn", (*x.shape[:-1], linear.out_features), x.dtype, x.device)
+        return out if project_into(linear, x, out) else linear(x)
 
     def _in_place(self, hidden_states: Tensor, temb: Tensor) -> bool:
         if torch.compiler.is_compiling() or torch.is_grad_enabled() or temb.ndim != 3:

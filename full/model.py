@@ -81,6 +81,7 @@ from full.cache import LayerKV, TextContext, WanKVCache
 from full.cache_choice import new_kv_cache
 from full.fused_qkv import polar_table
 from full.static_cache import StaticKVCache, StaticLayerKV
+from full.workspace import Workspace
 
 #: The released transformers' configurations live with the rest of each base model's settings in
 #: :mod:`full.architectures` (re-exported here): ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)`` builds the
@@ -122,9 +123,11 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
     # ------------------------------------------------------------------ setup
     def install_causal_processors(self) -> None:
         """(Re)install the causal self- and cross-attention processors on every block (and its in-place inference
-        forward, :class:`full.block.CausalWanTransformerBlock`: same modules and weights)."""
+        forward, :class:`full.block.CausalWanTransformerBlock`: same modules and weights; one shared workspace)."""
+        workspace = Workspace()
         for block in self.blocks:
             block.__class__ = CausalWanTransformerBlock
+            block.workspace = workspace
             block.attn1.set_processor(CausalWanSelfAttnProcessor())
             block.attn2.set_processor(CausalWanCrossAttnProcessor())
 

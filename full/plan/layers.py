@@ -17,6 +17,9 @@ extrapolated through the two deeper simulations; the one through the two shallow
 ``|q_{23}(L) - q_{12}(L)|``, reported with the plan: the peak is a maximum over the points of a step of affine
 functions of ``L``, so it is convex in ``L``, and a spread of 0 says the same point held the peak in all three.
 The FLOPs and bytes moved have no maximum in them (exactly affine) and are counted in the two shallower ones.
+With ``depths=2`` only the two shallower runs are simulated (about half the cost: ``m + 2m`` units instead of
+``m + 2m + 3m``) and the memory is extrapolated through them; there is then no spread to report (``None``): use it
+where a three-depth plan of the same steps measured a spread of about 0.
 :func:`layer_plan` says what is simulated, :func:`extrapolate_memory` / :func:`extrapolate_ops` combine.
 Tested against full simulations at small sizes (within 1 %).
 """
@@ -63,15 +66,18 @@ class LayerPlan:
         }
 
 
-def layer_plan(arch: Architectures, extrapolate: bool = True) -> LayerPlan:
-    """Three shallow simulations (see module doc), or the full depth where they would not be shallower."""
+def layer_plan(arch: Architectures, extrapolate: bool = True, depths: int = 3) -> LayerPlan:
+    """``depths`` (2 or 3) shallow simulations (see module doc), or the full depth where three would not be
+    shallower."""
+    if depths not in (2, 3):
+        raise ValueError(f"the plan extrapolates from 2 or 3 shallow depths, got {depths}")
     target = (arch.base["num_layers"], arch.real_score["num_layers"])
     g = math.gcd(*target)
     unit = (target[0] // g, target[1] // g)
     m = math.ceil(MIN_BLOCKS / min(unit))
     if not extrapolate or 3 * m >= g:
         return LayerPlan((target,), target)
-    return LayerPlan(tuple((k * m * unit[0], k * m * unit[1]) for k in (1, 2, 3)), target)
+    return LayerPlan(tuple((k * m * unit[0], k * m * unit[1]) for k in range(1, depths + 1)), target)
 
 
 def with_blocks(arch: Architectures, blocks: tuple[int, int]) -> Architectures:
@@ -84,12 +90,15 @@ def _line(x1: int, y1: int, x2: int, y2: int, x: int) -> int:
     return round(y1 + (y2 - y1) * (x - x1) / (x2 - x1))
 
 
-def extrapolate_memory(peaks: Sequence[MemoryPeak], xs: Sequence[int], x: int) -> tuple[MemoryPeak, int]:
-    """Every field of the peak at ``x`` on the line through the two deeper of three simulations at depths ``xs``,
-    and the spread of the total (see module doc), in bytes."""
-    (a, b, c), (x1, x2, x3) = peaks, xs
-    fields = {f.name: _line(x2, getattr(b, f.name), x3, getattr(c, f.name), x) for f in dataclasses.fields(a)}
-    spread = abs(fields["total"] - _line(x1, a.total, x2, b.total, x))
+def extrapolate_memory(peaks: Sequence[MemoryPeak], xs: Sequence[int], x: int) -> tuple[MemoryPeak, int | None]:
+    """Every field of the peak at ``x`` on the line through the two deeper of the simulations at depths ``xs``
+    (three, or two), and the spread of the total (see module doc), in bytes (None from two simulations)."""
+    b, c = peaks[-2:]
+    x2, x3 = xs[-2:]
+    fields = {f.name: _line(x2, getattr(b, f.name), x3, getattr(c, f.name), x) for f in dataclasses.fields(b)}
+    if len(peaks) == 2:
+        return MemoryPeak(**fields), None
+    spread = abs(fields["total"] - _line(xs[0], peaks[0].total, x2, b.total, x))
     return MemoryPeak(**fields), spread
 
 

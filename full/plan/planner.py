@@ -62,9 +62,10 @@ def make_plan(
     progress: Callable[[str], None] | None = None,
     count_flops: bool = True,
     extrapolate: bool = True,
+    depths: int = 3,
 ) -> Plan:
     """Simulate ``families`` of ``config`` on each rank count of ``ranks`` (see module doc); ``extrapolate``: from
-    two shallow simulations (:mod:`full.plan.layers`), else at full depth."""
+    ``depths`` (3 or 2) shallow simulations (:mod:`full.plan.layers`), else at full depth."""
     if not ranks or min(ranks) < 1:
         raise InvalidValue(f"the number of GPUs must be >= 1, got {list(ranks)}")
     unknown = [f for f in families if f not in BUILDERS]
@@ -83,7 +84,7 @@ def make_plan(
         p.strategy is Parallelism.FSDP,
         p.gradient_checkpointing,
     )
-    layers = layer_plan(arch, extrapolate)
+    layers = layer_plan(arch, extrapolate, depths)
     start = time.perf_counter()
     steps = simulate(config, arch, ranks, families, progress, count_flops, layers)
     return Plan(steps, base_name, real_name, ctx, time.perf_counter() - start, layers)
@@ -98,9 +99,11 @@ def plan_text(plan: Plan) -> str:
         f"{c.gpu.bandwidth / 1e12:.2f} TB/s); assumed MFU {c.mfu:g}; {plan.layers.describe()}, in {plan.seconds:.0f} s"
     )
     parts = [head]
-    spread = max((p.spread for steps in plan.steps.values() for p in steps), default=0)
-    if plan.layers.extrapolated:
-        parts.append(f"largest spread of an extrapolated peak: {spread / GIB:.2f} GiB (full.plan.layers)")
+    spreads = [p.spread for steps in plan.steps.values() for p in steps if p.spread is not None]
+    if plan.layers.extrapolated and spreads:
+        parts.append(f"largest spread of an extrapolated peak: {max(spreads) / GIB:.2f} GiB (full.plan.layers)")
+    elif plan.layers.extrapolated:
+        parts.append("extrapolated from two depths: no spread measured (full.plan.layers)")
     for n, steps in plan.steps.items():
         parts += [f"\n{n} GPU{'s' if n > 1 else ''} (memory per GPU; sampling runs on one GPU):", table(steps, c)]
         parts += [f"does not fit: {line}" for line in does_not_fit(steps, c)]

@@ -90,7 +90,7 @@ def rows(plans: list[StepPlan], ctx: PlanContext) -> list[dict]:
     for p in plans:
         row = {"step": p.step, "ranks": p.ranks, **{f"{k}_gib": v for k, v in p.memory.gib().items()}}
         row["fits"] = p.memory.total <= ctx.gpu.memory
-        row["spread_gib"] = p.spread / GIB
+        row["spread_gib"] = None if p.spread is None else p.spread / GIB
         row.update(_time(p, ctx))
         out.append(row)
     return out

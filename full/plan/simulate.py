@@ -37,7 +37,8 @@ class StepPlan:
     memory: MemoryPeak
     ops: OpCount | None
     layers: LayerPlan | None = None  # how deep the simulations were (None: the architectures as given)
-    spread: int = 0  # bytes: the extrapolated peak's spread (:mod:`full.plan.layers`); 0 when simulated in full
+    spread: int | None = 0  # bytes: the extrapolated peak's spread (:mod:`full.plan.layers`); 0 when simulated in
+    # full, None when extrapolated from two depths
 
 
 def create_optimizer_state(stage: StageStep) -> None:
@@ -77,7 +78,7 @@ def simulate_family(
 def simulate_depths(
     config: RunConfig, family: str, ranks: int, arch: Architectures, layers: LayerPlan, count: bool = True
 ) -> list[StepPlan]:
-    """The steps of ``family`` at the depths of ``layers``: one full-depth simulation, or three shallow ones
+    """The steps of ``family`` at the depths of ``layers``: one full-depth simulation, or two or three shallow ones
     extrapolated linearly in the block count (:mod:`full.plan.layers`; FLOPs counted in the two shallowest)."""
     depths = layers.simulated
     runs = [

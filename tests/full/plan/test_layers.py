@@ -31,6 +31,12 @@ def test_layer_plan(depths, simulated):
     assert plan.simulated == simulated and plan.target == depths
     assert plan.extrapolated == (simulated != (depths,))
     assert layer_plan(_arch(*depths), extrapolate=False) == LayerPlan((depths,), depths)
+    assert layer_plan(_arch(*depths), depths=2).simulated == (simulated[:2] if len(simulated) == 3 else simulated)
+
+
+def test_layer_plan_refuses_other_depth_counts():
+    with pytest.raises(ValueError, match="2 or 3"):
+        layer_plan(_arch(30, 40), depths=4)
 
 
 @pytest.mark.parametrize(
@@ -38,14 +44,19 @@ def test_layer_plan(depths, simulated):
     [("ar-diffusion", (8, 8), True), ("sampling", (8, 8), False), ("dmd", (8, 12), False)],
 )
 def test_extrapolation_equals_full_simulation_within_1_percent(family, depths, count):
-    """Memory (every part of the split) and FLOPs from three shallow simulations against the full-depth one
-    (one block of 3 latent frames; FLOPs counted for one family: they are affine in the depth by construction)."""
+    """Memory (every part of the split) and FLOPs from three (and from two) shallow simulations against the
+    full-depth one (one block of 3 latent frames; FLOPs counted for one family: they are affine in the depth by
+    construction)."""
     config = build_config("configs/full/causal_forcing_chunkwise.yaml", [*SMALL_VIDEO, "video.latent_frames=3"])
     arch = _arch(*depths)
     plan = layer_plan(arch)
     assert plan.extrapolated
     extrapolated = simulate_depths(config, family, 1, arch, plan, count)
     full = simulate_family(config, family, 1, arch, count)
+    from_two = simulate_depths(config, family, 1, arch, layer_plan(arch, depths=2), False)
+    for e, f in zip(from_two, full, strict=True):
+        assert e.spread is None
+        assert e.memory.total == pytest.approx(f.memory.total, rel=0.01), e.step
     for e, f in zip(extrapolated, full, strict=True):
         assert e.step == f.step and e.layers == plan
         for name, value in f.memory.__dict__.items():
