@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 
+from toy.claims import ENERGY_FAMILY_LEVEL, energy_threshold
 from toy.data import CORE_DATASETS, DatasetKind
 from toy.experiment_config import preset_config
 from toy.preset import Preset
@@ -15,6 +16,15 @@ def test_paper_preset_adds_the_independent_control_and_is_larger():
     assert quick.datasets == CORE_DATASETS and paper.datasets[: len(CORE_DATASETS)] == CORE_DATASETS
     assert paper.datasets[-1].kind is DatasetKind.INDEPENDENT_GAUSSIAN
     assert paper.student.hidden > quick.student.hidden and paper.num_pairs > quick.num_pairs
+
+
+@pytest.mark.parametrize("preset", list(Preset))
+def test_presets_draw_enough_fresh_data_sets_for_the_energy_checks_level(preset):
+    """One energy-distance check per student of causal pairs; the draws must reach the per-check level."""
+    config = preset_config(preset)
+    level = ENERGY_FAMILY_LEVEL / (len(config.datasets) * len(config.grid.student_steps))
+    _, reached = energy_threshold([0.0] * config.noise_draws, level)
+    assert reached <= level
 
 
 def test_describe_is_json_ready_and_lists_every_student_list():
