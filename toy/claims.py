@@ -26,7 +26,8 @@ Sampling noise:
   "Within sampling noise" = at most the r-th smallest of the N draws (:func:`energy_threshold`), which an exact
   sampler exceeds with probability (N + 1 − r)/(N + 1). That per-check level is the run's family level
   :data:`ENERGY_FAMILY_LEVEL` split over the run's m energy-distance checks (Bonferroni: an exact sampler in every
-  one of them fails any with probability ≤ 5 %); N ≥ m/0.05 − 1 draws are needed (199 in the presets), with
+  one of them fails any with probability ≤ 5 %); N ≥ m/0.05 − 1 draws are needed (quick: m = 8, N = 159; paper:
+  m = 10, N = 199), with
   fewer the largest draw is the threshold and the statement gives the level reached. "Clearly lower" = lower by
   more than the draws' full range;
 * a fraction p from n samples: binomial, three standard deviations of a difference of two estimates,

@@ -197,6 +197,6 @@ def test_the_calibrated_energy_check_fails_a_degraded_sampler():
     noise = torch.randn(n, 4, 2, generator=g, dtype=torch.float64)
     exact = ARTeacher(data).sample(noise, sigma_grid(16), Method.RK4).x0
     blurred = ARTeacher(data).sample(noise, sigma_grid(4), Method.EULER).x0
-    assert level == 0.005 and metrics.energy_distance(exact, reference) <= top < metrics.energy_distance(
+    assert level == 1 / 160 and metrics.energy_distance(exact, reference) <= top < metrics.energy_distance(
         blurred, reference
     )
