@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 
+from cf_ref.recipes import PairTeacher
 from toy.claims import ENERGY_FAMILY_LEVEL, energy_threshold
 from toy.data import CORE_DATASETS, DatasetKind
 from toy.experiment_config import preset_config
@@ -44,3 +45,11 @@ def test_inconsistent_sizes_are_refused():
         replace(quick, num_ce_pairs=quick.num_eval_pairs + 1)
     with pytest.raises(ValueError, match="at least one dataset"):
         replace(quick, datasets=())
+
+
+def test_students_of_causal_pairs_may_have_their_own_configuration():
+    quick, paper = preset_config(Preset.QUICK), preset_config(Preset.PAPER)
+    assert quick.student_of(PairTeacher.AR).optim.steps > quick.student_of(PairTeacher.BIDIRECTIONAL).optim.steps
+    assert replace(quick.student_of(PairTeacher.AR), optim=quick.student.optim) == quick.student  # only the steps
+    assert paper.student_of(PairTeacher.AR) is paper.student_of(PairTeacher.BIDIRECTIONAL) is paper.student
+    assert quick.describe()["causal_student"]["optim"]["steps"] == 1000 and paper.describe()["causal_student"] is None
