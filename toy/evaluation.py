@@ -82,9 +82,12 @@ def sample_quality(samples: Tensor, reference: Tensor, data: SequenceData, sizes
 def energy_noise_floor(data: SequenceData, reference: Tensor, draws: int, generator: torch.Generator) -> dict:
     """Energy distance of ``draws`` independent fresh data sets (size of ``reference``) against ``reference``.
 
-    An exact sampler scores within this spread: ``{"mean", "std", "draws": [...]}``.
+    The energy distance of an exact sampler's ``len(reference)`` samples (drawn independently of ``reference``)
+    against the same reference is exchangeable with these draws, so it exceeds the r-th smallest of N draws with
+    probability (N + 1 - r)/(N + 1) (:func:`toy.claims.energy_threshold`). Returns ``{"mean", "std", "draws": [...]}``.
     """
-    values = [metrics.energy_distance(data.sample(len(reference), generator)[0], reference) for _ in range(draws)]
+    fresh = (data.sample(len(reference), generator)[0] for _ in range(draws))
+    values = metrics.energy_distances(fresh, reference)
     t = torch.tensor(values, dtype=torch.float64)
     return {"mean": float(t.mean()), "std": float(t.std()) if draws > 1 else 0.0, "draws": values}
 

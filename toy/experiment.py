@@ -113,11 +113,12 @@ def _student(
     c, data = ev.config, ev.data
     key = student_key(teacher, num_steps, c.grid)
     pairs = train.select(c.grid.student_sigmas(num_steps))
-    net_config = c.student.network(data.num_frames, data.dim, STUDENT_MODE[teacher])
+    sc = c.student_of(teacher)
+    net_config = sc.network(data.num_frames, data.dim, STUDENT_MODE[teacher])
     student = train_ode_student(
-        net_config, pairs.states, pairs.sigmas, pairs.target, pairs.context, c.student.optim, c.student.batch_size,
-        seed=derive_seed(seed, data.name, "student", key), state_granularity=c.student.state_granularity,
-        ema_decay=c.student.ema_decay,
+        net_config, pairs.states, pairs.sigmas, pairs.target, pairs.context, sc.optim, sc.batch_size,
+        seed=derive_seed(seed, data.name, "student", key), state_granularity=sc.state_granularity,
+        ema_decay=sc.ema_decay,
     )  # fmt: skip
     tail = student.history[-max(1, len(student.history) // 20) :]
     entry = {

@@ -13,6 +13,7 @@ r"""Sample-quality metrics for toy sequences ``x: [n, N, d]`` against a :class:`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from scipy.stats import chi2
@@ -38,16 +39,30 @@ def _same_layout(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return a, b
 
 
+def _within(a: Tensor) -> Tensor:
+    """Mean distance over the ordered pairs i ≠ j of ``a: [n, D]`` (the U-statistic's within-sample term)."""
+    n = len(a)
+    if n < 2:
+        raise ValueError("energy distance needs at least 2 samples on each side")
+    return torch.cdist(a, a).sum() / (n * (n - 1))
+
+
 def energy_distance(x: Tensor, y: Tensor) -> float:
     """Energy distance between samples ``x: [n, N, d]`` and ``y: [m, N, d]`` (Euclidean on the flattened sequence)."""
-    a, b = _same_layout(x, y)
-    n, m = len(a), len(b)
-    if n < 2 or m < 2:
-        raise ValueError("energy distance needs at least 2 samples on each side")
-    xy = torch.cdist(a, b).mean()
-    xx = torch.cdist(a, a).sum() / (n * (n - 1))
-    yy = torch.cdist(b, b).sum() / (m * (m - 1))
-    return float(2 * xy - xx - yy)
+    return energy_distances([x], y)[0]
+
+
+def energy_distances(xs: Iterable[Tensor], y: Tensor) -> list[float]:
+    """:func:`energy_distance` of every sample ``x: [n, N, d]`` of ``xs`` against one reference ``y: [m, N, d]``
+    (the reference's within-sample term computed once)."""
+    b = _flat(y)
+    yy = _within(b)
+    out = []
+    for x in xs:
+        a, _ = _same_layout(x, y)
+        xx = _within(a)
+        out.append(float(2 * torch.cdist(a, b).mean() - xx - yy))
+    return out
 
 
 def sliced_wasserstein2(

@@ -1,18 +1,33 @@
 """toy.claims: the claim checks on hand-made metrics documents; a deliberately wrong teacher fails a theorem check
-and makes ``cf-ref toy run`` exit non-zero."""
+and makes ``cf-ref toy run`` exit non-zero; the energy-distance check's false-alarm rate (Monte Carlo) and power."""
 
 import copy
 import dataclasses
 import json
 from dataclasses import replace
 
+import pytest
 import torch
 from click.testing import CliRunner
 
 from cf_ref.cli import main
+from cf_ref.schedule import sigma_grid
+from cf_ref.solvers import Method
 from tests.toy.experiment_configs import tiny_config
-from toy.claims import EXPECTATION, THEOREM, check_claims, failed_theorems, tally
-from toy.data import DatasetKind, DatasetSpec
+from toy import metrics
+from toy.claims import (
+    ENERGY_FAMILY_LEVEL,
+    EXPECTATION,
+    THEOREM,
+    check_claims,
+    energy_threshold,
+    failed_theorems,
+    tally,
+)
+from toy.data import DatasetKind, DatasetSpec, shared_mode_mixture
+from toy.evaluation import energy_noise_floor
+from toy.experiment_config import preset_config
+from toy.preset import Preset
 from toy.teachers import ARTeacher
 
 
@@ -132,4 +147,56 @@ def test_a_wrong_teacher_fails_a_theorem_check_and_the_run_exits_non_zero(tmp_pa
         .abs()
         .max()
         < 1e-3
+    )
+
+
+def test_energy_threshold_is_the_order_statistic_of_the_level():
+    draws = [float(v) for v in range(199, 0, -1)]  # N = 199, any order
+    assert energy_threshold(draws, ENERGY_FAMILY_LEVEL / 8) == (199.0, 0.005)  # r = ⌈200·0.99375⌉ = 199
+    assert energy_threshold(draws, 0.05) == (190.0, 0.05)  # r = ⌈200·0.95⌉ = 190: exceeded with prob 10/200
+    assert energy_threshold([3.0, 1.0, 2.0], 0.05) == (3.0, 0.25)  # too few draws: the largest, level 1/(N+1)
+    with pytest.raises(ValueError):
+        energy_threshold([], 0.05)
+
+
+def _family_false_alarms(trials: int, draws: int, checks: int, level: float, n: int = 24) -> float:
+    """Share of trials in which any of ``checks`` exact samplers (fresh data, n points each) scores above the
+    threshold of ``draws`` fresh-data draws against one reference of n points (a 2-mode mixture)."""
+    data = shared_mode_mixture(3, 1)
+    g = torch.Generator().manual_seed(0)
+    alarms = 0
+    for _ in range(trials):
+        reference = data.sample(n, g)[0]
+        top, _ = energy_threshold(energy_noise_floor(data, reference, draws, g)["draws"], level)
+        values = metrics.energy_distances((data.sample(n, g)[0] for _ in range(checks)), reference)
+        alarms += max(values) > top
+    return alarms / trials
+
+
+def test_energy_checks_of_a_run_fail_exact_samplers_at_most_at_the_family_level():
+    """Monte Carlo over references: the quick preset's draws and checks (one per causal student), the per-check
+    level of toy.claims. Every exact sampler of a run passes but with probability ≤ 5 % (± 3 sd of 200 trials);
+    the earlier rule (the largest of 20 draws, 8 checks) failed one in about three runs of exact samplers."""
+    config = preset_config(Preset.QUICK)
+    checks = len(config.datasets) * len(config.grid.student_steps)
+    rate = _family_false_alarms(200, config.noise_draws, checks, ENERGY_FAMILY_LEVEL / checks)
+    assert rate <= ENERGY_FAMILY_LEVEL + 3 * (0.05 * 0.95 / 200) ** 0.5, rate
+    assert _family_false_alarms(200, 20, 8, 1 / 21) > 0.2
+
+
+def test_the_calibrated_energy_check_fails_a_degraded_sampler():
+    """The exact AR teacher on mixture_k4_d2 at the quick preset's sizes: integrated with 16 RK4 steps it passes
+    the calibrated check, with 4 Euler steps (modes blurred, off-manifold 0.2 %, energy distance ≈ 0.018) it fails."""
+    config = preset_config(Preset.QUICK)
+    data, n = DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=4).build(4), config.samples.energy
+    g = torch.Generator().manual_seed(5)
+    reference = data.sample(n, g)[0]
+    checks = len(config.datasets) * len(config.grid.student_steps)
+    draws = energy_noise_floor(data, reference, config.noise_draws, g)["draws"]
+    top, level = energy_threshold(draws, ENERGY_FAMILY_LEVEL / checks)
+    noise = torch.randn(n, 4, 2, generator=g, dtype=torch.float64)
+    exact = ARTeacher(data).sample(noise, sigma_grid(16), Method.RK4).x0
+    blurred = ARTeacher(data).sample(noise, sigma_grid(4), Method.EULER).x0
+    assert level == 1 / 160 and metrics.energy_distance(exact, reference) <= top < metrics.energy_distance(
+        blurred, reference
     )
