@@ -35,6 +35,7 @@ SHAPES = ("square", "disk")
 COLOURS = ("red", "green", "blue", "yellow")
 RGB = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 80, 230), "yellow": (230, 210, 40)}
 DIRECTIONS = {"right": (0.0, 1.0), "left": (0.0, -1.0), "down": (1.0, 0.0), "up": (-1.0, 0.0)}
+BOUNCE_STARTS = ("anywhere", "behind")
 
 
 @dataclass(frozen=True)
@@ -162,23 +163,36 @@ class Scene:
         return " and ".join(o.caption for o in self.objects)
 
 
-def _bounce_start(direction: str, speed: float, size: float, u: Tensor) -> tuple[float, float]:
+def _bounce_start(direction: str, speed: float, size: float, u: Tensor, start: str = "anywhere") -> tuple[float, float]:
     """A start ``(y, x)`` inside the walls from uniforms ``u [2]``, on the moving axis at least two frames' travel
     from either wall (so the first frames show the captioned direction: a shape starting at a wall would move
-    exactly as one that just bounced there, going the other way)."""
+    exactly as one that just bounced there, going the other way). ``start``: ``anywhere`` between those margins, or
+    ``behind`` — in the half of that range the shape moves away from (a shape "moving left" starts in the right
+    half), so that the captioned direction is the video's main motion, not only its first frames'."""
+    if start not in BOUNCE_STARTS:
+        raise ValueError(f"start must be one of {BOUNCE_STARTS}, got {start!r}")
     lo, span = size, 1.0 - 2 * size
     out = []
     for d, r in zip(DIRECTIONS[direction], u):
         margin = 2 * speed * abs(d)
-        out.append(lo + margin + float(r) * (span - 2 * margin))
+        r = float(r)
+        if start == "behind" and d != 0:
+            r = 0.5 * r if d > 0 else 1.0 - 0.5 * r
+        out.append(lo + margin + r * (span - 2 * margin))
     return out[0], out[1]
 
 
 def sample_bounce_scenes(
-    count: int, seed: int, objects: int = 1, speed: tuple[float, float] = (0.04, 0.07), size: float = 0.17
+    count: int,
+    seed: int,
+    objects: int = 1,
+    speed: tuple[float, float] = (0.04, 0.07),
+    size: float = 0.17,
+    start: str = "anywhere",
 ) -> list[Scene]:
     """``count`` random scenes of ``objects`` bouncing shapes (distinct colours; shape, direction, speed ∈ ``speed``
-    frame sizes per frame and start inside the walls (:func:`_bounce_start`) uniform), reproducible from ``seed``."""
+    frame sizes per frame and start inside the walls (:func:`_bounce_start` with ``start``) uniform), reproducible
+    from ``seed``."""
     if count < 1 or not 1 <= objects <= len(COLOURS):
         raise ValueError(f"need count >= 1 and 1 <= objects <= {len(COLOURS)}, got {count}, {objects}")
     if not 0 < size < 0.5 or not 0 <= speed[0] <= speed[1] < (1 - 2 * size) / 4:
@@ -193,9 +207,9 @@ def sample_bounce_scenes(
         objs = []
         for c, p, r in zip(colours, pick, u):
             direction, v = dirs[int(p[1]) % len(dirs)], speed[0] + float(r[2]) * (speed[1] - speed[0])
-            start = _bounce_start(direction, v, size, r[:2])
+            p0 = _bounce_start(direction, v, size, r[:2], start)
             shape = SHAPES[int(p[0]) % len(SHAPES)]
-            objs.append(ShapeVideo(shape, COLOURS[int(c)], direction, start, v, size, motion="bounce"))
+            objs.append(ShapeVideo(shape, COLOURS[int(c)], direction, p0, v, size, motion="bounce"))
         scenes.append(Scene(tuple(objs)))
     return scenes
 
@@ -244,13 +258,14 @@ class BounceSpec:
     text_length: int = 8
     text_dim: int = 32
     seed: int = 0
+    start: str = "anywhere"  # where a shape starts on its moving axis (:func:`_bounce_start`)
 
     @property
     def channels(self) -> int:
         return 3 * self.patch**2
 
     def scenes(self) -> list[Scene]:
-        return sample_bounce_scenes(self.count, self.seed, self.objects, self.speed, self.size)
+        return sample_bounce_scenes(self.count, self.seed, self.objects, self.speed, self.size, self.start)
 
 
 def write_bounce_latents(out: str | Path, spec: BounceSpec, shard_size: int = 64, restart: bool = False) -> Path:

@@ -14,7 +14,7 @@ from cf_ref.granularity import Granularity
 from cf_ref.recipes import GeneratorInput
 from cf_ref.rollout import CacheGradient
 from full.config.errors import ConfigError
-from full.config.schema import LoopConfig, OptimizerConfig, RunConfig, get_setting, leaf_settings
+from full.config.schema import SIGMA_SAMPLERS, LoopConfig, OptimizerConfig, RunConfig, get_setting, leaf_settings
 
 FLOAT32_MAX = 3.4028234663852886e38
 MAX_LR = 1.0  # AdamW moves each weight by about lr per step: beyond 1 nothing useful can be learned
@@ -79,6 +79,11 @@ def _check_model(config: RunConfig, errors: list[str]) -> None:
         errors.append(
             "model.tiny_base: need steps >= 0, batch_size >= 1, lr > 0, videos >= 1, warmup >= 0, caption_dropout "
             f"in [0, 1], ema_decay in [0, 1), got {dataclasses.asdict(tb)}"
+        )
+    if tb.sigma_sampler not in SIGMA_SAMPLERS or not (tb.sigma_shift is None or tb.sigma_shift > 0):
+        errors.append(
+            f"model.tiny_base: need sigma_sampler in {SIGMA_SAMPLERS} and sigma_shift > 0 or null, "
+            f"got {tb.sigma_sampler!r}, {tb.sigma_shift}"
         )
     if min(v.latent_frames, v.latent_height, v.latent_width) < 1:
         errors.append(f"video: latent sizes must be >= 1, got {dataclasses.asdict(v)}")

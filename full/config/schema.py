@@ -77,6 +77,9 @@ class ModelPreset(enum.Enum):
     TINY_TI2V_5B = "tiny-ti2v-5b"  # the same, Wan2.2-TI2V-5B-shaped (48 latent channels; full.tiny.TINY_TI2V_5B)
 
 
+SIGMA_SAMPLERS = ("uniform", "logit-normal", "mix")
+
+
 @dataclass
 class TinyBaseConfig:
     """The tiny preset's stand-in for the pretrained model: a tiny random DiT trained bidirectionally on the
@@ -90,6 +93,9 @@ class TinyBaseConfig:
     warmup: int = 0  # linear learning-rate warm-up over this many steps (full.stages.base.learning_rate)
     cosine: bool = False  # then a cosine decay to 0 at the last step (False: constant)
     ema_decay: float = 0.0  # > 0: keep an EMA of the weights with this decay and save it as the base model
+    # training noise levels (full.stages.base.sample_base_sigmas): uniform, logit-normal or mix (half shifted)
+    sigma_sampler: str = "uniform"
+    sigma_shift: float | None = None  # the sampler's shift; None: schedule.shift
 
 
 @dataclass

@@ -21,17 +21,21 @@ import math
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from cf_ref.granularity import Granularity
 from cf_ref.io import follow_umask
-from cf_ref.losses import LossWeighting
+from cf_ref.losses import LossWeighting, flow_matching_loss
 from cf_ref.masks import AttentionMode
+from cf_ref.schedule import interpolate, shift_sigma
 from full.checkpoint import load_weights
 from full.config import LoopConfig, OptimizerConfig, RunConfig
+from full.config.schema import SIGMA_SAMPLERS
 from full.data import SetKind, TensorSet
 from full.distributed import DistContext, barrier, broadcast_object
 from full.stages.ar_diffusion import denoising_loss
 from full.stages.batches import stage_batches
+from full.stages.fields import velocity_field
 from full.stages.models import base_model_dir, frozen, trainable
 from full.stages.randomness import step_random
 from full.synthetic import SyntheticSpec, write_synthetic_latents
@@ -101,6 +105,43 @@ def learning_rate(step: int, steps: int, lr: float, warmup: int = 0, cosine: boo
     return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
+def sample_base_sigmas(n: int, sampler: str, shift: float, generator: torch.Generator | None = None) -> Tensor:
+    r"""``n`` training noise levels ``[n]`` (float64) of the base pretraining, one per video: with
+    :math:`u \sim U[0, 1)`, :math:`z \sim N(0, 1)` and Wan's shift :math:`S_s(\sigma) = s\sigma / (1 + (s-1)\sigma)`,
+
+    * ``uniform``: :math:`\sigma = S_s(u)` (density :math:`p(\sigma) = s / (s - (s-1)\sigma)^2`);
+    * ``logit-normal``: :math:`\sigma = S_s(\operatorname{sigmoid}(z))` (SD3's, shifted);
+    * ``mix``: half the draws :math:`u`, half :math:`S_s(u)` — density :math:`\tfrac12 + \tfrac12 p_s(\sigma)`:
+      the shifted draws weight high noise (where a video's layout and motion are decided), the uniform ones keep
+      the low-noise draws that learn sharp edges."""
+    if sampler not in SIGMA_SAMPLERS or shift <= 0 or n < 1:
+        raise ValueError(f"need a sampler in {SIGMA_SAMPLERS}, shift > 0, n >= 1; got {sampler!r}, {shift}, {n}")
+    u = torch.rand(n, generator=generator, dtype=torch.float64)
+    if sampler == "uniform":
+        return shift_sigma(u, shift)
+    if sampler == "logit-normal":
+        return shift_sigma(torch.sigmoid(torch.randn(n, generator=generator, dtype=torch.float64)), shift)
+    pick = torch.rand(n, generator=generator, dtype=torch.float64) < 0.5
+    return torch.where(pick, shift_sigma(u, shift), u)
+
+
+def _base_loss(runner, batch: dict[str, Tensor], rnd, config: RunConfig) -> Tensor:
+    """The flow-matching loss of the base model (bidirectional, one σ per video): the stages' own σ draw
+    (:func:`full.stages.ar_diffusion.denoising_loss`, ``schedule.shift``) unless ``tiny_base`` names another
+    sampler or shift (:func:`sample_base_sigmas`)."""
+    tb, mode = config.model.tiny_base, AttentionMode.BIDIRECTIONAL
+    if tb.sigma_sampler == "uniform" and tb.sigma_shift is None:
+        args = (mode, Granularity.SAMPLE, LossWeighting.UNIFORM, 1, config.schedule.shift, None)
+        return denoising_loss(runner, batch, rnd, *args)
+    x0 = batch["latents"]
+    shift = config.schedule.shift if tb.sigma_shift is None else tb.sigma_shift
+    sigma = sample_base_sigmas(x0.shape[0], tb.sigma_sampler, shift, rnd.cpu)
+    sigma = sigma[:, None].expand(-1, x0.shape[1]).to(device=x0.device, dtype=torch.float32)
+    eps = rnd.normal(x0.shape, x0.device)
+    v = velocity_field(runner, batch["text"], mode, 1)(interpolate(x0, eps, sigma), sigma)
+    return flow_matching_loss(v, x0, eps)
+
+
 def _pretrain_plan(config: RunConfig, ctx: DistContext, data: TensorSet, model, loop: LoopConfig) -> StagePlan:
     tb = config.model.tiny_base
     no_checkpointing = dataclasses.replace(config.parallel, gradient_checkpointing=False)
@@ -117,9 +158,7 @@ def _pretrain_plan(config: RunConfig, ctx: DistContext, data: TensorSet, model, 
         batch["text"] = torch.where(
             drop[:, None, None].to(batch["text"].device), feed.negative(len(drop)), batch["text"]
         )
-        mode = AttentionMode.BIDIRECTIONAL
-        args = (mode, Granularity.SAMPLE, LossWeighting.UNIFORM, 1, config.schedule.shift, None)
-        return denoising_loss(runner, batch, rnd, *args), {"lr": trainee.optimizer.param_groups[0]["lr"]}
+        return _base_loss(runner, batch, rnd, config), {"lr": trainee.optimizer.param_groups[0]["lr"]}
 
     def updates(step: int) -> list[Update]:
         for group in trainee.optimizer.param_groups:

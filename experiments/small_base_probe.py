@@ -1,0 +1,111 @@
+"""Short base-model probes of the small track: the preset's base pretraining as a plain loop, with knobs.
+
+The same DiT (:func:`full.tiny.tiny_transformer` at the small preset's sizes), data (the preset's ``base.videos``
+scenes of seed 0, patch-coded), flow-matching loss (bidirectional, one σ per video, caption dropout), AdamW with
+warm-up + cosine decay and gradient clipping as :func:`full.stages.base.pretrain_tiny_base`; knobs for the probes
+of ``docs/small.md``: the σ sampler (``--sampler``, ``--shift``), direction-balanced batches (``--balanced``).
+Saves ``base-<step>.safetensors`` at the ``--save`` steps, prints the loss and CPU seconds.
+
+    python experiments/small_base_probe.py --steps 2000 --save 1000,2000 --out runs/probe-a
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from cf_ref.io import save_tensors
+from cf_ref.losses import flow_matching_loss
+from cf_ref.masks import AttentionMode
+from cf_ref.schedule import interpolate
+from full.small.settings import get_settings
+from full.stages.base import learning_rate, sample_base_sigmas
+from full.synthetic import DIRECTIONS, embed_caption, patch_encode, render_scene
+from full.tiny import tiny_transformer
+
+
+def load_data(settings, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Latents ``[N, F, C, h, w]``, text ``[N, L, D]``, negative ``[L, D]`` and the directions of the base set."""
+    d = dataclasses.replace(settings.data, count=count, seed=0)
+    scenes = d.scenes()
+    lat = torch.stack([patch_encode(render_scene(s, d.frames, d.pixels), d.patch) for s in scenes])
+    text = torch.stack([embed_caption(s.caption, d.text_length, d.text_dim) for s in scenes])
+    return lat, text, embed_caption("", d.text_length, d.text_dim), [s.objects[0].direction for s in scenes]
+
+
+def batches(directions: list[str], batch: int, balanced: bool, g: torch.Generator):
+    """Index batches: uniform, or ``batch / 4`` videos of each direction."""
+    by_dir = {k: torch.tensor([i for i, d in enumerate(directions) if d == k]) for k in DIRECTIONS}
+    while True:
+        if not balanced:
+            yield torch.randint(0, len(directions), (batch,), generator=g)
+        else:
+            parts = [v[torch.randint(0, len(v), (batch // 4,), generator=g)] for v in by_dir.values()]
+            yield torch.cat(parts)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--save", default="")
+    p.add_argument("--out", required=True)
+    p.add_argument("--sampler", default="uniform")
+    p.add_argument("--shift", type=float, default=1.0)
+    p.add_argument("--balanced", action="store_true")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--videos", type=int, default=4096)
+    p.add_argument("--start", default="anywhere", help="where a shape starts (full.synthetic._bounce_start)")
+    p.add_argument("--layers", type=int, default=2, help="DiT layers (the preset: 2)")
+    p.add_argument("--speed", default="0.04,0.07", help="BounceSpec.speed: lo,hi (frame sizes per frame)")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    settings = get_settings("small")
+    settings = dataclasses.replace(
+        settings,
+        model=dataclasses.replace(settings.model, num_layers=a.layers),
+        data=dataclasses.replace(settings.data, start=a.start, speed=tuple(float(v) for v in a.speed.split(","))),
+    )
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lat, text, negative, dirs = load_data(settings, a.videos)
+    model = tiny_transformer(0, settings.model).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    g = torch.Generator().manual_seed(1)
+    feed = batches(dirs, a.batch, a.balanced, g)
+    save = {int(s) for s in a.save.split(",") if s}
+    t0, losses = time.time(), []
+    for step in range(a.steps):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, a.steps, a.lr, 200, True)
+        idx = next(feed)
+        x0, c = lat[idx], text[idx].clone()
+        drop = torch.rand(len(idx), generator=g) < a.dropout
+        c[drop] = negative
+        sigma = sample_base_sigmas(len(idx), a.sampler, a.shift, g)[:, None].expand(-1, x0.shape[1]).float()
+        eps = torch.randn(x0.shape, generator=g)
+        v = model.velocity(interpolate(x0, eps, sigma), sigma, c, mode=AttentionMode.BIDIRECTIONAL, block_size=3)
+        loss = flow_matching_loss(v, x0, eps)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % 250 == 0:
+            cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime
+            print(
+                f"step {step + 1} loss {sum(losses[-250:]) / 250:.4f} wall {time.time() - t0:.0f}s cpu {cpu:.0f}s",
+                flush=True,
+            )
+        if step + 1 in save:
+            save_tensors(out / f"base-{step + 1}.safetensors", {k: v.detach() for k, v in model.state_dict().items()})
+
+
+if __name__ == "__main__":
+    main()

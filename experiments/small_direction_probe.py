@@ -1,0 +1,161 @@
+"""Why does the small track's base model ignore the direction word? Three probes on one weights file.
+
+* ``guidance``: the base check's metrics when sampling with classifier-free guidance ``w`` (bidirectional PF-ODE,
+  Euler, the comparison's fixed noise on the first ``--captions`` held-out captions of seed 0);
+* ``swap``: the same noise sampled under the caption with each of the 4 direction words (colour and shape kept):
+  how often the sample moves in the captioned direction, and how much the latents change (RMS) when only the
+  direction word changes against changing the colour word instead;
+* ``loss``: the conditional flow-matching loss on the held-out videos at fixed σ and fixed noise with the right
+  caption, with a wrong direction word, a wrong colour word and the empty caption (paired: the same x_σ), as
+  differences to the right caption's loss. If a wrong direction word costs nothing, the model has not learned it.
+
+    python experiments/small_direction_probe.py FILE [--captions 32] [--guidance 1,1.5,2,3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from cf_ref.io import load_tensors
+from cf_ref.losses import flow_matching_loss
+from cf_ref.masks import AttentionMode
+from cf_ref.schedule import interpolate
+from cf_ref.seeding import generator
+from cf_ref.solvers import Method, integrate
+from full.distributed import Runner
+from full.small.evaluate import eval_inputs, eval_scenes, rendered
+from full.small.metrics import score_videos
+from full.small.settings import get_settings
+from full.small.summary import check_base
+from full.stages.fields import guided_field
+from full.synthetic import COLOURS, DIRECTIONS, SHAPES, Scene, embed_caption, patch_decode, patch_encode
+from full.tiny import tiny_transformer
+
+MODE = AttentionMode.BIDIRECTIONAL
+
+
+def sample(model, text, negative, noise, w: float, steps: int = 16):
+    field = guided_field(Runner(model), text, negative, w, MODE, 3)
+    with torch.no_grad():
+        return integrate(field, noise, torch.linspace(1, 0, steps + 1), Method.EULER).end
+
+
+def variant(scene: Scene, **change) -> Scene:
+    return Scene(tuple(dataclasses.replace(o, **change) for o in scene.objects))
+
+
+def embed(settings, scenes):
+    d = settings.data
+    return torch.stack([embed_caption(s.caption, d.text_length, d.text_dim) for s in scenes])
+
+
+def guidance_probe(model, settings, scenes, scales):
+    ref = score_videos(rendered(settings, scenes), scenes)
+    text, negative, noise = eval_inputs(settings, scenes, 0)
+    for w in scales:
+        out = sample(model, text, negative, noise, w)
+        s = score_videos(patch_decode(out.float(), settings.data.patch), scenes).summary(ref.features)
+        failed = [k for k, ok in check_base(s, ref.summary()).items() if not ok]
+        print(
+            f"  w={w}: speed {s['dynamic_degree']:.2f} physics {s['physics_error']:.2f} IoU {s['iou']:.3f} "
+            f"bad {s['bad_frames']:.2f} colour/shape/direction {s['follows_colour']:.2f}/{s['follows_shape']:.2f}/"
+            f"{s['follows_direction']:.2f} all {s['follows_all']:.2f} energy {s['energy_distance']:.0f} "
+            f"failed: {', '.join(failed) or 'none'}",
+            flush=True,
+        )
+
+
+def swap_probe(model, settings, scenes, w: float):
+    _, negative, noise = eval_inputs(settings, scenes, 0)
+    outs, follow = [], []
+    for d in DIRECTIONS:
+        vs = [variant(s, direction=d) for s in scenes]
+        out = sample(model, embed(settings, vs), negative, noise, w)
+        sc = score_videos(patch_decode(out.float(), settings.data.patch), vs)
+        outs.append(out)
+        follow.append(sc.summary()["follows_direction"])
+    other = [variant(s, colour=COLOURS[(COLOURS.index(s.objects[0].colour) + 1) % 4]) for s in scenes]
+    col = sample(model, embed(settings, other), negative, noise, w)
+    d_dir = torch.stack([(outs[i] - outs[j]).pow(2).mean().sqrt() for i in range(4) for j in range(i + 1, 4)]).mean()
+    d_col = (col - outs[0]).pow(2).mean().sqrt()
+    print(
+        f"  swap w={w}: direction followed per word {[round(f, 2) for f in follow]} (mean {sum(follow) / 4:.2f}); "
+        f"RMS change direction word {float(d_dir):.3f} vs colour word {float(d_col):.3f}",
+        flush=True,
+    )
+
+
+def loss_at(model, xs, sig, text, x0, eps) -> float:
+    with torch.no_grad():
+        return float(flow_matching_loss(model.velocity(xs, sig, text, mode=MODE, block_size=3), x0, eps))
+
+
+def loss_probe(model, settings, scenes, sigmas, draws: int = 4):
+    x0 = patch_encode(rendered(settings, scenes), settings.data.patch)
+    dirs = list(DIRECTIONS)
+    texts = {
+        "right": [embed(settings, scenes)],
+        "dir": [
+            embed(settings, [variant(s, direction=dirs[(dirs.index(s.objects[0].direction) + k) % 4]) for s in scenes])
+            for k in (1, 2, 3)
+        ],
+        "shape": [embed(settings, [variant(s, shape=SHAPES[1 - SHAPES.index(s.objects[0].shape)]) for s in scenes])],
+        "col": [
+            embed(settings, [variant(s, colour=COLOURS[(COLOURS.index(s.objects[0].colour) + 1) % 4]) for s in scenes])
+        ],
+    }
+    texts["empty"] = [
+        embed_caption("", settings.data.text_length, settings.data.text_dim)[None].expand_as(texts["right"][0])
+    ]
+    g = generator("cpu", 0, "direction-loss-probe")
+    print("  sigma: loss(right) | +wrong direction (mean of 3) | +wrong shape | +wrong colour | +empty", flush=True)
+    for s in sigmas:
+        acc = dict.fromkeys(texts, 0.0)
+        for _ in range(draws):
+            eps = torch.randn(x0.shape, generator=g)
+            sig = torch.full(x0.shape[:2], s)
+            xs = interpolate(x0, eps, sig)
+            for key, options in texts.items():
+                acc[key] += sum(loss_at(model, xs, sig, t, x0, eps) for t in options) / len(options) / draws
+        r = acc["right"]
+        gaps = " | ".join(f"{acc[k] - r:+.1e}" for k in ("dir", "shape", "col", "empty"))
+        print(f"  {s:.2f}: {r:.4f} | {gaps}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+")
+    p.add_argument("--captions", type=int, default=32)
+    p.add_argument("--guidance", default="1,1.5,2,3")
+    p.add_argument("--probes", default="guidance,swap,loss")
+    p.add_argument("--swap-guidance", default="1")
+    p.add_argument("--start", default="anywhere", help="the data the model was trained on (BounceSpec.start)")
+    p.add_argument("--layers", type=int, default=2, help="DiT layers (the preset: 2)")
+    p.add_argument("--speed", default="0.04,0.07", help="BounceSpec.speed of that data: lo,hi")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    settings = get_settings("small")
+    data = dataclasses.replace(settings.data, start=a.start, speed=tuple(float(v) for v in a.speed.split(",")))
+    model = dataclasses.replace(settings.model, num_layers=a.layers)
+    settings = dataclasses.replace(settings, eval_videos=a.captions, data=data, model=model)
+    scenes = eval_scenes(settings, 0)
+    probes = a.probes.split(",")
+    for path in a.files:
+        model = tiny_transformer(0, settings.model)
+        model.load_state_dict(load_tensors(path))
+        model.eval()
+        print(path, flush=True)
+        if "guidance" in probes:
+            guidance_probe(model, settings, scenes, [float(w) for w in a.guidance.split(",")])
+        if "swap" in probes:
+            for w in a.swap_guidance.split(","):
+                swap_probe(model, settings, scenes, float(w))
+        if "loss" in probes:
+            loss_probe(model, settings, scenes, [0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0])
+
+
+if __name__ == "__main__":
+    main()
