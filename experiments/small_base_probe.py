@@ -49,6 +49,15 @@ def batches(directions: list[str], batch: int, balanced: bool, g: torch.Generato
             yield torch.cat(parts)
 
 
+def draw_sigmas(n: int, frames: int, a, g: torch.Generator) -> torch.Tensor:
+    """``[n, frames]``: one σ per video, or with probability ``a.block_noise`` one σ per block of 3 frames."""
+    sigma = sample_base_sigmas(n, a.sampler, a.shift, g)[:, None].expand(-1, frames)
+    blocks = sample_base_sigmas(n * frames // 3, a.sampler, a.shift, g).reshape(n, frames // 3)
+    per_block = blocks.repeat_interleave(3, dim=1)
+    pick = torch.rand(n, generator=g, dtype=torch.float64) < a.block_noise
+    return torch.where(pick[:, None], per_block, sigma).float()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2000)
@@ -59,6 +68,7 @@ def main() -> None:
     p.add_argument("--balanced", action="store_true")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--block-noise", type=float, default=0.0, help="fraction of videos with one σ per block")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--videos", type=int, default=4096)
     p.add_argument("--start", default="anywhere", help="where a shape starts (full.synthetic._bounce_start)")
@@ -88,7 +98,7 @@ def main() -> None:
         x0, c = lat[idx], text[idx].clone()
         drop = torch.rand(len(idx), generator=g) < a.dropout
         c[drop] = negative
-        sigma = sample_base_sigmas(len(idx), a.sampler, a.shift, g)[:, None].expand(-1, x0.shape[1]).float()
+        sigma = draw_sigmas(len(idx), x0.shape[1], a, g)
         eps = torch.randn(x0.shape, generator=g)
         v = model.velocity(interpolate(x0, eps, sigma), sigma, c, mode=AttentionMode.BIDIRECTIONAL, block_size=3)
         loss = flow_matching_loss(v, x0, eps)
