@@ -93,7 +93,7 @@ def loss_at(model, xs, sig, text, x0, eps) -> float:
         return float(flow_matching_loss(model.velocity(xs, sig, text, mode=MODE, block_size=3), x0, eps))
 
 
-def loss_probe(model, settings, scenes, sigmas, draws: int = 4, first: float | None = None):
+def loss_probe(model, settings, scenes, sigmas, draws: int = 4, first: float | None = None, clean: int = 3):
     x0 = patch_encode(rendered(settings, scenes), settings.data.patch)
     dirs = list(DIRECTIONS)
     texts = {
@@ -118,7 +118,7 @@ def loss_probe(model, settings, scenes, sigmas, draws: int = 4, first: float | N
             eps = torch.randn(x0.shape, generator=g)
             sig = torch.full(x0.shape[:2], s)
             if first is not None:  # forecast: the first block nearly clean, the rest at s
-                sig[:, :3] = first
+                sig[:, :clean] = first
             xs = interpolate(x0, eps, sig)
             for key, options in texts.items():
                 acc[key] += sum(loss_at(model, xs, sig, t, x0, eps) for t in options) / len(options) / draws
@@ -160,6 +160,9 @@ def main() -> None:
         if "forecast" in probes:
             print("  forecast: first block at sigma 0.1", flush=True)
             loss_probe(model, settings, scenes, [0.5, 0.8, 0.95], first=0.1)
+        if "forecast1" in probes:
+            print("  forecast: first frame at sigma 0.1", flush=True)
+            loss_probe(model, settings, scenes, [0.5, 0.8, 0.95], first=0.1, clean=1)
 
 
 if __name__ == "__main__":
