@@ -50,10 +50,12 @@ def batches(directions: list[str], batch: int, balanced: bool, g: torch.Generato
 
 
 def draw_sigmas(n: int, frames: int, a, g: torch.Generator) -> torch.Tensor:
-    """``[n, frames]``: one σ per video, or with probability ``a.block_noise`` one σ per block of 3 frames."""
+    """``[n, frames]``: one σ per video, or with probability ``a.block_noise`` one σ per block of ``a.noise_block``
+    frames (1: per frame, as in diffusion forcing)."""
+    b = a.noise_block
     sigma = sample_base_sigmas(n, a.sampler, a.shift, g)[:, None].expand(-1, frames)
-    blocks = sample_base_sigmas(n * frames // 3, a.sampler, a.shift, g).reshape(n, frames // 3)
-    per_block = blocks.repeat_interleave(3, dim=1)
+    blocks = sample_base_sigmas(n * frames // b, a.sampler, a.shift, g).reshape(n, frames // b)
+    per_block = blocks.repeat_interleave(b, dim=1)
     pick = torch.rand(n, generator=g, dtype=torch.float64) < a.block_noise
     return torch.where(pick[:, None], per_block, sigma).float()
 
@@ -68,6 +70,7 @@ def main() -> None:
     p.add_argument("--balanced", action="store_true")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--noise-block", type=int, default=3, help="frames per σ of --block-noise videos")
     p.add_argument("--block-noise", type=float, default=0.0, help="fraction of videos with one σ per block")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--videos", type=int, default=4096)

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 
 import torch
+from einops import rearrange
 
 from cf_ref.io import load_tensors
 from cf_ref.losses import flow_matching_loss
@@ -93,7 +94,7 @@ def loss_at(model, xs, sig, text, x0, eps) -> float:
         return float(flow_matching_loss(model.velocity(xs, sig, text, mode=MODE, block_size=3), x0, eps))
 
 
-def loss_probe(model, settings, scenes, sigmas, draws: int = 4, first: float | None = None):
+def loss_probe(model, settings, scenes, sigmas, draws: int = 4, first: float | None = None, clean: int = 3):
     x0 = patch_encode(rendered(settings, scenes), settings.data.patch)
     dirs = list(DIRECTIONS)
     texts = {
@@ -118,13 +119,43 @@ def loss_probe(model, settings, scenes, sigmas, draws: int = 4, first: float | N
             eps = torch.randn(x0.shape, generator=g)
             sig = torch.full(x0.shape[:2], s)
             if first is not None:  # forecast: the first block nearly clean, the rest at s
-                sig[:, :3] = first
+                sig[:, :clean] = first
             xs = interpolate(x0, eps, sig)
             for key, options in texts.items():
                 acc[key] += sum(loss_at(model, xs, sig, t, x0, eps) for t in options) / len(options) / draws
         r = acc["right"]
         gaps = " | ".join(f"{acc[k] - r:+.1e}" for k in ("dir", "shape", "col", "empty"))
         print(f"  {s:.2f}: {r:.4f} | {gaps}", flush=True)
+
+
+def attention_probe(model, settings, scenes, sigmas=(0.5, 0.9)):
+    """Each layer's cross-attention weight on each text token (mean over videos, frames and positions) per head, and
+    the tokens' value norms, on the held-out videos at fixed σ (the comparison's noise)."""
+    caught = []
+    hooks = [
+        b.attn2.register_forward_pre_hook(lambda m, a, k: caught.append((a, k)), with_kwargs=True) for b in model.blocks
+    ]
+    text, _, noise = eval_inputs(settings, scenes, 0)
+    x0 = patch_encode(rendered(settings, scenes), settings.data.patch)
+    for s in sigmas:
+        caught.clear()
+        with torch.no_grad():
+            model.velocity((1 - s) * x0 + s * noise, torch.full(x0.shape[:2], s), text, mode=MODE, block_size=3)
+        for layer, (args, kwargs) in enumerate(caught):
+            a = model.blocks[layer].attn2
+            h, enc = args[0], kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None).hidden
+            with torch.no_grad():
+                q = a.norm_q(a.to_q(h))
+                enc = enc.repeat_interleave(q.shape[0] // enc.shape[0], 0)  # the batch folded per frame
+                k, v = a.norm_k(a.to_k(enc)), a.to_v(enc)
+                q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=a.heads) for t in (q, k, v))
+                w = torch.softmax(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, -1).mean((0, 2))
+                norms = v.norm(dim=-1).mean((0,))
+            print(f"  sigma {s} layer {layer}: attention per token (words of the caption, then padding) | value norm")
+            for row, vn in zip(w, norms):
+                print("   ", [round(float(x), 3) for x in row], "|", [round(float(x), 1) for x in vn], flush=True)
+    for h in hooks:
+        h.remove()
 
 
 def main() -> None:
@@ -157,9 +188,14 @@ def main() -> None:
                 swap_probe(model, settings, scenes, float(w))
         if "loss" in probes:
             loss_probe(model, settings, scenes, [0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0])
+        if "attention" in probes:
+            attention_probe(model, settings, scenes)
         if "forecast" in probes:
             print("  forecast: first block at sigma 0.1", flush=True)
             loss_probe(model, settings, scenes, [0.5, 0.8, 0.95], first=0.1)
+        if "forecast1" in probes:
+            print("  forecast: first frame at sigma 0.1", flush=True)
+            loss_probe(model, settings, scenes, [0.5, 0.8, 0.95], first=0.1, clean=1)
 
 
 if __name__ == "__main__":
