@@ -3,7 +3,9 @@
 The same DiT (:func:`full.tiny.tiny_transformer` at the small preset's sizes), data (the preset's ``base.videos``
 scenes of seed 0, patch-coded), flow-matching loss (bidirectional, one σ per video, caption dropout), AdamW with
 warm-up + cosine decay and gradient clipping as :func:`full.stages.base.pretrain_tiny_base`; knobs for the probes
-of ``docs/small.md``: the σ sampler (``--sampler``, ``--shift``), direction-balanced batches (``--balanced``).
+of ``docs/small.md``: the σ sampler (``--sampler``, ``--shift``), direction-balanced batches (``--balanced``), the
+caption code (``--caption-code axis``: ±axis direction vectors, ``small_caption_codes``), the caption length
+(``--text-length 5``: no padding tokens), a learning-rate factor for the text path (``--text-lr``).
 Saves ``base-<step>.safetensors`` at the ``--save`` steps, prints the loss and CPU seconds.
 
     python experiments/small_base_probe.py --steps 2000 --save 1000,2000 --out runs/probe-a
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from small_caption_codes import CODES, embed
 
 from cf_ref.io import save_tensors
 from cf_ref.losses import flow_matching_loss
@@ -25,17 +28,28 @@ from cf_ref.masks import AttentionMode
 from cf_ref.schedule import interpolate
 from full.small.settings import get_settings
 from full.stages.base import learning_rate, sample_base_sigmas
-from full.synthetic import DIRECTIONS, embed_caption, patch_encode, render_scene
+from full.synthetic import DIRECTIONS, patch_encode, render_scene
 from full.tiny import tiny_transformer
 
 
-def load_data(settings, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+def load_data(settings, count: int, code: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Latents ``[N, F, C, h, w]``, text ``[N, L, D]``, negative ``[L, D]`` and the directions of the base set."""
     d = dataclasses.replace(settings.data, count=count, seed=0)
     scenes = d.scenes()
     lat = torch.stack([patch_encode(render_scene(s, d.frames, d.pixels), d.patch) for s in scenes])
-    text = torch.stack([embed_caption(s.caption, d.text_length, d.text_dim) for s in scenes])
-    return lat, text, embed_caption("", d.text_length, d.text_dim), [s.objects[0].direction for s in scenes]
+    text = torch.stack([embed(s.caption, d.text_length, d.text_dim, code) for s in scenes])
+    return lat, text, embed("", d.text_length, d.text_dim, code), [s.objects[0].direction for s in scenes]
+
+
+TEXT_PATH = ("condition_embedder.text_embedder.", "attn2.to_k.", "attn2.to_v.", "attn2.norm_k.")
+
+
+def optimiser(model, lr: float, text_factor: float) -> torch.optim.AdamW:
+    """AdamW, no weight decay; the text path (text embedder, cross-attention K / V) at ``text_factor`` × the lr."""
+    text = [p for n, p in model.named_parameters() if any(k in n for k in TEXT_PATH)]
+    rest = [p for n, p in model.named_parameters() if not any(k in n for k in TEXT_PATH)]
+    groups = [{"params": rest, "factor": 1.0}, {"params": text, "factor": text_factor}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), weight_decay=0.0)
 
 
 def batches(directions: list[str], batch: int, balanced: bool, g: torch.Generator):
@@ -60,7 +74,7 @@ def draw_sigmas(n: int, frames: int, a, g: torch.Generator) -> torch.Tensor:
     return torch.where(pick[:, None], per_block, sigma).float()
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--save", default="")
@@ -77,26 +91,38 @@ def main() -> None:
     p.add_argument("--start", default="anywhere", help="where a shape starts (full.synthetic._bounce_start)")
     p.add_argument("--layers", type=int, default=2, help="DiT layers (the preset: 2)")
     p.add_argument("--speed", default="0.04,0.07", help="BounceSpec.speed: lo,hi (frame sizes per frame)")
-    a = p.parse_args()
+    p.add_argument("--caption-code", default="words", choices=CODES)
+    p.add_argument("--text-length", type=int, default=8, help="caption tokens (5: the words only, no padding)")
+    p.add_argument("--text-lr", type=float, default=1.0, help="lr factor of the text path")
+    return p.parse_args()
+
+
+def main() -> None:
+    a = arguments()
     torch.set_num_threads(1)
     settings = get_settings("small")
     settings = dataclasses.replace(
         settings,
         model=dataclasses.replace(settings.model, num_layers=a.layers),
-        data=dataclasses.replace(settings.data, start=a.start, speed=tuple(float(v) for v in a.speed.split(","))),
+        data=dataclasses.replace(
+            settings.data,
+            start=a.start,
+            speed=tuple(float(v) for v in a.speed.split(",")),
+            text_length=a.text_length,
+        ),
     )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    lat, text, negative, dirs = load_data(settings, a.videos)
+    lat, text, negative, dirs = load_data(settings, a.videos, a.caption_code)
     model = tiny_transformer(0, settings.model).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    opt = optimiser(model, a.lr, a.text_lr)
     g = torch.Generator().manual_seed(1)
     feed = batches(dirs, a.batch, a.balanced, g)
     save = {int(s) for s in a.save.split(",") if s}
     t0, losses = time.time(), []
     for step in range(a.steps):
         for group in opt.param_groups:
-            group["lr"] = learning_rate(step, a.steps, a.lr, 200, True)
+            group["lr"] = group["factor"] * learning_rate(step, a.steps, a.lr, 200, True)
         idx = next(feed)
         x0, c = lat[idx], text[idx].clone()
         drop = torch.rand(len(idx), generator=g) < a.dropout

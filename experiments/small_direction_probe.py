@@ -19,6 +19,8 @@ import dataclasses
 
 import torch
 from einops import rearrange
+from small_caption_codes import CODES
+from small_caption_codes import embed as embed_caption_code
 
 from cf_ref.io import load_tensors
 from cf_ref.losses import flow_matching_loss
@@ -32,7 +34,7 @@ from full.small.metrics import score_videos
 from full.small.settings import get_settings
 from full.small.summary import check_base
 from full.stages.fields import guided_field
-from full.synthetic import COLOURS, DIRECTIONS, SHAPES, Scene, embed_caption, patch_decode, patch_encode
+from full.synthetic import COLOURS, DIRECTIONS, SHAPES, Scene, patch_decode, patch_encode
 from full.tiny import tiny_transformer
 
 MODE = AttentionMode.BIDIRECTIONAL
@@ -48,9 +50,12 @@ def variant(scene: Scene, **change) -> Scene:
     return Scene(tuple(dataclasses.replace(o, **change) for o in scene.objects))
 
 
+CODE = {"code": "words"}  # the caption code the weights were trained on (--caption-code)
+
+
 def embed(settings, scenes):
     d = settings.data
-    return torch.stack([embed_caption(s.caption, d.text_length, d.text_dim) for s in scenes])
+    return torch.stack([embed_caption_code(s.caption, d.text_length, d.text_dim, CODE["code"]) for s in scenes])
 
 
 def guidance_probe(model, settings, scenes, scales):
@@ -109,7 +114,7 @@ def loss_probe(model, settings, scenes, sigmas, draws: int = 4, first: float | N
         ],
     }
     texts["empty"] = [
-        embed_caption("", settings.data.text_length, settings.data.text_dim)[None].expand_as(texts["right"][0])
+        embed_caption_code("", settings.data.text_length, settings.data.text_dim)[None].expand_as(texts["right"][0])
     ]
     g = generator("cpu", 0, "direction-loss-probe")
     print("  sigma: loss(right) | +wrong direction (mean of 3) | +wrong shape | +wrong colour | +empty", flush=True)
@@ -168,10 +173,16 @@ def main() -> None:
     p.add_argument("--start", default="anywhere", help="the data the model was trained on (BounceSpec.start)")
     p.add_argument("--layers", type=int, default=2, help="DiT layers (the preset: 2)")
     p.add_argument("--speed", default="0.04,0.07", help="BounceSpec.speed of that data: lo,hi")
+    p.add_argument("--caption-code", default="words", choices=CODES, help="the caption code of the weights")
+    p.add_argument("--text-length", type=int, default=8, help="the caption length of the weights")
     a = p.parse_args()
+    CODE["code"] = a.caption_code
+    if a.caption_code != "words" and {"guidance", "attention"} & set(a.probes.split(",")):
+        p.error("the guidance and attention probes embed the shipped word vectors: use --caption-code words")
     torch.set_num_threads(1)
     settings = get_settings("small")
-    data = dataclasses.replace(settings.data, start=a.start, speed=tuple(float(v) for v in a.speed.split(",")))
+    speed = tuple(float(v) for v in a.speed.split(","))
+    data = dataclasses.replace(settings.data, start=a.start, speed=speed, text_length=a.text_length)
     model = dataclasses.replace(settings.model, num_layers=a.layers)
     settings = dataclasses.replace(settings, eval_videos=a.captions, data=data, model=model)
     scenes = eval_scenes(settings, 0)
