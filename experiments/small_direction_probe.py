@@ -32,7 +32,7 @@ from full.distributed import Runner
 from full.small.evaluate import eval_inputs, eval_scenes, rendered
 from full.small.metrics import score_videos
 from full.small.settings import get_settings
-from full.small.summary import check_base
+from full.small.summary import base_check_line
 from full.stages.fields import guided_field
 from full.synthetic import COLOURS, DIRECTIONS, SHAPES, Scene, patch_decode, patch_encode
 from full.tiny import tiny_transformer
@@ -64,14 +64,7 @@ def guidance_probe(model, settings, scenes, scales):
     for w in scales:
         out = sample(model, text, negative, noise, w)
         s = score_videos(patch_decode(out.float(), settings.data.patch), scenes).summary(ref.features)
-        failed = [k for k, ok in check_base(s, ref.summary()).items() if not ok]
-        print(
-            f"  w={w}: speed {s['dynamic_degree']:.2f} physics {s['physics_error']:.2f} IoU {s['iou']:.3f} "
-            f"bad {s['bad_frames']:.2f} colour/shape/direction {s['follows_colour']:.2f}/{s['follows_shape']:.2f}/"
-            f"{s['follows_direction']:.2f} all {s['follows_all']:.2f} energy {s['energy_distance']:.0f} "
-            f"failed: {', '.join(failed) or 'none'}",
-            flush=True,
-        )
+        print(f"  w={w}: {base_check_line(s, ref.summary())}", flush=True)
 
 
 def swap_probe(model, settings, scenes, w: float):

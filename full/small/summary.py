@@ -39,6 +39,17 @@ def check_base(base: Mapping[str, float], data: Mapping[str, float]) -> dict[str
 BASE_TOLERANCE = "speed ±15 %, physics error ≤ data + 0.5 px, IoU ≥ data − 0.1, bad frames ≤ 5 %, follows ≥ 90 %"
 
 
+def base_check_line(base: Mapping[str, float], data: Mapping[str, float]) -> str:
+    """One line of a base model's summary scores and the :data:`BASE_TOLERANCE` items it fails against ``data``."""
+    failed = [k for k, ok in check_base(base, data).items() if not ok]
+    return (
+        f"speed {base['dynamic_degree']:.2f} physics {base['physics_error']:.2f} IoU {base['iou']:.3f} "
+        f"bad {base['bad_frames']:.2f} colour/shape/direction {base['follows_colour']:.2f}/"
+        f"{base['follows_shape']:.2f}/{base['follows_direction']:.2f} all {base['follows_all']:.2f} "
+        f"energy {base['energy_distance']:.0f} failed: {', '.join(failed) or 'none'}"
+    )
+
+
 def mean_std(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
     """Per key: mean and sample standard deviation over ``rows`` (0 for one row)."""
     out = {}
