@@ -104,13 +104,13 @@ def simulated_ranks(world_size: int) -> Iterator[DistContext]:
 
 def storage_bytes(modules: Sequence[nn.Module]) -> int:
     """Bytes of the parameters and buffers of ``modules`` this rank holds (an FSDP2 parameter: its local shard)."""
-    seen: set[int] = set()
+    seen: set[int] = set()  # ids of the parameters and buffers (``to_local()`` makes a new object at each call)
     total = 0
     for module in modules:
         for t in [*module.parameters(), *module.buffers()]:
-            local = t.to_local() if hasattr(t, "to_local") else t
-            if id(local) not in seen:
-                seen.add(id(local))
+            if id(t) not in seen:
+                seen.add(id(t))
+                local = t.to_local() if hasattr(t, "to_local") else t
                 total += local.numel() * local.element_size()
     return total
 
