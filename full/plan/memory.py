@@ -6,7 +6,8 @@ PyTorch's memory tracker.
   while every operation on a fake tensor stays fake (``allow_non_fake_inputs``).
 * :func:`simulated_ranks` — ``N`` ranks as rank 0 of a ``"fake"`` process group
   (``torch.testing._internal.distributed.fake_pg``): FSDP2's ``fully_shard`` shards for ``N`` ranks and its
-  collectives return at once, so the tracker sees exactly one rank's shards and gathered buffers.
+  collectives return at once, so the tracker sees exactly one rank's shards and gathered buffers (made fake by
+  :func:`full.plan.collectives.fake_collectives`).
 * :func:`track_peak` — runs a step under ``torch.distributed._tools.mem_tracker.MemTracker`` (parameters,
   buffers, gradients, optimizer states, activations, temporaries, per storage) and splits the peak into
   :class:`MemoryPeak`.
