@@ -9,6 +9,7 @@ configuration, and prints the machine, wall and CPU seconds.
     python benchmarks/plan_tables.py --configs chunkwise --gpus 1          # a quicker subset
     python benchmarks/plan_tables.py --gpus 8 16 --stages ar-diffusion ode cd dmd --no-flops   # in parallel
     python benchmarks/plan_tables.py --configs framewise --stages dmd sampling --depths 2       # cheaper
+    python benchmarks/plan_tables.py --configs framewise --gpus 8 --stages dmd --set video.latent_frames=17
 """
 
 from __future__ import annotations
@@ -53,13 +54,14 @@ def main() -> None:
     parser.add_argument("--no-flops", action="store_true", help="memory only (e.g. a second process for 8/16 GPUs)")
     parser.add_argument("--full-depth", action="store_true", help="simulate every block instead of extrapolating")
     parser.add_argument("--depths", type=int, choices=[2, 3], default=3, help="shallow simulations to extrapolate")
+    parser.add_argument("--set", nargs="+", default=[], help="config overrides, e.g. video.latent_frames=17")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Mismatch dtype between input and weight")
     args.out.mkdir(parents=True, exist_ok=True)
     print(machine_summary(), flush=True)
     for name in args.configs:
         wall, cpu = time.perf_counter(), cpu_seconds()
-        config = build_config(CONFIGS[name])
+        config = build_config(CONFIGS[name], args.set)
         plan = make_plan(
             config,
             args.gpus,
@@ -72,7 +74,7 @@ def main() -> None:
             extrapolate=not args.full_depth,
             depths=args.depths,
         )
-        data = plan_json(plan) | {"config": CONFIGS[name], "cpu_seconds": cpu_seconds() - cpu}
+        data = plan_json(plan) | {"config": CONFIGS[name], "overrides": args.set, "cpu_seconds": cpu_seconds() - cpu}
         write_json(args.out / f"{name}.json", data)
         write_text(args.out / f"{name}.md", plan_text(plan) + "\n")
         print(plan_text(plan), flush=True)
