@@ -15,7 +15,9 @@ from cf_ref.solvers import classifier_free_guidance
 from full.architectures import ARCHITECTURES, TimestepInput
 from full.attention import MaskKernel
 from full.cache import LayerKV
-from full.model import CausalWanTransformer3DModel, cast_keeping_fp32, timestep_sinusoid
+from full.dtypes import cast_keeping_fp32
+from full.model import CausalWanTransformer3DModel
+from full.timestep_embedding import timestep_sinusoid
 from full.tiny import transformer_kwargs
 
 BC, TF, BI = AttentionMode.BLOCK_CAUSAL, AttentionMode.TEACHER_FORCING, AttentionMode.BIDIRECTIONAL
