@@ -11,8 +11,6 @@ context-noise level) and appends its K/V. Cross-attention K/V are computed once 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
@@ -20,9 +18,6 @@ from cf_ref.schedule import sigma_per_frame, timestep_from_sigma
 from cf_ref.solvers import guided_velocity
 from full.cache import TextContext, WanKVCache
 from full.cache_choice import new_kv_cache
-
-if TYPE_CHECKING:
-    from full.model import CausalWanTransformer3DModel
 
 
 def frame_levels(sigma: float | Tensor, x: Tensor) -> Tensor:
@@ -39,10 +34,11 @@ class CausalWanBlockwise:
     """:class:`cf_ref.rollout.BlockwiseModel` of the causal Wan DiT over a :class:`~full.cache.WanKVCache`.
 
     Block ``j`` of a rollout holds frames ``origin + j·b … origin + (j+1)·b - 1`` (RoPE positions); the
-    cache must hold exactly the frames before it (commit blocks in order).
+    cache must hold exactly the frames before it (commit blocks in order). ``model`` is a
+    :class:`full.model.CausalWanTransformer3DModel` (not imported here: the model imports this module).
     """
 
-    def __init__(self, model: CausalWanTransformer3DModel, text: TextContext, block_size: int, window: int | None):
+    def __init__(self, model: torch.nn.Module, text: TextContext, block_size: int, window: int | None):
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         if window is not None and window < 1:
