@@ -3,8 +3,9 @@
 * ``guidance``: the base check's metrics when sampling with classifier-free guidance ``w`` (bidirectional PF-ODE,
   Euler, the comparison's fixed noise on the first ``--captions`` held-out captions of seed 0);
 * ``swap``: the same noise sampled under the caption with each of the 4 direction words (colour and shape kept):
-  how often the sample moves in the captioned direction (and how many samples are static — fitted speed below
-  ``MIN_SPEED``, which the metric counts as following no word — and the rate among the moving ones), and how much
+  how often the sample moves in the captioned direction (and how many samples the metric counts as following no
+  direction word — colour found in < ½ the frames, or fitted speed below ``MIN_SPEED`` — and the rate among the
+  others), and how much
   the latents change (RMS) when only the direction word changes against changing the colour word instead;
 * ``loss``: the conditional flow-matching loss on the held-out videos at fixed σ and fixed noise with the right
   caption, with a wrong direction word, a wrong colour word and the empty caption (paired: the same x_σ), as
@@ -70,15 +71,18 @@ def guidance_probe(model, settings, scenes, scales):
 
 def swap_probe(model, settings, scenes, w: float):
     _, negative, noise = eval_inputs(settings, scenes, 0)
-    outs, follow, static, moving_follow = [], [], [], []
+    outs, follow, absent, static, moving_follow = [], [], [], [], []
     for d in DIRECTIONS:
         vs = [variant(s, direction=d) for s in scenes]
         out = sample(model, embed(settings, vs), negative, noise, w)
         sc = score_videos(patch_decode(out.float(), settings.data.patch), vs)
         outs.append(out)
         follow.append(sc.summary()["follows_direction"])
-        moves = sc.features[:, FEATURES.index("abs_velocity")] >= MIN_SPEED  # else direction "static": not followed
-        static.append(1 - float(moves.double().mean()))
+        # the metric follows no word when the colour is found in < ½ the frames, or the fitted speed < MIN_SPEED
+        present = torch.tensor([f["colour"] for f in sc.follows])
+        moves = present & (sc.features[:, FEATURES.index("abs_velocity")] >= MIN_SPEED)
+        absent.append(1 - float(present.double().mean()))
+        static.append(float((present & ~moves).double().mean()))
         moving_follow.append(sum(f["direction"] for f, m in zip(sc.follows, moves) if m) / max(1, int(moves.sum())))
     other = [variant(s, colour=COLOURS[(COLOURS.index(s.objects[0].colour) + 1) % 4]) for s in scenes]
     col = sample(model, embed(settings, other), negative, noise, w)
@@ -86,8 +90,9 @@ def swap_probe(model, settings, scenes, w: float):
     d_col = (col - outs[0]).pow(2).mean().sqrt()
     print(
         f"  swap w={w}: direction followed per word {[round(f, 2) for f in follow]} (mean {sum(follow) / 4:.2f}); "
-        f"RMS change direction word {float(d_dir):.3f} vs colour word {float(d_col):.3f}; static (fitted speed < "
-        f"{MIN_SPEED} px / frame) {sum(static) / 4:.2f}, followed among the moving {sum(moving_follow) / 4:.2f}",
+        f"RMS change direction word {float(d_dir):.3f} vs colour word {float(d_col):.3f}; colour absent {sum(absent) / 4:.2f}, "
+        f"static (fitted speed < {MIN_SPEED} px / frame) {sum(static) / 4:.2f}, followed among the others "
+        f"{sum(moving_follow) / 4:.2f}",
         flush=True,
     )
 
