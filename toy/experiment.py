@@ -113,7 +113,7 @@ def _student(
     c, data = ev.config, ev.data
     key = student_key(teacher, num_steps, c.grid)
     pairs = train.select(c.grid.student_sigmas(num_steps))
-    sc = c.student_of(teacher)
+    sc = c.student_of(teacher, gaussian=data.num_components == 1)
     net_config = sc.network(data.num_frames, data.dim, STUDENT_MODE[teacher])
     student = train_ode_student(
         net_config, pairs.states, pairs.sigmas, pairs.target, pairs.context, sc.optim, sc.batch_size,

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable
 
 import torch
-from scipy.stats import chi2
+from scipy.special import chdtri
 from torch import Tensor
 
 from toy.data import SequenceData
@@ -100,8 +100,10 @@ def mahalanobis_sq(x: Tensor, data: SequenceData) -> Tensor:
 
 
 def off_manifold_threshold(data: SequenceData, level: float = OFF_MANIFOLD_LEVEL) -> float:
-    """χ²_D quantile at ``level`` with D = N·d: the squared Mahalanobis radius holding ``level`` of a component."""
-    return float(chi2.ppf(level, df=data.mixture.dim))
+    """χ²_D quantile at ``level`` with D = N·d: the squared Mahalanobis radius holding ``level`` of a component
+    (the inverse survival function ``chdtri(D, 1 - level)``; ``scipy.special``, not ``scipy.stats``: 0.3 s less import
+    in every worker process)."""
+    return float(chdtri(data.mixture.dim, 1.0 - level))
 
 
 def off_manifold_fraction(x: Tensor, data: SequenceData, level: float = OFF_MANIFOLD_LEVEL) -> float:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from cf_ref.timing import StageTimes
 from toy.claims import check_claims, tally
-from toy.data import DatasetSpec
+from toy.data import DatasetKind, DatasetSpec
 from toy.experiment import run_dataset, stages_per_dataset
 from toy.experiment_config import ExperimentConfig
 from toy.plots import draw_dataset_unprefixed, plot_errors
@@ -56,6 +56,13 @@ def _worker_task(
     return _run_one(spec, config, seed, StageTimes(report=_WORKER_QUEUE.put), on_dataset)
 
 
+def costliest_first(specs: tuple[DatasetSpec, ...]) -> list[int]:
+    """Indices of ``specs``, costliest dataset first: mixtures (step-like maps, the longest-trained students, K
+    posterior components) before Gaussians, then by dimension and modes; ties keep their order."""
+    cost = [(spec.kind is DatasetKind.SHARED_MODE_MIXTURE, spec.dim, spec.num_modes) for spec in specs]
+    return sorted(range(len(specs)), key=lambda i: cost[i], reverse=True)
+
+
 def _run_parallel(
     config: ExperimentConfig, seed: int, workers: int, bar: tqdm, on_dataset: DatasetCallback | None
 ) -> list[DatasetOutput]:
@@ -65,15 +72,19 @@ def _run_parallel(
     with ProcessPoolExecutor(
         workers, mp_context=ctx, initializer=_worker_init, initargs=(queue, torch.get_num_threads())
     ) as pool:
-        futures = [pool.submit(_worker_task, spec, config, seed, on_dataset) for spec in config.datasets]
-        while not all(f.done() for f in futures):
+        # the costliest datasets first, so that the last one to start is a cheap one (results in config order)
+        futures = {
+            i: pool.submit(_worker_task, config.datasets[i], config, seed, on_dataset)
+            for i in costliest_first(config.datasets)
+        }
+        while not all(f.done() for f in futures.values()):
             try:
                 bar.set_postfix_str(queue.get(timeout=0.2), refresh=False)
                 bar.update(1)
             except Empty:
                 pass
         bar.update(bar.total - bar.n)
-        return [f.result() for f in futures]
+        return [futures[i].result() for i in range(len(config.datasets))]
 
 
 def _run_serial(config: ExperimentConfig, seed: int, bar: tqdm, on_dataset: DatasetCallback | None):

@@ -23,19 +23,24 @@ class OptimConfig:
     final_lr_fraction: float = 0.05  # cosine decay from lr to lr·fraction
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
+    warmup_steps: int = 0  # linear warm-up of the learning rate over the first steps; 0 = none
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.lr <= 0:
             raise ValueError(f"need steps >= 1 and lr > 0, got {self.steps}, {self.lr}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"need 0 <= warmup_steps < steps, got {self.warmup_steps} (steps {self.steps})")
 
 
 def make_optimizer(params: Iterable[nn.Parameter], config: OptimConfig) -> tuple[torch.optim.Optimizer, Callable]:
-    """Adam(W) and a cosine schedule ``lr_t = lr·(f + (1-f)·(1+cos(πt/T))/2)``; returns (optimizer, scheduler)."""
+    """Adam(W) and a cosine schedule ``lr_t = lr·w_t·(f + (1-f)·(1+cos(πt/T))/2)`` with the linear warm-up
+    ``w_t = min(1, (t + 1)/W)`` over W = ``warmup_steps`` (``w_t = 1`` when W = 0); returns (optimizer, scheduler)."""
     opt = torch.optim.AdamW(list(params), lr=config.lr, weight_decay=config.weight_decay)
-    f = config.final_lr_fraction
+    f, warmup = config.final_lr_fraction, config.warmup_steps
 
     def factor(t: int) -> float:
-        return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(t, config.steps) / config.steps))
+        ramp = min(1.0, (t + 1) / warmup) if warmup else 1.0
+        return ramp * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(t, config.steps) / config.steps)))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 

@@ -53,3 +53,14 @@ def test_students_of_causal_pairs_may_have_their_own_configuration():
     assert replace(quick.student_of(PairTeacher.AR), optim=quick.student.optim) == quick.student  # only the steps
     assert paper.student_of(PairTeacher.AR) is paper.student_of(PairTeacher.BIDIRECTIONAL) is paper.student
     assert quick.describe()["causal_student"]["optim"]["steps"] == 1000 and paper.describe()["causal_student"] is None
+
+
+def test_students_of_gaussian_data_may_train_fewer_steps():
+    quick, paper = preset_config(Preset.QUICK), preset_config(Preset.PAPER)
+    for teacher in PairTeacher:
+        mixture, gaussian = quick.student_of(teacher), quick.student_of(teacher, gaussian=True)
+        assert gaussian.optim.steps == quick.gaussian_steps < mixture.optim.steps
+        assert replace(gaussian, optim=mixture.optim) == mixture  # only the steps
+        assert paper.student_of(teacher, gaussian=True) is paper.student_of(teacher)
+    with pytest.raises(ValueError, match="gaussian_steps"):
+        replace(quick, gaussian_steps=0)

@@ -7,7 +7,7 @@ import pytest
 
 from tests.toy.experiment_configs import tiny_config
 from toy.data import DatasetKind, DatasetSpec
-from toy.runner import run, run_to_directory
+from toy.runner import costliest_first, run, run_to_directory
 
 TWO_DATASETS = (
     DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=3),
@@ -47,3 +47,14 @@ def test_run_to_directory_writes_every_file(tmp_path):
 def test_bad_worker_count_is_refused():
     with pytest.raises(ValueError, match="workers must be >= 1"):
         run(tiny_config(steps=5, datasets=TWO_DATASETS[:1]), workers=0, progress=False)
+
+
+def test_mixtures_and_larger_dimensions_start_first_and_ties_keep_their_order():
+    specs = (
+        DatasetSpec(DatasetKind.AR1_GAUSSIAN, dim=1),
+        DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=1, num_modes=2),
+        DatasetSpec(DatasetKind.AR1_GAUSSIAN, dim=2),
+        DatasetSpec(DatasetKind.INDEPENDENT_GAUSSIAN, dim=1),
+        DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=4),
+    )
+    assert costliest_first(specs) == [4, 1, 2, 0, 3]
