@@ -34,7 +34,8 @@ import torch
 
 from cf_ref.machine import machine_info, machine_summary
 from full.components import WanComponents
-from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel, cast_keeping_fp32
+from full.dtypes import cast_keeping_fp32
+from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel
 from full.sampler import SampleConfig, generate
 from full.stream import VideoStream
 from full.video import video_frames

@@ -32,7 +32,8 @@ import torch
 from cf_ref.machine import machine_info, machine_summary
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import interpolate, x0_from_velocity
-from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel, cast_keeping_fp32
+from full.dtypes import cast_keeping_fp32
+from full.model import WAN21_T2V_1_3B, CausalWanTransformer3DModel
 from full.sampler import SampleConfig, WanComponents, generate
 from full.video import video_frames
 

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from full_throughput import build  # noqa: E402  (a sibling script)
+from gpu_tables import sampling_table  # noqa: E402  (a sibling script, torch-free)
 
 from cf_ref.machine import machine_info, machine_summary  # noqa: E402
 from full.graphs import compile_blocks  # noqa: E402
@@ -42,7 +43,6 @@ MODES = {
     "compiled": dict(cache="static", compile=True),
     "cuda-graphs": dict(cache="static", compile=True, cuda_graphs=True),
 }
-GOALS = {"dit_ms_per_chunk": 250.0, "e2e_fps": 25.0, "first_frame_s": 0.3}
 
 
 def one_video(sampler: BlockSampler, count: int) -> dict:
@@ -113,29 +113,7 @@ def run(args: argparse.Namespace) -> dict:
 def save(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "sampling.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "sampling.md").write_text(markdown(results))
-
-
-def markdown(results: dict) -> str:
-    """The table of ``results`` with the goals beside the figures."""
-    g = GOALS
-    lines = [
-        f"Machine: {results['machine'].get('gpu', 'none')}; {'tiny CPU smoke run' if results['tiny'] else 'Wan2.1 1.3B + Wan VAE, random weights, bf16'}, "
-        f"{results['height']}×{results['width']}.",
-        "",
-        f"| mode | block | DiT ms/block (goal ≤ {g['dit_ms_per_chunk']:.0f} per 3-frame chunk) | DiT FPS | end-to-end FPS "
-        f"(goal ≥ {g['e2e_fps']:.0f}) | first block end to end, s (frame-wise goal ≤ {g['first_frame_s']}) |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]  # fmt: skip
-    for r in results["rows"]:
-        if "skipped" in r:
-            lines.append(f"| {r['mode']} | – | {r['skipped']} | | | |")
-            continue
-        lines.append(
-            f"| {r['mode']} | {r['block_size']} | {r['dit_ms_per_block']:.1f} | {r['dit_fps']:.2f} | "
-            f"{r['e2e_fps']:.2f} | {r['e2e_first_block_s']:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
+    (out / "sampling.md").write_text(sampling_table(results))
 
 
 def main() -> None:
@@ -150,7 +128,7 @@ def main() -> None:
     print(machine_summary(), flush=True)
     results = run(args)
     save(results, args.out)
-    print(markdown(results))
+    print(sampling_table(results))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ scenes of seed 0, patch-coded), flow-matching loss (bidirectional, one σ per vi
 warm-up + cosine decay and gradient clipping as :func:`full.stages.base.pretrain_tiny_base`; knobs for the probes
 of ``docs/small.md``: the σ sampler (``--sampler``, ``--shift``), direction-balanced batches (``--balanced``), the
 caption code (``--caption-code axis``: ±axis direction vectors, ``small_caption_codes``), the caption length
-(``--text-length 5``: no padding tokens), a learning-rate factor for the text path (``--text-lr``).
+(``--text-length 5``: no padding tokens), a learning-rate factor for the text path (``--text-lr``), the walls drawn
+(``--backdrop walls``), the patch code (``--patch 1``: 8×8 tokens per frame instead of 4×4).
 Saves ``base-<step>.safetensors`` at the ``--save`` steps, prints the loss and CPU seconds.
 
     python experiments/small_base_probe.py --steps 2000 --save 1000,2000 --out runs/probe-a
@@ -21,12 +22,12 @@ from pathlib import Path
 
 import torch
 from small_caption_codes import CODES, embed
+from small_probe_settings import add_data_arguments, probe_settings
 
 from cf_ref.io import save_tensors
 from cf_ref.losses import flow_matching_loss
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import interpolate
-from full.small.settings import get_settings
 from full.stages.base import learning_rate, sample_base_sigmas
 from full.synthetic import DIRECTIONS, patch_encode, render_scene
 from full.tiny import tiny_transformer
@@ -36,7 +37,7 @@ def load_data(settings, count: int, code: str) -> tuple[torch.Tensor, torch.Tens
     """Latents ``[N, F, C, h, w]``, text ``[N, L, D]``, negative ``[L, D]`` and the directions of the base set."""
     d = dataclasses.replace(settings.data, count=count, seed=0)
     scenes = d.scenes()
-    lat = torch.stack([patch_encode(render_scene(s, d.frames, d.pixels), d.patch) for s in scenes])
+    lat = torch.stack([patch_encode(render_scene(s, d.frames, d.pixels, backdrop=d.backdrop), d.patch) for s in scenes])
     text = torch.stack([embed(s.caption, d.text_length, d.text_dim, code) for s in scenes])
     return lat, text, embed("", d.text_length, d.text_dim, code), [s.objects[0].direction for s in scenes]
 
@@ -88,29 +89,16 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--block-noise", type=float, default=0.0, help="fraction of videos with one σ per block")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--videos", type=int, default=4096)
-    p.add_argument("--start", default="anywhere", help="where a shape starts (full.synthetic._bounce_start)")
-    p.add_argument("--layers", type=int, default=2, help="DiT layers (the preset: 2)")
-    p.add_argument("--speed", default="0.04,0.07", help="BounceSpec.speed: lo,hi (frame sizes per frame)")
     p.add_argument("--caption-code", default="words", choices=CODES)
-    p.add_argument("--text-length", type=int, default=8, help="caption tokens (5: the words only, no padding)")
     p.add_argument("--text-lr", type=float, default=1.0, help="lr factor of the text path")
+    add_data_arguments(p)
     return p.parse_args()
 
 
 def main() -> None:
     a = arguments()
     torch.set_num_threads(1)
-    settings = get_settings("small")
-    settings = dataclasses.replace(
-        settings,
-        model=dataclasses.replace(settings.model, num_layers=a.layers),
-        data=dataclasses.replace(
-            settings.data,
-            start=a.start,
-            speed=tuple(float(v) for v in a.speed.split(",")),
-            text_length=a.text_length,
-        ),
-    )
+    settings = probe_settings(a)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     lat, text, negative, dirs = load_data(settings, a.videos, a.caption_code)

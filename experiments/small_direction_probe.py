@@ -3,8 +3,10 @@
 * ``guidance``: the base check's metrics when sampling with classifier-free guidance ``w`` (bidirectional PF-ODE,
   Euler, the comparison's fixed noise on the first ``--captions`` held-out captions of seed 0);
 * ``swap``: the same noise sampled under the caption with each of the 4 direction words (colour and shape kept):
-  how often the sample moves in the captioned direction, and how much the latents change (RMS) when only the
-  direction word changes against changing the colour word instead;
+  how often the sample moves in the captioned direction (and how many samples the metric counts as following no
+  direction word — colour found in < ½ the frames, or fitted speed below ``MIN_SPEED`` — and the rate among the
+  others), and how much
+  the latents change (RMS) when only the direction word changes against changing the colour word instead;
 * ``loss``: the conditional flow-matching loss on the held-out videos at fixed σ and fixed noise with the right
   caption, with a wrong direction word, a wrong colour word and the empty caption (paired: the same x_σ), as
   differences to the right caption's loss. If a wrong direction word costs nothing, the model has not learned it.
@@ -21,6 +23,7 @@ import torch
 from einops import rearrange
 from small_caption_codes import CODES
 from small_caption_codes import embed as embed_caption_code
+from small_probe_settings import add_data_arguments, probe_settings
 
 from cf_ref.io import load_tensors
 from cf_ref.losses import flow_matching_loss
@@ -30,8 +33,7 @@ from cf_ref.seeding import generator
 from cf_ref.solvers import Method, integrate
 from full.distributed import Runner
 from full.small.evaluate import eval_inputs, eval_scenes, rendered
-from full.small.metrics import score_videos
-from full.small.settings import get_settings
+from full.small.metrics import FEATURES, MIN_SPEED, score_videos
 from full.small.summary import base_check_line
 from full.stages.fields import guided_field
 from full.synthetic import COLOURS, DIRECTIONS, SHAPES, Scene, patch_decode, patch_encode
@@ -69,20 +71,28 @@ def guidance_probe(model, settings, scenes, scales):
 
 def swap_probe(model, settings, scenes, w: float):
     _, negative, noise = eval_inputs(settings, scenes, 0)
-    outs, follow = [], []
+    outs, follow, absent, static, moving_follow = [], [], [], [], []
     for d in DIRECTIONS:
         vs = [variant(s, direction=d) for s in scenes]
         out = sample(model, embed(settings, vs), negative, noise, w)
         sc = score_videos(patch_decode(out.float(), settings.data.patch), vs)
         outs.append(out)
         follow.append(sc.summary()["follows_direction"])
+        # the metric follows no word when the colour is found in < ½ the frames, or the fitted speed < MIN_SPEED
+        present = torch.tensor([f["colour"] for f in sc.follows])
+        moves = present & (sc.features[:, FEATURES.index("abs_velocity")] >= MIN_SPEED)
+        absent.append(1 - float(present.double().mean()))
+        static.append(float((present & ~moves).double().mean()))
+        moving_follow.append(sum(f["direction"] for f, m in zip(sc.follows, moves) if m) / max(1, int(moves.sum())))
     other = [variant(s, colour=COLOURS[(COLOURS.index(s.objects[0].colour) + 1) % 4]) for s in scenes]
     col = sample(model, embed(settings, other), negative, noise, w)
     d_dir = torch.stack([(outs[i] - outs[j]).pow(2).mean().sqrt() for i in range(4) for j in range(i + 1, 4)]).mean()
     d_col = (col - outs[0]).pow(2).mean().sqrt()
     print(
         f"  swap w={w}: direction followed per word {[round(f, 2) for f in follow]} (mean {sum(follow) / 4:.2f}); "
-        f"RMS change direction word {float(d_dir):.3f} vs colour word {float(d_col):.3f}",
+        f"RMS change direction word {float(d_dir):.3f} vs colour word {float(d_col):.3f}; colour absent {sum(absent) / 4:.2f}, "
+        f"static (fitted speed < {MIN_SPEED} px / frame) {sum(static) / 4:.2f}, followed among the others "
+        f"{sum(moving_follow) / 4:.2f}",
         flush=True,
     )
 
@@ -163,21 +173,14 @@ def main() -> None:
     p.add_argument("--guidance", default="1,1.5,2,3")
     p.add_argument("--probes", default="guidance,swap,loss")
     p.add_argument("--swap-guidance", default="1")
-    p.add_argument("--start", default="anywhere", help="the data the model was trained on (BounceSpec.start)")
-    p.add_argument("--layers", type=int, default=2, help="DiT layers (the preset: 2)")
-    p.add_argument("--speed", default="0.04,0.07", help="BounceSpec.speed of that data: lo,hi")
     p.add_argument("--caption-code", default="words", choices=CODES, help="the caption code of the weights")
-    p.add_argument("--text-length", type=int, default=8, help="the caption length of the weights")
+    add_data_arguments(p)  # the data and model the weights were trained on
     a = p.parse_args()
     CODE["code"] = a.caption_code
     if a.caption_code != "words" and {"guidance", "attention"} & set(a.probes.split(",")):
         p.error("the guidance and attention probes embed the shipped word vectors: use --caption-code words")
     torch.set_num_threads(1)
-    settings = get_settings("small")
-    speed = tuple(float(v) for v in a.speed.split(","))
-    data = dataclasses.replace(settings.data, start=a.start, speed=speed, text_length=a.text_length)
-    model = dataclasses.replace(settings.model, num_layers=a.layers)
-    settings = dataclasses.replace(settings, eval_videos=a.captions, data=data, model=model)
+    settings = probe_settings(a, eval_videos=a.captions)
     scenes = eval_scenes(settings, 0)
     probes = a.probes.split(",")
     for path in a.files:

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor
 
 from cf_ref.rollout import with_exit_gradient
+from full.blockwise import CausalWanBlockwise
 from full.cache import LayerKV, WanKVCache
-from full.model import CausalWanBlockwise, CausalWanTransformer3DModel
+from full.model import CausalWanTransformer3DModel
 
 
 class ExitGradientBlockwise(CausalWanBlockwise):

@@ -25,8 +25,9 @@ import torch
 from torch import Tensor
 
 from cf_ref.schedule import timestep_from_sigma
+from full.blockwise import CausalWanBlockwise, frame_levels
 from full.cache import LayerKV
-from full.model import CausalWanBlockwise, CausalWanTransformer3DModel, _levels
+from full.model import CausalWanTransformer3DModel
 from full.static_cache import StaticKVCache
 
 
@@ -69,7 +70,7 @@ class StepGraph:
 
 
 class GraphedBlockwise:
-    """:class:`~full.model.CausalWanBlockwise` whose passes replay CUDA graphs over a static cache (see module doc).
+    """:class:`~full.blockwise.CausalWanBlockwise` whose passes replay CUDA graphs over a static cache (see module doc).
 
     ``capture``: None = on CUDA; True off CUDA is an error. Classifier-free guidance: wrap the guided model's
     ``inner`` (one 2B-batch blockwise model).
@@ -95,7 +96,7 @@ class GraphedBlockwise:
             raise TypeError(f"CUDA graphs need a StaticKVCache, got {type(cache).__name__}")
         positions = self.inner._positions(x, block, cache)  # host checks; binds the tokens per frame
         cos, sin = self.inner.model.rotary(positions, x.shape[3], x.shape[4])
-        return {"x": x, "t": timestep_from_sigma(_levels(sigma, x)), "cos": cos, "sin": sin}
+        return {"x": x, "t": timestep_from_sigma(frame_levels(sigma, x)), "cos": cos, "sin": sin}
 
     def _graph(self, kind: str, inputs: dict[str, Tensor], cache: StaticKVCache) -> StepGraph:
         key = (kind, id(cache), *((n, tuple(v.shape), v.dtype) for n, v in inputs.items()))

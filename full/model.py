@@ -35,11 +35,8 @@ Modes (frame visibility from :mod:`cf_ref.masks`, expanded to tokens by ``token_
   ``clean_sigma``) with block-causal visibility among themselves, noisy frames see the clean frames of
   earlier blocks and their own noisy block; RoPE frame positions of the clean half equal those of the
   noisy half (``0…F-1`` twice); the output is the noisy half.
-* KV-cached (:class:`CausalWanBlockwise`) — a block of ``b`` frames at RoPE positions
-  ``n … n+b-1`` (``n`` = frames already committed) attends to the cached K/V of the committed frames and to
-  itself; ``commit`` runs the finished block once more (σ = 0, or the context-noise level) and appends
-  its K/V. Cross-attention K/V are computed once per prompt. A ``window`` of ``w`` blocks keeps the last
-  ``w-1`` blocks in the cache (rolling cache), matching ``block_causal_visibility(..., window=w)``.
+* KV-cached (:class:`full.blockwise.CausalWanBlockwise`, from ``blockwise``) — a block of frames attends to
+  the cached K/V of the committed frames and to itself (:mod:`full.blockwise`).
 
 Gradients: ``velocity`` and ``CausalWanBlockwise.velocity`` are differentiable (gradient checkpointing
 via diffusers' ``enable_gradient_checkpointing`` applies to them); ``commit`` always runs without grad and
@@ -63,8 +60,7 @@ from einops import rearrange
 from torch import Tensor
 
 from cf_ref.masks import AttentionMode, frame_visibility
-from cf_ref.schedule import sigma_per_frame, timestep_from_sigma
-from cf_ref.solvers import guided_velocity
+from cf_ref.schedule import timestep_from_sigma
 from full.architectures import WAN21_T2V_1_3B, WAN21_T2V_14B, WAN22_TI2V_5B, check_supported  # noqa: F401
 from full.attention import (
     CausalWanCrossAttnProcessor,
@@ -77,33 +73,17 @@ from full.attention import (
     resolve_kernel,
 )
 from full.block import CausalWanTransformerBlock
+from full.blockwise import CausalWanBlockwise, GuidedBlockwise, frame_levels
 from full.cache import LayerKV, TextContext, WanKVCache
-from full.cache_choice import new_kv_cache
+from full.dtypes import cast_keeping_fp32  # noqa: F401  (re-exported: part of this module's API)
 from full.fused_qkv import polar_table
 from full.static_cache import StaticKVCache, StaticLayerKV
+from full.timestep_embedding import timestep_sinusoid
 from full.workspace import Workspace
 
 #: The released transformers' configurations live with the rest of each base model's settings in
 #: :mod:`full.architectures` (re-exported here): ``CausalWanTransformer3DModel(**WAN21_T2V_1_3B)`` builds the
 #: real-size model with random weights (benchmarks, memory checks).
-
-
-def timestep_sinusoid(timestep: Tensor, dim: int) -> Tensor:
-    r"""Wan's sinusoidal timestep features in float64: ``timestep`` ``[N]`` → ``[N, dim]`` (``dim`` even).
-
-    .. math::  e(t) = \bigl[\cos(t\,\omega_0), \dots, \cos(t\,\omega_{h-1}),\
-               \sin(t\,\omega_0), \dots, \sin(t\,\omega_{h-1})\bigr], \qquad \omega_i = 10000^{-i/h},\ h = dim/2
-
-    — ``sinusoidal_embedding_1d`` of the authors' Wan (``wan/modules/model.py``), which computes it in float64.
-    diffusers' ``Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0)`` is the same formula in float32, whose
-    rounding of :math:`t\,\omega_i` (t up to 1000) alone moves the features by up to ~3e-5.
-    """
-    if dim % 2:
-        raise ValueError(f"the timestep sinusoid needs an even dimension, got {dim}")
-    half = dim // 2
-    omega = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=timestep.device) / half)
-    angles = torch.outer(timestep.to(torch.float64), omega)
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
 class CausalWanTransformer3DModel(WanTransformer3DModel):
@@ -216,7 +196,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
 
         Returns ``temb`` ``[*t, D]`` (final-layer modulation) and ``proj`` ``[*t, 6, D]`` (block
         modulation), computed like ``WanTimeTextImageEmbedding`` (``dtype`` = the raw text dtype) except for
-        the sinusoid, which is float64 as in the authors' Wan (:func:`timestep_sinusoid`).
+        the sinusoid, which is float64 as in the authors' Wan (:func:`full.timestep_embedding.timestep_sinusoid`).
         """
         ce = self.condition_embedder
         freq = timestep_sinusoid(timestep.flatten(), ce.timesteps_proj.num_channels)
@@ -352,7 +332,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         text = self.text_context(text_embeds)
         if text.batch_size != b:
             raise ValueError(f"text batch {text.batch_size} does not match latent batch {b}")
-        t = timestep_from_sigma(_levels(sigma, x)).to(x.device)
+        t = timestep_from_sigma(frame_levels(sigma, x)).to(x.device)
         positions = torch.arange(f)
         if mode is AttentionMode.TEACHER_FORCING:
             frames, t, positions = self._teacher_forcing_layout(x, t, clean, clean_sigma)
@@ -379,7 +359,7 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         t_noisy = t if t.ndim == 2 else t[:, None].expand(b, f)
         t_clean = torch.zeros_like(t_noisy)
         if clean_sigma is not None:
-            levels = _levels(clean_sigma, x)
+            levels = frame_levels(clean_sigma, x)
             t_clean = timestep_from_sigma(levels if levels.ndim == 2 else levels[:, None].expand(b, f))
         positions = torch.arange(f)
         return (
@@ -408,110 +388,3 @@ class CausalWanTransformer3DModel(WanTransformer3DModel):
         if uncond_embeds.shape[1] != cond_embeds.shape[1]:
             raise ValueError("cond and uncond text embeddings must have the same length (pad them)")
         return GuidedBlockwise(self.blockwise(torch.cat([cond_embeds, uncond_embeds]), block_size, window), scale)
-
-
-def cast_keeping_fp32(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """Cast floating parameters and buffers to ``dtype`` except those under the model's
-    ``_keep_in_fp32_modules`` (what ``from_pretrained(torch_dtype=dtype)`` does), in place."""
-    keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if tensor.is_floating_point() and not keep.intersection(name.split(".")):
-            tensor.data = tensor.data.to(dtype)
-    return model
-
-
-def _levels(sigma: float | Tensor, x: Tensor) -> Tensor:
-    """σ as float32 ``[B]`` (a shared or per-sample level) or ``[B, F]`` (per frame) for x ``[B, F, ...]``."""
-    s = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
-    if s.ndim == 0:
-        return s.expand(x.shape[0])
-    if s.ndim == 1 and s.shape[0] == x.shape[0]:
-        return s
-    return sigma_per_frame(s, x).to(torch.float32)
-
-
-class CausalWanBlockwise:
-    """:class:`cf_ref.rollout.BlockwiseModel` of the causal Wan DiT over a :class:`~full.cache.WanKVCache`.
-
-    Block ``j`` of a rollout holds frames ``origin + j·b … origin + (j+1)·b - 1`` (RoPE positions); the
-    cache must hold exactly the frames before it (commit blocks in order).
-    """
-
-    def __init__(self, model: CausalWanTransformer3DModel, text: TextContext, block_size: int, window: int | None):
-        if block_size < 1:
-            raise ValueError(f"block_size must be >= 1, got {block_size}")
-        if window is not None and window < 1:
-            raise ValueError(f"window must be >= 1 block or None, got {window}")
-        self.model, self.text, self.block_size, self.window = model, text, block_size, window
-
-    def new_cache(self, kind: str = "dynamic", max_frames: int | None = None) -> WanKVCache:
-        """An empty cache sized for this model (tokens per frame are fixed by the first block): ``kind``
-        ``"dynamic"`` (:class:`~full.cache.WanKVCache`) or ``"static"`` (:class:`~full.static_cache.StaticKVCache`,
-        holding ``max_frames`` frames without a window)."""
-        return new_kv_cache(kind, len(self.model.blocks), self.block_size, self.window, max_frames=max_frames)
-
-    def _positions(self, x: Tensor, block: int, cache: WanKVCache) -> Tensor:
-        self.model._check_latents(x)
-        b = self.block_size
-        if x.shape[1] != b:
-            raise ValueError(f"a block holds {b} frames, got {x.shape[1]}")
-        if x.shape[0] != self.text.batch_size:
-            raise ValueError(f"latent batch {x.shape[0]} does not match the prompt batch {self.text.batch_size}")
-        start = cache.origin + block * b
-        if cache.num_frames != start:
-            raise ValueError(
-                f"block {block} starts at frame {start} but the cache holds {cache.num_frames} committed frames; "
-                "commit blocks in order"
-            )
-        cache.bind(self.model.tokens_per_frame(x.shape[3], x.shape[4]))
-        return torch.arange(start, start + b)
-
-    def run_block(
-        self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache, output: bool = True, **run_kwargs
-    ) -> Tensor | None:
-        """One pass of block ``block`` over the cache (:meth:`CausalWanTransformer3DModel.run` with the block's RoPE
-        positions and timesteps): its velocity ``[B, b, C, H, W]`` in x's dtype, or None without ``output``."""
-        positions = self._positions(x, block, cache)
-        t = timestep_from_sigma(_levels(sigma, x))
-        frames = slice(None) if output else None
-        out = self.model.run(x, t, self.text, positions, cache=cache, output_frames=frames, **run_kwargs)
-        return None if out is None else out.to(x.dtype)
-
-    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
-        """Velocity of block ``block``: x ``[B, b, C, H, W]``, sigma ``[B, b]``; reads the cache."""
-        return self.run_block(x, sigma, block, cache)
-
-    def commit(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> WanKVCache:
-        """Cache pass: run the finished block (at level sigma, usually 0) and append its K/V; no grad."""
-        with torch.no_grad():
-            self.run_block(x, sigma, block, cache, output=False, write=True)
-        cache.advance(self.block_size)
-        return cache
-
-    def prefill(self, frames: Tensor, cache: WanKVCache, sigma: float = 0.0) -> WanKVCache:
-        """Commit given frames ``[B, P, C, H, W]`` (P a multiple of b, e.g. the image latent of I2V) block by
-        block, then number rollout blocks from there (:meth:`WanKVCache.rebase`)."""
-        if frames.shape[1] % self.block_size:
-            raise ValueError(f"{frames.shape[1]} prefill frames is not a multiple of the block size {self.block_size}")
-        for j in range(frames.shape[1] // self.block_size):
-            block = frames[:, j * self.block_size : (j + 1) * self.block_size]
-            self.commit(block, torch.full(block.shape[:2], sigma, device=block.device), j, cache)
-        cache.rebase()
-        return cache
-
-
-class GuidedBlockwise:
-    r"""CFG over a 2B-batch :class:`CausalWanBlockwise` (first half cond, second half uncond):
-    :math:`\hat v = v_\varnothing + w(v_c - v_\varnothing)` via :func:`cf_ref.solvers.guided_velocity`."""
-
-    def __init__(self, inner: CausalWanBlockwise, scale: float):
-        self.inner, self.scale = inner, scale
-
-    def new_cache(self, kind: str = "dynamic", max_frames: int | None = None) -> WanKVCache:
-        return self.inner.new_cache(kind, max_frames)
-
-    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> Tensor:
-        return guided_velocity(lambda xx, ss: self.inner.velocity(xx, ss, block, cache), x, sigma, self.scale)
-
-    def commit(self, x: Tensor, sigma: Tensor, block: int, cache: WanKVCache) -> WanKVCache:
-        return self.inner.commit(torch.cat([x, x]), torch.cat([sigma, sigma]), block, cache)

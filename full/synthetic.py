@@ -215,6 +215,10 @@ def sample_bounce_scenes(
 
 
 BACKGROUND = 0.5  # grey, in [0, 1] per RGB channel
+# the walls' colour, a light lilac: as a blend g + α (c - g) of the grey g with any palette colour c it has
+# α = (w - g)·(c - g) / |c - g|² ≤ 0.05 < full.small.detect.ALPHA_MIN, so the detector never counts it as a shape
+WALL_RGB = (194, 128, 194)
+BACKDROPS = ("plain", "walls")
 
 
 def palette(colour: str) -> Tensor:
@@ -222,10 +226,25 @@ def palette(colour: str) -> Tensor:
     return torch.tensor(RGB[colour], dtype=torch.float32) / 255.0
 
 
-def render_scene(scene: Scene, frames: int, pixels: int, softness: float = 0.35) -> Tensor:
+def backdrop_image(backdrop: str, pixels: int) -> Tensor:
+    """The still background ``[H, W, 3]`` (``H = W = pixels``) every video is painted on: ``plain`` grey, or
+    ``walls`` — grey with the outermost pixel ring in :data:`WALL_RGB`, the walls the shapes bounce off (a shape
+    touching a wall covers that ring: its centre stays in ``[size, 1 - size]``). The walls are the same in every
+    video, so they give a model with only relative positions (RoPE) something fixed to place the shapes against."""
+    if backdrop not in BACKDROPS:
+        raise ValueError(f"backdrop must be one of {BACKDROPS}, got {backdrop!r}")
+    out = torch.full((pixels, pixels, 3), BACKGROUND)
+    if backdrop == "walls":
+        ring = torch.ones(pixels, pixels, dtype=torch.bool)
+        ring[1:-1, 1:-1] = False
+        out[ring] = torch.tensor(WALL_RGB, dtype=torch.float32) / 255.0
+    return out
+
+
+def render_scene(scene: Scene, frames: int, pixels: int, softness: float = 0.35, backdrop: str = "plain") -> Tensor:
     """RGB video ``[F, H, W, 3]`` float in [0, 1] (``H = W = pixels``): each shape alpha-composited, in order,
-    over the grey background."""
-    out = torch.full((frames, pixels, pixels, 3), BACKGROUND)
+    over the still background :func:`backdrop_image` (``backdrop``)."""
+    out = backdrop_image(backdrop, pixels).expand(frames, -1, -1, -1)
     for obj in scene.objects:
         alpha = shape_masks(obj, frames, pixels, pixels, softness)[..., None]
         out = alpha * palette(obj.colour) + (1 - alpha) * out
@@ -259,6 +278,11 @@ class BounceSpec:
     text_dim: int = 32
     seed: int = 0
     start: str = "anywhere"  # where a shape starts on its moving axis (:func:`_bounce_start`)
+    backdrop: str = "plain"  # the still background (:func:`backdrop_image`): plain grey, or the walls drawn
+
+    def __post_init__(self) -> None:
+        if self.backdrop not in BACKDROPS:
+            raise ValueError(f"backdrop must be one of {BACKDROPS}, got {self.backdrop!r}")
 
     @property
     def channels(self) -> int:
@@ -276,7 +300,7 @@ def write_bounce_latents(out: str | Path, spec: BounceSpec, shard_size: int = 64
     meta = {"source": "synthetic bouncing shapes", "seed": spec.seed}
     writer = ShardWriter(out, SetKind.LATENTS, shard_size, meta=meta, request=request, restart=restart)
     for g, chunk in writer.pending_groups(spec.count):
-        rgb = torch.stack([render_scene(scenes[i], spec.frames, spec.pixels) for i in chunk])
+        rgb = torch.stack([render_scene(scenes[i], spec.frames, spec.pixels, backdrop=spec.backdrop) for i in chunk])
         text = torch.stack([embed_caption(scenes[i].caption, spec.text_length, spec.text_dim) for i in chunk])
         writer.write_group(
             g, {"latents": patch_encode(rgb, spec.patch), "text": text}, [scenes[i].caption for i in chunk]

@@ -6,7 +6,8 @@ PyTorch's memory tracker.
   while every operation on a fake tensor stays fake (``allow_non_fake_inputs``).
 * :func:`simulated_ranks` — ``N`` ranks as rank 0 of a ``"fake"`` process group
   (``torch.testing._internal.distributed.fake_pg``): FSDP2's ``fully_shard`` shards for ``N`` ranks and its
-  collectives return at once, so the tracker sees exactly one rank's shards and gathered buffers.
+  collectives return at once, so the tracker sees exactly one rank's shards and gathered buffers (made fake by
+  :func:`full.plan.collectives.fake_collectives`).
 * :func:`track_peak` — runs a step under ``torch.distributed._tools.mem_tracker.MemTracker`` (parameters,
   buffers, gradients, optimizer states, activations, temporaries, per storage) and splits the peak into
   :class:`MemoryPeak`.
@@ -104,13 +105,13 @@ def simulated_ranks(world_size: int) -> Iterator[DistContext]:
 
 def storage_bytes(modules: Sequence[nn.Module]) -> int:
     """Bytes of the parameters and buffers of ``modules`` this rank holds (an FSDP2 parameter: its local shard)."""
-    seen: set[int] = set()
+    seen: set[int] = set()  # ids of the parameters and buffers (``to_local()`` makes a new object at each call)
     total = 0
     for module in modules:
         for t in [*module.parameters(), *module.buffers()]:
-            local = t.to_local() if hasattr(t, "to_local") else t
-            if id(local) not in seen:
-                seen.add(id(local))
+            if id(t) not in seen:
+                seen.add(id(t))
+                local = t.to_local() if hasattr(t, "to_local") else t
                 total += local.numel() * local.element_size()
     return total
 

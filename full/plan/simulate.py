@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from full.config import Parallelism, RunConfig
+from full.plan.collectives import fake_collectives
 from full.plan.flops import OpCount, count_ops
 from full.plan.layers import LayerPlan, extrapolate_memory, extrapolate_ops, with_blocks
 from full.plan.memory import FakeScalarsReadZero, MemoryPeak, simulated_ranks, track_peak
@@ -61,6 +62,7 @@ def simulate_family(
     sharded = config.parallel.strategy is Parallelism.FSDP
     with simulated_ranks(ranks if sharded else 1) as ctx:
         stage = BUILDERS[family](config, ctx, arch, fake)
+        fake_collectives([*stage.models, *stage.tracked])
         create_optimizer_state(stage)
         out = []
         for name, run in stage.updates.items():

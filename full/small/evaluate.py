@@ -45,7 +45,7 @@ def eval_scenes(settings: SmallSettings, seed: int, offset: int = EVAL_OFFSET) -
 def rendered(settings: SmallSettings, scenes: list[Scene]) -> Tensor:
     """The data's RGB videos ``[N, F, H, W, 3]`` of ``scenes``."""
     d = settings.data
-    return torch.stack([render_scene(s, d.frames, d.pixels) for s in scenes])
+    return torch.stack([render_scene(s, d.frames, d.pixels, backdrop=d.backdrop) for s in scenes])
 
 
 def eval_inputs(settings: SmallSettings, scenes: list[Scene], seed: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -14,8 +14,9 @@ from torch import Tensor, nn
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import CacheGradient
 from cf_ref.solvers import VelocityField, guided
+from full.blockwise import CausalWanBlockwise
 from full.cache_gradient import ExitGradientBlockwise
-from full.model import CausalWanBlockwise, CausalWanTransformer3DModel
+from full.model import CausalWanTransformer3DModel
 
 
 def velocity_field(

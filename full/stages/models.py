@@ -12,7 +12,8 @@ from torch import nn
 from full.checkpoint import load_weights
 from full.config import Parallelism, Precision, RunConfig
 from full.distributed import DistContext, place_frozen, wrap_trainable
-from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
+from full.dtypes import cast_keeping_fp32
+from full.model import CausalWanTransformer3DModel
 from full.model_files import load_transformer
 
 

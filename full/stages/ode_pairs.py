@@ -35,7 +35,7 @@ from cf_ref.solvers import Method, Trajectory, integrate
 from full.config import Parallelism, Precision, RunConfig
 from full.data import INDEX, SetKind, ShardWriter, TensorSet
 from full.distributed import DistContext, barrier, place_frozen
-from full.model import cast_keeping_fp32
+from full.dtypes import cast_keeping_fp32
 from full.recipes import Stage
 from full.stage_inputs import StageInputs, stage_dir, stage_inputs
 from full.stages.batches import check_text, latent_shape, open_set

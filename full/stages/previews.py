@@ -16,11 +16,12 @@ from torch import Tensor, nn
 from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import FewStepSchedule
 from cf_ref.seeding import generator
+from full.blockwise import GuidedBlockwise
 from full.config import RunConfig
 from full.data import TensorSet
 from full.distributed import DistContext, barrier
 from full.logs import write_samples
-from full.model import CausalWanTransformer3DModel, GuidedBlockwise
+from full.model import CausalWanTransformer3DModel
 from full.stages.fields import kv_blockwise
 
 Generate = Callable[[Tensor, Tensor, Tensor], Tensor]

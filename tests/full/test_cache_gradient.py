@@ -9,9 +9,9 @@ import torch
 
 from cf_ref.rollout import CacheGradient, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, timestep_from_sigma
+from full.blockwise import CausalWanBlockwise
 from full.cache import LayerKV
 from full.cache_gradient import ExitGradientBlockwise
-from full.model import CausalWanBlockwise
 from full.stages.fields import kv_blockwise
 from full.tiny import tiny_transformer
 

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from diffusers import WanTransformer3DModel
-from diffusers.models.embeddings import Timesteps
 
 from cf_ref.masks import AttentionMode
 from cf_ref.rollout import ar_ode_sample, few_step_rollout
 from cf_ref.schedule import few_step_sigmas, sigma_grid
-from cf_ref.solvers import classifier_free_guidance
 from full.architectures import ARCHITECTURES, TimestepInput
 from full.attention import MaskKernel
 from full.cache import LayerKV
-from full.model import CausalWanTransformer3DModel, cast_keeping_fp32, timestep_sinusoid
+from full.dtypes import cast_keeping_fp32
+from full.model import CausalWanTransformer3DModel
 from full.tiny import transformer_kwargs
+from tests.full.test_timestep_embedding import numpy_sinusoid
 
 BC, TF, BI = AttentionMode.BLOCK_CAUSAL, AttentionMode.TEACHER_FORCING, AttentionMode.BIDIRECTIONAL
 
@@ -49,13 +48,6 @@ def kv_rollout_velocity(model, x, sigma, text, block, window=None, commit=None, 
     return torch.cat(outs, dim=1), cache
 
 
-def numpy_sinusoid(t: np.ndarray, dim: int) -> np.ndarray:
-    """Wan's ``sinusoidal_embedding_1d`` in numpy float64: ``[cos(t·ω_i) ; sin(t·ω_i)]``, ω_i = 10000^(-i/h)."""
-    half = dim // 2
-    angles = np.outer(t.astype(np.float64), 10000.0 ** (-np.arange(half, dtype=np.float64) / half))
-    return np.concatenate([np.cos(angles), np.sin(angles)], axis=1)
-
-
 class NumpyFloat64Timesteps(torch.nn.Module):
     """A stand-in for diffusers' ``Timesteps`` computing the sinusoid in float64 with numpy (then float32)."""
 
@@ -65,19 +57,6 @@ class NumpyFloat64Timesteps(torch.nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(numpy_sinusoid(t.double().numpy(), self.dim)).float()
-
-
-@pytest.mark.parametrize("dim", [2, 8, 256])
-def test_timestep_sinusoid_is_the_float64_formula(dim):
-    t = torch.tensor([0.0, 1.0, 249.7, 500.0, 937.5, 1000.0], dtype=torch.float32)
-    out = timestep_sinusoid(t, dim)
-    assert out.dtype == torch.float64 and out.shape == (6, dim)
-    np.testing.assert_allclose(out.numpy(), numpy_sinusoid(t.numpy(), dim), rtol=0, atol=1e-13)
-    # diffusers' float32 Timesteps is the same formula, short of float32 rounding of t·ω (t ≤ 1000)
-    stock = Timesteps(dim, flip_sin_to_cos=True, downscale_freq_shift=0)(t).double()
-    assert 0 < float((stock - out).abs().max()) < 1e-4
-    with pytest.raises(ValueError, match="even"):
-        timestep_sinusoid(t, 7)
 
 
 @torch.no_grad()
@@ -221,41 +200,6 @@ def test_flex_block_mask_equals_sdpa_token_mask(latents, text):
     torch.testing.assert_close(flex, ref, rtol=0, atol=1e-5)
     flex_bc = model.velocity(latents, sigma, text, mode=BC, block_size=1, window=2)
     torch.testing.assert_close(flex_bc, ref_bc, rtol=0, atol=1e-5)
-
-
-@torch.no_grad()
-def test_image_prefill_equals_block_causal_with_a_clean_first_frame(model, latents, text, cache_kind):
-    sigma = per_block_sigma(2, 6, 1)
-    sigma[:, 0] = 0.0
-    full = model.velocity(latents, sigma, text, mode=BC, block_size=1)
-    bw = model.blockwise(text, 1)
-    cache = bw.prefill(latents[:, :1], bw.new_cache(cache_kind, max_frames=6))
-    assert (cache.origin, cache.num_frames) == (1, 1)
-    for j in range(5):
-        span = slice(1 + j, 2 + j)
-        v = bw.velocity(latents[:, span], sigma[:, span], j, cache)
-        torch.testing.assert_close(v, full[:, span], rtol=0, atol=1e-5)
-        cache = bw.commit(latents[:, span], sigma[:, span], j, cache)
-
-
-@torch.no_grad()
-def test_guided_blockwise_is_cfg_of_two_caches(model, latents, text, cache_kind):
-    uncond = torch.zeros(1, 5, text.shape[-1])
-    sigma = per_block_sigma(2, 6, 3)
-    guided = model.guided_blockwise(text, uncond, scale=4.0, block_size=3)
-    cond_bw, uncond_bw = model.blockwise(text, 3), model.blockwise(uncond.expand(2, -1, -1), 3)
-    caches = guided.new_cache(cache_kind, 6), cond_bw.new_cache(cache_kind, 6), uncond_bw.new_cache(cache_kind, 6)
-    for j in range(2):
-        span = slice(3 * j, 3 * j + 3)
-        x, s = latents[:, span], sigma[:, span]
-        v = guided.velocity(x, s, j, caches[0])
-        ref = classifier_free_guidance(
-            cond_bw.velocity(x, s, j, caches[1]), uncond_bw.velocity(x, s, j, caches[2]), 4.0
-        )
-        torch.testing.assert_close(v, ref, rtol=0, atol=1e-5)
-        guided.commit(x, torch.zeros_like(s), j, caches[0])
-        cond_bw.commit(x, torch.zeros_like(s), j, caches[1])
-        uncond_bw.commit(x, torch.zeros_like(s), j, caches[2])
 
 
 @torch.no_grad()

@@ -9,10 +9,15 @@ from full.data import SetKind, TensorSet
 from full.synthetic import (
     BACKGROUND,
     DIRECTIONS,
+    WALL_RGB,
     BounceSpec,
+    Scene,
+    ShapeVideo,
     SyntheticSpec,
+    backdrop_image,
     bounce_positions,
     embed_caption,
+    palette,
     patch_decode,
     patch_encode,
     render_latents,
@@ -147,3 +152,31 @@ def test_written_bounce_set_holds_the_patch_coded_scenes(tmp_path):
     item = data.fetch([2])
     assert torch.equal(item["latents"][0], patch_encode(render_scene(scenes[2], 4, 8), 2))
     assert torch.equal(item["text"][0], embed_caption(scenes[2].caption, 6, 4))
+
+
+def test_walls_are_a_still_ring_under_the_shapes():
+    pixels, frames = 16, 12
+    back = backdrop_image("walls", pixels)
+    wall = torch.tensor(WALL_RGB) / 255.0
+    ring = torch.zeros(pixels, pixels, dtype=torch.bool)
+    ring[0], ring[-1], ring[:, 0], ring[:, -1] = True, True, True, True
+    assert torch.equal(back[ring], wall.expand(int(ring.sum()), 3))
+    assert (back[~ring] == BACKGROUND).all()
+    assert (backdrop_image("plain", pixels) == BACKGROUND).all()
+    # a shape bouncing off the left wall, composited over it: walls + α (colour - walls), α the shape's occupancy
+    obj = ShapeVideo("square", "red", "left", (0.5, 0.3), 0.05, 0.17, motion="bounce")
+    alpha = shape_masks(obj, frames, pixels, pixels, 0.35)[..., None]
+    expected = back + alpha * (palette("red") - back)
+    torch.testing.assert_close(render_scene(Scene((obj,)), frames, pixels, backdrop="walls"), expected)
+    assert alpha[:, :, 0].max() > 0.5  # it does touch the wall
+
+
+def test_walls_set_and_bad_backdrop(tmp_path):
+    spec = BounceSpec(count=2, frames=4, pixels=8, text_length=6, text_dim=4, seed=1, backdrop="walls")
+    data = TensorSet(write_bounce_latents(tmp_path / "b", spec), SetKind.LATENTS)
+    scene = spec.scenes()[1]
+    assert torch.equal(data.fetch([1])["latents"][0], patch_encode(render_scene(scene, 4, 8, backdrop="walls"), 2))
+    with pytest.raises(ValueError, match="backdrop must be one of"):
+        BounceSpec(backdrop="gradient")
+    with pytest.raises(ValueError, match="backdrop must be one of"):
+        backdrop_image("none", 8)

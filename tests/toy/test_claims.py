@@ -124,7 +124,7 @@ class PeekingARTeacher(ARTeacher):
 
 
 def test_a_wrong_teacher_fails_a_theorem_check_and_the_run_exits_non_zero(tmp_path, monkeypatch):
-    config = replace(tiny_config(steps=300, datasets=(DatasetSpec(DatasetKind.AR1_GAUSSIAN, dim=1),)), num_ce_pairs=16)
+    config = replace(tiny_config(steps=30, datasets=(DatasetSpec(DatasetKind.AR1_GAUSSIAN, dim=1),)), num_ce_pairs=16)
     monkeypatch.setattr("toy.experiment_config.preset_config", lambda preset: config)
     monkeypatch.setattr("toy.conditional.ARTeacher", PeekingARTeacher)
     args = ["toy", "run", "--out", str(tmp_path), "--workers", "1", "--no-plots"]

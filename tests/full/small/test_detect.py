@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from full.small.detect import components, detect, membership
-from full.synthetic import BACKGROUND, COLOURS, Scene, ShapeVideo, palette, render_scene
+from full.synthetic import BACKGROUND, COLOURS, WALL_RGB, Scene, ShapeVideo, backdrop_image, palette, render_scene
 
 
 def test_membership_is_the_blend_weight_of_the_nearest_palette_colour():
@@ -34,3 +34,13 @@ def test_detection_finds_the_rendered_centre_and_counts_components():
     mask[0, :2, :2] = mask[0, 4:, 4:] = True
     mask[0, 0, 5] = True  # a single pixel does not count
     assert components(mask).tolist() == [2]
+
+
+def test_the_walls_are_never_a_shape():
+    wall = torch.tensor(WALL_RGB) / 255.0
+    a = torch.linspace(0, 1, 21)[:, None]
+    blends = (a * wall + (1 - a) * BACKGROUND).reshape(1, 21, 1, 3)  # the wall faded into the grey, every α
+    assert membership(blends).abs().max() == 0
+    assert membership(backdrop_image("walls", 16)[None]).abs().max() == 0
+    d = torch.stack([palette(c) - BACKGROUND for c in COLOURS])
+    assert ((d @ (wall - BACKGROUND)) / (d * d).sum(1)).max() < 0.05  # its blend weight on any palette colour

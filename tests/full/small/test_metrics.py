@@ -102,3 +102,11 @@ def test_direction_names_and_energy_distance_against_closed_forms():
         - sum((yi - yj).norm() for yi in x[:20] for yj in x[:20]) / (20 * 19)
     )
     assert abs(energy_distance(x, x[:20]) - float(brute)) < 1e-5
+
+
+def test_a_rendering_with_the_walls_drawn_scores_as_without():
+    scene = _scene(start=(0.5, 0.3))  # bounces off the left wall, over the drawn ring
+    plain = score_video(render_scene(scene, FRAMES, PIXELS), scene)[0]
+    (obj,) = score_video(render_scene(scene, FRAMES, PIXELS, backdrop="walls"), scene)
+    assert obj.bad_frames == 0 and obj.present == 1 and (obj.shape, obj.direction) == ("square", "left")
+    assert abs(obj.iou - plain.iou) < 0.01 and obj.physics_error < 0.05 and abs(obj.speed - plain.speed) < 0.02
