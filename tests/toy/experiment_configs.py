@@ -28,6 +28,7 @@ def tiny_config(steps: int = 300, datasets=None, num_frames: int = 3) -> Experim
         grid=GridConfig(teacher_steps=8, shift=2.0, method=Method.RK4, student_steps=(2, 1)),
         student=student,
         causal_student=None,  # the preset trains causal students longer; here every student gets ``steps``
+        gaussian_steps=None,  # nor the Gaussian students shorter
         num_pairs=4096,
         num_eval_pairs=1024,
         num_ce_pairs=48,
