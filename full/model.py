@@ -23,7 +23,7 @@ Python API (states in cf_ref's layout ``[B, F, C, H, W]``, noise levels σ ∈ [
     gbw = model.guided_blockwise(cond_embeds, uncond_embeds, scale=6.0, block_size=3)  # CFG AR teacher
 
     model.mask_kernel = MaskKernel.FLEX    # masked modes: SDPA bool mask (default off CUDA) or FlexAttention
-    cast_keeping_fp32(model, torch.bfloat16)   # bf16 weights, Wan's fp32 modules kept (like from_pretrained)
+    full.dtypes.cast_keeping_fp32(model, torch.bfloat16)  # bf16, Wan's fp32 modules kept (like from_pretrained)
     model.enable_gradient_checkpointing()      # training memory
     model.compile_repeated_blocks(fullgraph=True)  # one compiled block graph for all layers
 
@@ -75,7 +75,6 @@ from full.attention import (
 from full.block import CausalWanTransformerBlock
 from full.blockwise import CausalWanBlockwise, GuidedBlockwise, frame_levels
 from full.cache import LayerKV, TextContext, WanKVCache
-from full.dtypes import cast_keeping_fp32  # noqa: F401  (re-exported: part of this module's API)
 from full.fused_qkv import polar_table
 from full.static_cache import StaticKVCache, StaticLayerKV
 from full.timestep_embedding import timestep_sinusoid

@@ -33,7 +33,8 @@ from cf_ref.rollout import few_step_rollout
 from cf_ref.solvers import Method, step
 from full.config import OptimizerConfig, Parallelism, Precision, RunConfig
 from full.distributed import DistContext, autocast, place_frozen, reshard_all, unwrap
-from full.model import CausalWanTransformer3DModel, cast_keeping_fp32
+from full.dtypes import cast_keeping_fp32
+from full.model import CausalWanTransformer3DModel
 from full.plan.memory import fake_tensors
 from full.stages import ar_diffusion, cd, dmd
 from full.stages.fields import guided_field, velocity_field
