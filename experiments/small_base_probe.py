@@ -29,7 +29,7 @@ from cf_ref.losses import flow_matching_loss
 from cf_ref.masks import AttentionMode
 from cf_ref.schedule import interpolate
 from full.stages.base import learning_rate, sample_base_sigmas
-from full.synthetic import DIRECTIONS, patch_encode, render_scene
+from full.synthetic import DIRECTIONS, patch_encode
 from full.tiny import tiny_transformer
 
 
@@ -37,7 +37,7 @@ def load_data(settings, count: int, code: str) -> tuple[torch.Tensor, torch.Tens
     """Latents ``[N, F, C, h, w]``, text ``[N, L, D]``, negative ``[L, D]`` and the directions of the base set."""
     d = dataclasses.replace(settings.data, count=count, seed=0)
     scenes = d.scenes()
-    lat = torch.stack([patch_encode(render_scene(s, d.frames, d.pixels, backdrop=d.backdrop), d.patch) for s in scenes])
+    lat = torch.stack([patch_encode(d.render(s), d.patch) for s in scenes])
     text = torch.stack([embed(s.caption, d.text_length, d.text_dim, code) for s in scenes])
     return lat, text, embed("", d.text_length, d.text_dim, code), [s.objects[0].direction for s in scenes]
 

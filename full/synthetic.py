@@ -291,6 +291,11 @@ class BounceSpec:
     def scenes(self) -> list[Scene]:
         return sample_bounce_scenes(self.count, self.seed, self.objects, self.speed, self.size, self.start)
 
+    def render(self, scene: Scene) -> Tensor:
+        """RGB video ``[frames, pixels, pixels, 3]`` of ``scene`` as this data draws it (:func:`render_scene` on
+        this spec's backdrop)."""
+        return render_scene(scene, self.frames, self.pixels, backdrop=self.backdrop)
+
 
 def write_bounce_latents(out: str | Path, spec: BounceSpec, shard_size: int = 64, restart: bool = False) -> Path:
     """Write ``spec``'s scenes as a ``latents`` set (patch-coded; the empty caption as negative), resumable like
@@ -300,7 +305,7 @@ def write_bounce_latents(out: str | Path, spec: BounceSpec, shard_size: int = 64
     meta = {"source": "synthetic bouncing shapes", "seed": spec.seed}
     writer = ShardWriter(out, SetKind.LATENTS, shard_size, meta=meta, request=request, restart=restart)
     for g, chunk in writer.pending_groups(spec.count):
-        rgb = torch.stack([render_scene(scenes[i], spec.frames, spec.pixels, backdrop=spec.backdrop) for i in chunk])
+        rgb = torch.stack([spec.render(scenes[i]) for i in chunk])
         text = torch.stack([embed_caption(scenes[i].caption, spec.text_length, spec.text_dim) for i in chunk])
         writer.write_group(
             g, {"latents": patch_encode(rgb, spec.patch), "text": text}, [scenes[i].caption for i in chunk]

@@ -30,7 +30,7 @@ from full.small.settings import SmallSettings
 from full.stages.fields import guided_field
 from full.stages.models import build_model
 from full.stages.previews import ar_teacher_sample, few_step_sample
-from full.synthetic import Scene, embed_caption, patch_decode, patch_encode, render_scene
+from full.synthetic import Scene, embed_caption, patch_decode, patch_encode
 
 EVAL_OFFSET, FLOOR_OFFSET = 10_000, 20_000
 KEPT_SAMPLES = 4  # latents kept per model for figures and MP4s
@@ -44,8 +44,7 @@ def eval_scenes(settings: SmallSettings, seed: int, offset: int = EVAL_OFFSET) -
 
 def rendered(settings: SmallSettings, scenes: list[Scene]) -> Tensor:
     """The data's RGB videos ``[N, F, H, W, 3]`` of ``scenes``."""
-    d = settings.data
-    return torch.stack([render_scene(s, d.frames, d.pixels, backdrop=d.backdrop) for s in scenes])
+    return torch.stack([settings.data.render(s) for s in scenes])
 
 
 def eval_inputs(settings: SmallSettings, scenes: list[Scene], seed: int) -> tuple[Tensor, Tensor, Tensor]:
