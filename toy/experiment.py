@@ -6,7 +6,8 @@ r"""The injectivity experiment on one dataset (what ``cf-ref toy run`` does per 
    (:mod:`toy.conditional`);
 3. **students** — for each pair teacher and each step count, a few-step causal student trained by ODE regression
    (:mod:`toy.students`), its regression errors against the flow map and the conditional expectation
-   (:func:`toy.evaluation.regression_errors`), and the quality of its autoregressive samples;
+   (:func:`toy.evaluation.regression_errors`), and the quality of its autoregressive samples; a student of
+   causal pairs is also scored beside the exact K-step AR sampler on the same random numbers (:func:`paired_energy`);
 4. **teachers and data** — samples of both exact teachers and a fresh data set, with the same metrics, and the
    energy distance's sampling-noise floor;
 5. **closed forms** for Gaussian datasets (:func:`toy.closed_form.variance_report`);
@@ -28,7 +29,7 @@ from cf_ref.injectivity import ConditionalStatistics
 from cf_ref.recipes import Init, PairTeacher
 from cf_ref.seeding import derive_seed, generator
 from cf_ref.timing import StageTimes
-from toy import closed_form
+from toy import closed_form, metrics
 from toy.conditional import bidirectional_statistics, causal_statistics
 from toy.data import DatasetSpec, SequenceData, frames_dependent
 from toy.evaluation import data_frame_std, energy_noise_floor, regression_errors, sample_quality
@@ -134,7 +135,32 @@ def _student(
     if teacher is PairTeacher.BIDIRECTIONAL:
         clean = sample(student, ev.noise, ContextRegime.CLEAN, generator("cpu", seed, data.name, "rollout-clean", key))
         entry["clean_context_rollout"] = ev.quality(clean)
+    else:
+        entry["paired_energy"] = paired_energy(student, ev, generator("cpu", seed, data.name, "rollout-paired", key))
     return student, entry, samples.double()
+
+
+def paired_energy(student: TrainedStudent, ev: Evaluation, rng: torch.Generator) -> dict:
+    r"""A causal student and the exact K-step AR sampler on the same random numbers: ``{"student", "exact"}``, the
+    energy distances of their samples to the reference's first ``e = samples.energy`` points.
+
+    Both roll out from the evaluation noise's first e rows, the student's own σ list, with re-noising draws from
+    generators in the same state (a copy of ``rng``): the exact sampler
+    (:meth:`toy.teachers.ARTeacher.few_step_sample`) differs from the student only by the student's error, and
+    its law is the data's, so ``student - exact`` is the student's excess with the draw's own noise cancelled.
+    """
+    e = ev.config.samples.energy
+    noise, reference, grid = ev.noise[:e].float(), ev.reference[:e], ev.config.grid
+    state = rng.get_state()
+    x = sample(student, noise, ContextRegime.CLEAN, rng)
+    rng.set_state(state)
+    exact = ARTeacher(ev.data, student.net.config.block_size).few_step_sample(
+        noise, student.sigmas.float(), grid.grid(), grid.method, rng
+    )
+    return {
+        "student": metrics.energy_distance(x.double(), reference),
+        "exact": metrics.energy_distance(exact.double(), reference),
+    }
 
 
 def _teachers_and_data(ev: Evaluation, seed: int) -> tuple[dict, dict, dict[str, Tensor]]:

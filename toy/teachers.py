@@ -20,7 +20,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from cf_ref.rollout import Rollout, ar_ode_sample
+from cf_ref.rollout import Rollout, ar_ode_sample, few_step_rollout
 from cf_ref.schedule import sigma_grid
 from cf_ref.solvers import Method, Trajectory, integrate
 from toy import gmm
@@ -167,6 +167,35 @@ class ARTeacher:
         model = self.as_blockwise()
         return ar_ode_sample(model, eps, self.block_size, _default_grid(grid), _ARCache(), method)
 
+    def few_step_sample(
+        self,
+        eps: Tensor,
+        sigmas: Tensor,
+        grid: Tensor | None = None,
+        method: Method = DEFAULT_METHOD,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        r"""The K-step AR sampler with this teacher's exact flow map in place of a student: ``[B, N, d]``.
+
+        :func:`cf_ref.rollout.few_step_rollout` over ``sigmas [K]`` (each a point of ``grid``) where a student's
+        clean estimate would be, at level :math:`\sigma_k` of block j, the PF-ODE integrated from
+        :math:`\sigma_k` to 0 on ``grid`` given the committed clean blocks,
+        :math:`\hat x_0 = \Phi_{\sigma_k \to 0}(x; c_{<j})` (velocity handed over :math:`(x - \hat x_0)/\sigma_k`),
+        re-noised between levels with ``generator`` exactly as a student's rollout is. The integration runs in
+        float64 whatever ``eps``' dtype; the rollout (its re-noising draws included) runs in ``eps``' dtype, so a
+        float32 student rolled out from the same ``eps`` and generator state sees the same random numbers. With
+        exact integration its output has the data's law for any K (each :math:`\hat x_0` is a draw of the block
+        given its context, each re-noised state one of the marginal at the next level).
+        """
+        g = _default_grid(grid)
+        off = sigmas.ndim != 1 or bool(
+            ((g[:, None] - sigmas.double().flatten()[None]).abs().min(0).values > 1e-6).any()
+        )
+        if off or bool((sigmas <= 0).any()):
+            raise ValueError(f"sigmas must be positive points of the grid, got {sigmas.tolist()}")
+        model = _ExactFlowMapBlockwise(self, g, method)
+        return few_step_rollout(model, eps, self.block_size, sigmas, _ARCache(), generator=generator).x0
+
 
 @dataclass
 class _ExactBlockwise:
@@ -183,3 +212,22 @@ class _ExactBlockwise:
             raise ValueError("the exact AR teacher conditions on clean context; commit at σ = 0")
         cache.append(x)
         return cache
+
+
+@dataclass
+class _ExactFlowMapBlockwise(_ExactBlockwise):
+    r"""The teacher as a few-step model: velocity :math:`(x - \Phi_{\sigma\to 0}(x; c))/\sigma` at a grid level σ."""
+
+    grid: Tensor
+    method: Method
+
+    def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: _ARCache) -> Tensor:
+        s = float(sigma.flatten()[0])
+        ctx = torch.cat(list(cache), dim=1) if cache else x.new_zeros(x.shape[0], 0, x.shape[2])
+        mix = self.teacher.block_mixture(block, ctx.double())
+
+        def field(xb: Tensor, sg: Tensor) -> Tensor:
+            return self.teacher.block_velocity(mix, xb, sg)
+
+        x0 = integrate(field, x.double()[:, None], self.grid[self.grid <= s + 1e-9], self.method).end[:, 0]
+        return ((x.double() - x0) / s).to(x.dtype)

@@ -22,6 +22,7 @@ from toy.claims import (
     check_claims,
     energy_threshold,
     failed_theorems,
+    paired_energy_tolerance,
     tally,
 )
 from toy.data import DatasetKind, DatasetSpec, shared_mode_mixture
@@ -47,6 +48,7 @@ def _metrics() -> dict:
         "num_steps": 1,
         "error_to_flow_map": [0.01, 0.01, 0.01],
         "energy_distance": 0.001,
+        "paired_energy": {"student": 0.004, "exact": 0.003},
         "off_manifold_fraction": 0.001,
     }
     exp = {
@@ -77,11 +79,14 @@ def test_claims_hold_and_fail_where_they_should():
     broken["experiments"]["g"]["students"]["bidirectional-ode"]["error_to_conditional_expectation"][1] = 0.2
     broken["experiments"]["g"]["students"]["causal-ode"]["error_to_flow_map"][2] = 0.06
     broken["experiments"]["g"]["non_injectivity"]["ar"][0] = 0.01
+    # the paired energy check: tolerance = the 3 draws' largest (too few for the level) minus their median, 0.003
+    broken["experiments"]["m"]["students"]["causal-ode"]["paired_energy"] = {"student": 0.0061, "exact": 0.003}
     failed = {(c["dataset"], c["subject"], c["claim"][:20]) for c in check_claims(broken) if not c["holds"]}
     assert failed == {
         ("g", "bidirectional-ode", "converges to the con"),
         ("g", "causal-ode", "recovers the AR teac"),
         ("g", "causal pairs", "frame-level injectiv"),
+        ("m", "causal-ode", "energy distance with"),
     }
 
 
@@ -159,6 +164,12 @@ def test_energy_threshold_is_the_order_statistic_of_the_level():
         energy_threshold([], 0.05)
 
 
+def test_paired_energy_tolerance_is_the_threshold_minus_the_median():
+    draws = [float(v) for v in range(199, 0, -1)]  # median 100
+    assert paired_energy_tolerance(draws, ENERGY_FAMILY_LEVEL / 8) == (99.0, 0.005)
+    assert paired_energy_tolerance([4.0, 1.0, 2.0, 3.0], 0.05) == (1.5, 0.2)  # even N: the mean of the middle two
+
+
 def _family_false_alarms(trials: int, draws: int, checks: int, level: float, n: int = 24) -> float:
     """Share of trials in which any of ``checks`` exact samplers (fresh data, n points each) scores above the
     threshold of ``draws`` fresh-data draws against one reference of n points (a 2-mode mixture)."""
@@ -184,9 +195,11 @@ def test_energy_checks_of_a_run_fail_exact_samplers_at_most_at_the_family_level(
     assert _family_false_alarms(200, 20, 8, 1 / 21) > 0.2
 
 
-def test_the_calibrated_energy_check_fails_a_degraded_sampler():
+def test_the_energy_checks_fail_a_degraded_sampler():
     """The exact AR teacher on mixture_k4_d2 at the quick preset's sizes: integrated with 16 RK4 steps it passes
-    the calibrated check, with 4 Euler steps (modes blurred, off-manifold 0.2 %, energy distance ≈ 0.018) it fails."""
+    the calibrated check, with 4 Euler steps (modes blurred, off-manifold 0.2 %, energy distance ≈ 0.018) it fails.
+    The paired check (excess over the exact sampler on the same noise, against the headroom over the draws' median)
+    fails the blurred sampler too, and passes the exact one with excess 0."""
     config = preset_config(Preset.QUICK)
     data, n = DatasetSpec(DatasetKind.SHARED_MODE_MIXTURE, dim=2, num_modes=4).build(4), config.samples.energy
     g = torch.Generator().manual_seed(5)
@@ -197,6 +210,7 @@ def test_the_calibrated_energy_check_fails_a_degraded_sampler():
     noise = torch.randn(n, 4, 2, generator=g, dtype=torch.float64)
     exact = ARTeacher(data).sample(noise, sigma_grid(16), Method.RK4).x0
     blurred = ARTeacher(data).sample(noise, sigma_grid(4), Method.EULER).x0
-    assert level == 1 / 160 and metrics.energy_distance(exact, reference) <= top < metrics.energy_distance(
-        blurred, reference
-    )
+    exact_ed, blurred_ed = metrics.energy_distance(exact, reference), metrics.energy_distance(blurred, reference)
+    assert level == 1 / 160 and exact_ed <= top < blurred_ed
+    tolerance, _ = paired_energy_tolerance(draws, ENERGY_FAMILY_LEVEL / checks)
+    assert 0 < tolerance < blurred_ed - exact_ed

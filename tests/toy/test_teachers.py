@@ -70,6 +70,24 @@ def test_ar_sampling_is_the_ar_flow_map_on_its_own_outputs():
     torch.testing.assert_close(teacher.flow_map(eps, x).end, x, atol=1e-10, rtol=0)
 
 
+def test_exact_few_step_sampler_is_the_teacher_at_one_step_and_keeps_the_joint_law_at_four():
+    """K = 1 (σ = 1) is the AR sampler; K = 4 re-noises between exact flow-map jumps, and each jump draws the block
+    given its context, so the samples keep the data's joint moments (the Gaussian's closed-form covariance)."""
+    grid = sigma_grid(16)
+    data = ar1_gaussian(4, 1, rho=0.9)
+    teacher = ARTeacher(data)
+    g = torch.Generator().manual_seed(4)
+    eps = torch.randn(20000, 4, 1, generator=g, dtype=torch.float64)
+    one = teacher.few_step_sample(eps.float(), grid[:1].float(), grid, Method.RK4)
+    torch.testing.assert_close(one.double(), teacher.sample(eps, grid, Method.RK4).x0, atol=1e-5, rtol=0)
+    four = teacher.few_step_sample(eps.float(), grid[[0, 4, 8, 12]].float(), grid, Method.RK4, generator=g)
+    flat = data.flatten(four.double())
+    torch.testing.assert_close(flat.mean(0), data.flatten(data.mean()), atol=0.04, rtol=0)
+    torch.testing.assert_close(torch.cov(flat.T), data.covariance(), atol=0.06, rtol=0.03)
+    with pytest.raises(ValueError, match="points of the grid"):
+        teacher.few_step_sample(eps[:2].float(), torch.tensor([1.0, 0.33]), grid, Method.RK4)
+
+
 def test_bidirectional_teacher_samples_the_mixture():
     data = shared_mode_mixture(3, 2, 4)
     g = torch.Generator().manual_seed(3)
