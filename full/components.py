@@ -72,7 +72,8 @@ def load_preset(
 
 
 def _load_checkpoint_into(transformer: CausalWanTransformer3DModel, checkpoint, key: str | None, model_dir) -> None:
-    from full.convert import load_state_dict, to_diffusers_layout
+    from full.checkpoint_files import load_state_dict
+    from full.convert import to_diffusers_layout
 
     state = to_diffusers_layout(load_state_dict(checkpoint, key))
     for name, tensor in transformer.state_dict().items():  # the first misfit, named with both shapes

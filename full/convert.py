@@ -13,6 +13,8 @@ Sources:
   the original layout (their ``config.json`` has the original ``WanModel`` arguments, ``model_type`` ``t2v`` /
   ``ti2v``; an ``i2v`` / ``flf2v`` / ``s2v`` / ``animate`` model is refused in one line).
 
+The files are read by :mod:`full.checkpoint_files`; this module maps their names and builds the model.
+
 Wan2.2-TI2V-5B's DiT has exactly Wan2.1's tensor names (wider, 48 latent channels); ``--arch NAME`` checks a
 checkpoint against a registered architecture (:mod:`full.architectures`) and names the first tensor whose shape
 differs.
@@ -49,9 +51,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from cf_ref.errors import UserError
 from cf_ref.io import follow_umask, make_temp_dir
 from full.architectures import Architecture, UnsupportedArchitecture, supported_line
+from full.checkpoint_files import ConvertError, load_state_dict
 
 TOP_LEVEL: tuple[tuple[str, str], ...] = (
     ("text_embedding.0.", "condition_embedder.text_embedder.linear_1."),
@@ -90,10 +92,6 @@ REQUIRED = {
     "blocks.0.ffn.net.0.proj.weight": "the first block",
 }
 """Tensors :func:`infer_config` reads the model's sizes from, and what each is."""
-
-
-class ConvertError(UserError, ValueError):
-    """A checkpoint that cannot be converted: unreadable, another layout, or incomplete."""
 
 
 def _rename(key: str, rules: tuple[tuple[str, str], ...], reverse: bool) -> str | None:
@@ -195,87 +193,6 @@ def infer_config(state: dict[str, Tensor], head_dim: int = WAN_HEAD_DIM) -> dict
     )
 
 
-def load_state_dict(path: str | os.PathLike, key: str | None = "generator") -> dict[str, Tensor]:
-    """Read a checkpoint: a safetensors file, a diffusers transformer folder, or a ``torch.save`` dict
-    (``weights_only``); from a training checkpoint take entry ``key`` (``generator`` / ``generator_ema``)."""
-    path = Path(path)
-    if path.name.endswith(".index.json") or (path.is_dir() and any(path.glob("*.safetensors.index.json"))):
-        return load_sharded(path)
-    if path.is_dir():
-        _check_model_type(path)
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            raise FileNotFoundError(f"no *.safetensors weights in folder {path}")
-        return {k: v for f in files for k, v in _load_safetensors(f).items()}
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        return _load_safetensors(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as exc:  # torch raises several types for a truncated or foreign file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConvertError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or another format?): {first}"
-        ) from None
-    if not isinstance(obj, dict):
-        raise ConvertError(f"{path} holds a {type(obj).__name__}, expected a state dict")
-    if all(isinstance(v, Tensor) for v in obj.values()):
-        return obj
-    if key is None or key not in obj or not isinstance(obj[key], dict):
-        entries = [k for k, v in obj.items() if isinstance(v, dict)]
-        raise ConvertError(f"{path} is a training checkpoint with entries {entries}; choose one with key= / --key")
-    return obj[key]
-
-
-SUPPORTED_MODEL_TYPES = ("t2v", "ti2v")
-"""``model_type`` values of the original Wan ``config.json`` whose DiT the processors serve."""
-
-
-def _check_model_type(folder: Path) -> None:
-    """Refuse an original Wan folder whose ``config.json`` names an unsupported ``model_type`` (one line)."""
-    import json
-
-    config = folder / "config.json"
-    if not config.is_file():
-        return
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (ValueError, AttributeError):
-        return  # not our business: the tensors decide
-    if model_type is not None and model_type not in SUPPORTED_MODEL_TYPES:
-        raise UnsupportedArchitecture(
-            f"{config} is a Wan {model_type!r} model; the causal processors serve model types "
-            f"{', '.join(SUPPORTED_MODEL_TYPES)} ({supported_line()})"
-        )
-
-
-def load_sharded(path: str | os.PathLike) -> dict[str, Tensor]:
-    """A sharded safetensors checkpoint: ``path`` is its ``*.safetensors.index.json`` or the folder holding it
-    (exactly one). Every shard the index names must exist and hold the tensors the index gives it."""
-    import json
-
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    indexes = sorted(folder.glob("*.safetensors.index.json")) if path.is_dir() else [path]
-    if len(indexes) != 1 or not indexes[0].is_file():
-        raise ConvertError(f"{path}: expected one *.safetensors.index.json, found {[p.name for p in indexes]}")
-    _check_model_type(folder)
-    try:
-        weight_map = json.loads(indexes[0].read_text(encoding="utf-8"))["weight_map"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConvertError(f"{indexes[0]} is not a safetensors index (no weight_map): {exc}") from None
-    shards = sorted(set(weight_map.values()))
-    missing = [s for s in shards if not (folder / s).is_file()]
-    if missing:
-        raise ConvertError(f"{indexes[0].name} names {len(shards)} shards; missing in {folder}: {missing[:3]}")
-    state = {k: v for s in shards for k, v in _load_safetensors(folder / s).items()}
-    absent = sorted(set(weight_map) - set(state))
-    if absent:
-        raise ConvertError(f"the shards lack {len(absent)} tensors the index lists, e.g. {absent[:3]}")
-    return state
-
-
 def check_architecture(state: dict[str, Tensor], arch: Architecture) -> None:
     """Check a diffusers-layout ``state`` against architecture ``arch``: the first tensor (in the model's order)
     that is missing or has another shape is named with both shapes, as is a tensor the architecture lacks."""
@@ -294,15 +211,6 @@ def check_architecture(state: dict[str, Tensor], arch: Architecture) -> None:
     extra = sorted(set(state) - set(expected))
     if extra:
         raise ConvertError(f"the checkpoint has {len(extra)} tensors {arch.name} lacks, e.g. {extra[0]}")
-
-
-def _load_safetensors(path: Path) -> dict[str, Tensor]:
-    from full.model_files import check_safetensors
-
-    check_safetensors(path)
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
 
 
 def build_model(state: dict[str, Tensor], head_dim: int = WAN_HEAD_DIM, arch: Architecture | None = None):

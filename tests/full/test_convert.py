@@ -11,14 +11,13 @@ from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffu
 from cf_ref.cli import main
 from cf_ref.masks import AttentionMode
 from full.architectures import ARCHITECTURES, UnsupportedArchitecture
+from full.checkpoint_files import ConvertError, load_state_dict
 from full.convert import (
-    ConvertError,
     check_architecture,
     convert_checkpoint,
     detect_layout,
     diffusers_to_original,
     infer_config,
-    load_state_dict,
     original_to_diffusers,
     strip_wrappers,
 )
