@@ -47,10 +47,14 @@ STUDENT_NAME = {"bidirectional": "bidirectional-ODE", "ar": "causal-ODE"}
 def save_figure(fig: plt.Figure, out_dir: Path, stem: str, dpi: int, tight: bool = True) -> list[Path]:
     """Write ``fig`` atomically as ``out_dir/stem.png`` and ``.pdf`` (cropped to its content if ``tight``), close it."""
     paths = []
+    box = None
+    if tight:  # the content's box, measured once for both formats (savefig's "tight" would draw twice per format)
+        fig.set_dpi(dpi)
+        box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)  # savefig's default pad_inches
     for fmt in FORMATS:
         path = out_dir / f"{stem}.{fmt}"
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight" if tight else None)
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches=box)
         paths.append(path)
     plt.close(fig)
     return paths
