@@ -65,3 +65,14 @@ def test_causal_students_beat_bidirectional_ones_on_the_mixture(mixture):
         causal, bidir = exp["students"][f"causal-ode{steps}"], exp["students"][f"bidirectional-ode{steps}"]
         assert causal["energy_distance"] < bidir["energy_distance"]
         assert causal["off_manifold_fraction"] < 0.5 * bidir["off_manifold_fraction"]
+
+
+def test_paired_energy_of_a_one_step_student_is_its_unpaired_set_beside_the_ar_teacher(mixture):
+    """A 1-step causal student has no re-noising: its paired samples are the unpaired set's first rows, and its
+    exact partner is the AR teacher on the same noise rows (the K-step exact sampler's law: tests/toy/test_teachers)."""
+    exp = mixture[1]
+    one = exp["students"]["causal-ode-1step"]
+    assert "paired_energy" not in exp["students"]["bidirectional-ode"]
+    assert one["paired_energy"]["student"] == pytest.approx(one["energy_distance"], abs=1e-6)
+    assert one["paired_energy"]["exact"] == pytest.approx(exp["teachers"]["ar"]["energy_distance"], abs=1e-5)
+    assert set(exp["students"]["causal-ode"]["paired_energy"]) == {"student", "exact"}
