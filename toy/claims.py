@@ -46,6 +46,7 @@ Sampling noise:
 from __future__ import annotations
 
 import math
+import statistics
 
 CAUSAL_INJECTIVITY_MAX = 1e-3
 BIDIRECTIONAL_INJECTIVITY_MIN = 0.05
@@ -184,10 +185,7 @@ def paired_energy_tolerance(draws: list[float], level: float) -> tuple[float, fl
     """``(tolerance, reached level)``: the calibrated check's headroom over a typical exact draw, the r-th smallest
     of the ``draws`` (:func:`energy_threshold` at ``level``) minus their median (module doc)."""
     top, reached = energy_threshold(draws, level)
-    ordered = sorted(draws)
-    mid = len(ordered) // 2
-    median = ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
-    return top - median, reached
+    return top - statistics.median(draws), reached
 
 
 def _energy_claim(name: str, exp: dict, key: str, student: dict, checks: int) -> dict:

@@ -84,6 +84,12 @@ class _ARCache(list):
     """Committed clean blocks ``[B, b, d]`` of an AR rollout (the toy's KV cache)."""
 
 
+def _committed(cache: Sequence[Tensor], like: Tensor) -> Tensor:
+    """The committed frames ``[B, j·b, d]`` of a rollout's cache (``[B, 0, d]`` before the first commit; ``like``:
+    a block of the rollout)."""
+    return torch.cat(list(cache), dim=1) if cache else like.new_zeros(like.shape[0], 0, like.shape[2])
+
+
 @dataclass(frozen=True)
 class ARTeacher:
     """The exact autoregressive flow of ``data`` with blocks of ``block_size`` frames."""
@@ -202,8 +208,7 @@ class _ExactBlockwise:
     teacher: ARTeacher
 
     def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: _ARCache) -> Tensor:
-        ctx = torch.cat(list(cache), dim=1) if cache else x.new_zeros(x.shape[0], 0, x.shape[2])
-        mix = self.teacher.block_mixture(block, ctx)
+        mix = self.teacher.block_mixture(block, _committed(cache, x))
         s = sigma.flatten()[0] if bool((sigma == sigma.flatten()[0]).all()) else sigma[:, None]
         return self.teacher.block_velocity(mix, x[:, None], s)[:, 0]
 
@@ -223,8 +228,7 @@ class _ExactFlowMapBlockwise(_ExactBlockwise):
 
     def velocity(self, x: Tensor, sigma: Tensor, block: int, cache: _ARCache) -> Tensor:
         s = float(sigma.flatten()[0])
-        ctx = torch.cat(list(cache), dim=1) if cache else x.new_zeros(x.shape[0], 0, x.shape[2])
-        mix = self.teacher.block_mixture(block, ctx.double())
+        mix = self.teacher.block_mixture(block, _committed(cache, x).double())
 
         def field(xb: Tensor, sg: Tensor) -> Tensor:
             return self.teacher.block_velocity(mix, xb, sg)
